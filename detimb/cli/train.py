@@ -1,0 +1,67 @@
+"""``tools/train.py``: train a detector from a config, evaluate it, write a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from detimb.config import load_config
+from detimb.engine import distributed
+from detimb.errors import DetimbError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Train a detimb detector.")
+    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--work-dir", help="run folder (default: work_dir from the config, else work_dirs/<config name>)")
+    p.add_argument("--resume", nargs="?", const="auto", help="continue from a checkpoint (default: <work-dir>/last.pth)")
+    p.add_argument("--load-from", help="initialise the model from a checkpoint's weights, starting at iteration 0")
+    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    p.add_argument("--seed", type=int, help="overrides train.seed")
+    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
+    p.add_argument("--max-iters", type=int, help="overrides train.schedule.max_iters")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config keys, e.g. model.roi_head.sampler.num=256 data.batch_size=4")
+    return p.parse_args(argv)
+
+
+def resolve(args: argparse.Namespace) -> tuple:
+    overrides = list(args.cfg_options)
+    if args.amp:
+        overrides.append("train.amp=true")
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    if args.deterministic:
+        overrides.append("train.deterministic=true")
+    if args.max_iters is not None:
+        overrides.append(f"train.schedule.max_iters={args.max_iters}")
+    cfg = load_config(args.config, overrides)
+    work_dir = Path(args.work_dir or cfg.work_dir or Path("work_dirs") / Path(args.config).stem)
+    resume = None
+    if args.resume:
+        resume = work_dir / "last.pth" if args.resume == "auto" else Path(args.resume)
+        if not resume.is_file():
+            raise DetimbError(f"--resume: no checkpoint at {resume}")
+    return cfg, work_dir, resume
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg, work_dir, resume = resolve(args)
+        from detimb.engine.trainer import Trainer
+
+        trainer = Trainer(cfg, work_dir, resume=resume, load_from=args.load_from, progress=not args.no_progress)
+        trainer.train()
+    except DetimbError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""YAML configs with ``_base_`` inheritance, dotted overrides and schema validation."""
+
+from detimb.config.loader import config_to_yaml, load_config, parse_overrides, save_config, to_dict
+from detimb.config.schema import Config
+
+__all__ = ["Config", "config_to_yaml", "load_config", "parse_overrides", "save_config", "to_dict"]

@@ -1,0 +1,157 @@
+"""Load YAML configs with ``_base_`` inheritance and dotted overrides, validated by the schema.
+
+Layers merge in order: every ``_base_`` file (recursively, in list order), then the file
+itself, then command-line overrides. Each layer is merged into the schema on its own, so
+an unknown key or a wrong type is reported against the file (or override) that wrote it.
+A module slot (a mapping with a ``type``) whose ``type`` changes is replaced whole, not
+merged: switching ``sampler: {type: random, num: 512}`` to ``{type: focal}`` must not
+carry ``num`` over.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from detimb.config.schema import Config
+from detimb.errors import ConfigError
+from detimb.registry import closest
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError as err:
+        raise ConfigError(f"config file not found: {path}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """(source name, content) for the file and its bases, bases first."""
+    path = path.resolve()
+    if path in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path))
+        raise ConfigError(f"circular _base_ inheritance: {chain}")
+    data = _read_yaml(path)
+    bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list):
+        raise ConfigError(f"{path}: _base_ must be a file name or a list of file names")
+    layers: list[tuple[str, dict[str, Any]]] = []
+    for base in bases:
+        layers += _layers((path.parent / base), (*seen, path))
+    layers.append((str(path), data))
+    return layers
+
+
+def _clear_changed_slots(cfg: DictConfig, data: dict[str, Any]) -> None:
+    """Empty each slot (an untyped mapping with a ``type``) whose ``type`` ``data`` changes."""
+    for key, value in data.items():
+        if not isinstance(value, dict) or key not in cfg:
+            continue
+        old = cfg._get_node(key)
+        if not isinstance(old, DictConfig) or old._is_none():
+            continue
+        if OmegaConf.get_type(old) is dict and "type" in value and value["type"] != old.get("type", value["type"]):
+            cfg[key] = {}
+        else:
+            _clear_changed_slots(old, value)
+
+
+def _merge_layer(cfg: DictConfig, source: str, data: dict[str, Any]) -> DictConfig:
+    _clear_changed_slots(cfg, data)
+    try:
+        return OmegaConf.merge(cfg, _plain(data))
+    except ConfigKeyError as err:
+        raise ConfigError(_unknown_key_message(cfg, source, err)) from err
+    except ValidationError as err:
+        key = err.full_key or "(top level)"
+        raise ConfigError(f"{source}: wrong type for '{key}': {str(err.msg).splitlines()[0]}") from err
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{source}: {err}") from err
+
+
+def _plain(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_plain(v) for v in data]
+    return data
+
+
+def _unknown_key_message(cfg: DictConfig, source: str, err: ConfigKeyError) -> str:
+    full_key = str(err.full_key or err.key)
+    parent_path, _, leaf = full_key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_path) if parent_path else cfg
+    valid = list(parent.keys()) if isinstance(parent, DictConfig) else []
+    return (
+        f"{source}: unknown key '{full_key}'{closest(leaf, [str(k) for k in valid])}; "
+        f"valid keys here: {', '.join(str(k) for k in valid)}"
+    )
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
+    """``["a.b=3", "x.y=[1,2]"]`` -> nested dict; values are parsed as YAML."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--cfg-options: '{item}' is not of the form key.path=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--cfg-options: cannot parse the value of '{key}': {err}") from err
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--cfg-options: '{key}' sets a key inside a value set by another option")
+        node[parts[-1]] = value
+    return nested
+
+
+def load_config(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> DictConfig:
+    """Load, merge and validate a config; returns a read-only DictConfig of the schema."""
+    cfg = OmegaConf.structured(Config)
+    for source, data in _layers(Path(path)):
+        cfg = _merge_layer(cfg, source, data)
+    override_data = parse_overrides(overrides)
+    if override_data:
+        cfg = _merge_layer(cfg, "--cfg-options", override_data)
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{path}: these keys must be set: {', '.join(missing)}")
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def config_to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def save_config(cfg: DictConfig, path: str | os.PathLike[str]) -> None:
+    """Write the resolved config atomically; ``load_config`` on it rebuilds the same run."""
+    from detimb.utils import atomic_write_text
+
+    atomic_write_text(path, config_to_yaml(cfg))
+
+
+def to_dict(node: Any) -> Any:
+    """A plain-Python copy of a config node (for ``Registry.build``)."""
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True)
+    return node

@@ -1,0 +1,178 @@
+"""The config schema: every key a detimb config may hold, with its type and default.
+
+Module slots (``model.backbone``, ``model.neck``, ``model.rpn.sampler``, ...) are
+mappings with a ``type`` and that type's arguments; their arguments are checked
+against the registered class's constructor when the model is built.
+Defaults reproduce torchvision's Faster R-CNN / RetinaNet / Mask R-CNN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+
+def _slot(**kw: Any) -> Any:
+    return field(default_factory=lambda: dict(kw))
+
+
+@dataclass
+class TransformConfig:
+    """torchvision's GeneralizedRCNNTransform, made explicit: set ``resize: false`` to feed
+    images at their own size (they are still normalised and padded to ``size_divisible``)."""
+
+    resize: bool = True
+    min_size: int = 800
+    max_size: int = 1333
+    image_mean: List[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    image_std: List[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    size_divisible: int = 32
+
+
+@dataclass
+class AnchorConfig:
+    """One tuple of sizes per feature level the neck outputs (torchvision's AnchorGenerator)."""
+
+    sizes: List[List[int]] = field(default_factory=lambda: [[32], [64], [128], [256], [512]])
+    aspect_ratios: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+
+
+@dataclass
+class RPNConfig:
+    fg_iou_thresh: float = 0.7
+    bg_iou_thresh: float = 0.3
+    pre_nms_top_n_train: int = 2000
+    pre_nms_top_n_test: int = 1000
+    post_nms_top_n_train: int = 2000
+    post_nms_top_n_test: int = 1000
+    nms_thresh: float = 0.7
+    score_thresh: float = 0.0
+    sampler: Dict[str, Any] = _slot(type="random", num=256, pos_fraction=0.5)
+    loss_cls: Dict[str, Any] = _slot(type="binary_cross_entropy")
+    loss_bbox: Dict[str, Any] = _slot(type="smooth_l1", beta=1.0 / 9.0)
+
+
+@dataclass
+class RoIHeadConfig:
+    fg_iou_thresh: float = 0.5
+    bg_iou_thresh: float = 0.5
+    sampler: Dict[str, Any] = _slot(type="random", num=512, pos_fraction=0.25)
+    loss_cls: Dict[str, Any] = _slot(type="cross_entropy")
+    loss_bbox: Dict[str, Any] = _slot(type="smooth_l1", beta=1.0 / 9.0)
+    balancer: Optional[Dict[str, Any]] = None
+    bbox_reg_weights: List[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
+    roi_output_size: int = 7
+    sampling_ratio: int = 2
+    representation_size: int = 1024
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_img: int = 100
+    mask_roi_output_size: int = 14
+    mask_layers: List[int] = field(default_factory=lambda: [256, 256, 256, 256])
+
+
+@dataclass
+class RetinaHeadConfig:
+    fg_iou_thresh: float = 0.5
+    bg_iou_thresh: float = 0.4
+    prior_probability: float = 0.01
+    topk_candidates: int = 1000
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_img: int = 300
+    loss_cls: Dict[str, Any] = _slot(type="sigmoid_focal", alpha=0.25, gamma=2.0)
+    loss_bbox: Dict[str, Any] = _slot(type="l1")
+
+
+@dataclass
+class ModelConfig:
+    """``type``: faster_rcnn | retinanet | mask_rcnn. ``weights``: a local detector checkpoint."""
+
+    type: str = "faster_rcnn"
+    backbone: Dict[str, Any] = _slot(type="resnet50")
+    neck: Dict[str, Any] = _slot(type="fpn", out_channels=256, extra_blocks="maxpool")
+    transform: TransformConfig = field(default_factory=TransformConfig)
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
+    rpn: RPNConfig = field(default_factory=RPNConfig)
+    roi_head: RoIHeadConfig = field(default_factory=RoIHeadConfig)
+    retina_head: RetinaHeadConfig = field(default_factory=RetinaHeadConfig)
+    weights: Optional[str] = None
+
+
+@dataclass
+class SplitConfig:
+    """One COCO split. ``out_of_bounds``: clip (and count) or error for boxes outside the image.
+    ``transforms``: albumentations ops, e.g. ``[{type: HorizontalFlip, p: 0.5}]``."""
+
+    ann_file: str = MISSING
+    img_dir: str = MISSING
+    keep_empty: bool = True
+    out_of_bounds: str = "clip"
+    transforms: List[Dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class DataConfig:
+    train: SplitConfig = field(default_factory=SplitConfig)
+    val: SplitConfig = field(default_factory=SplitConfig)
+    batch_size: int = 2
+    val_batch_size: int = 2
+    num_workers: int = 0
+
+
+@dataclass
+class OptimizerConfig:
+    """``type``: sgd | adamw."""
+
+    type: str = "sgd"
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class ScheduleConfig:
+    """Linear warmup, then ``policy`` step (x gamma at each of ``steps``) or cosine to ``min_lr_factor``."""
+
+    max_iters: int = 1000
+    warmup_iters: int = 100
+    warmup_factor: float = 0.001
+    policy: str = "step"
+    steps: List[int] = field(default_factory=list)
+    gamma: float = 0.1
+    min_lr_factor: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    grad_clip: Optional[float] = None
+    amp: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    log_interval: int = 20
+    eval_interval: int = 500
+    checkpoint_interval: int = 500
+    best_metric: str = "bbox_mAP"
+
+
+@dataclass
+class EvaluationConfig:
+    """``frequency_thresholds`` [a, b]: a class in at most a training images is rare, at most b
+    common, else frequent (LVIS uses 10 and 100)."""
+
+    frequency_thresholds: List[int] = field(default_factory=lambda: [10, 100])
+    max_dets: int = 100
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    work_dir: Optional[str] = None

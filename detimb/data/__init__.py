@@ -1,0 +1,1 @@
+"""COCO datasets, transforms, image samplers and dataset tools (no model code here)."""

@@ -1,0 +1,153 @@
+"""COCO-format detection dataset yielding torchvision detection targets."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from torch.utils.data import Dataset
+
+from detimb.data.coco_validate import CocoRecords, validate_coco
+from detimb.data.label_map import LabelMap
+from detimb.data.transforms import apply_albumentations, build_albumentations
+from detimb.errors import DatasetError
+
+
+def coco_api(data: dict[str, Any]) -> COCO:
+    """A pycocotools COCO index over an in-memory dict, without its console chatter."""
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def polygons_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """A (H, W) uint8 mask from COCO polygons, uncompressed RLE or compressed RLE."""
+    if isinstance(segmentation, list):
+        rles = mask_utils.frPyObjects(segmentation, height, width)
+        rle = mask_utils.merge(rles)
+    elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        rle = segmentation
+    return mask_utils.decode(rle).astype(np.uint8)
+
+
+class CocoDetection(Dataset):
+    """A COCO split as ``(image, target)`` pairs for torchvision's detectors.
+
+    ``image``: float32 tensor (3, H, W) in [0, 1], RGB. ``target``: ``boxes`` (N, 4) float32
+    xyxy pixels, ``labels`` (N,) int64 in 1..K (``label_map`` gives the COCO ids),
+    ``image_id`` int64, ``area`` (N,), ``iscrowd`` (N,), and ``masks`` (N, H, W) uint8 when
+    ``with_masks``. Crowd annotations are left out of training targets (as torchvision's
+    references do) and kept for evaluation, which reads the original file.
+
+    Args:
+        ann_file, img_dir: the COCO json and the folder its ``file_name`` s are relative to.
+        transforms: albumentations op specs (see ``detimb.data.transforms``).
+        keep_empty: keep images without annotations (default True).
+        out_of_bounds: 'clip' boxes to their image and count them (default) or 'error'.
+        with_masks: decode polygons/RLE into masks (Mask R-CNN).
+        label_map: the training set's map; pass it for a val split so labels agree.
+        seed: base seed of the augmentation; ``set_epoch`` varies it per epoch.
+    """
+
+    def __init__(
+        self,
+        ann_file: str | Path,
+        img_dir: str | Path,
+        transforms: list[dict[str, Any]] | None = None,
+        keep_empty: bool = True,
+        out_of_bounds: str = "clip",
+        with_masks: bool = False,
+        label_map: LabelMap | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.records: CocoRecords = validate_coco(ann_file, img_dir, out_of_bounds)
+        for message in self.records.warnings:
+            warnings.warn(message, stacklevel=2)
+        self.img_dir = Path(img_dir)
+        self.label_map = label_map or LabelMap.from_categories(self.records.categories)
+        own = {c["id"] for c in self.records.categories}
+        if not own <= set(self.label_map.coco_ids):
+            extra = sorted(own - set(self.label_map.coco_ids))
+            raise DatasetError(f"{ann_file}: category ids {extra} are not in the training set's categories."
+                               " Fix: use the same categories in every split")
+        self.with_masks = with_masks
+        self.pipeline = build_albumentations(list(transforms or []))
+        self.seed = seed
+        self.epoch = 0
+        self.images = [img for img in self.records.images
+                       if keep_empty or self._training_annotations(img["id"])]
+        self._coco: COCO | None = None
+
+    @property
+    def coco(self) -> COCO:
+        """The split's ground truth, as written in its file, for pycocotools evaluation."""
+        if self._coco is None:
+            self._coco = coco_api(self.records.data)
+        return self._coco
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _training_annotations(self, image_id: int) -> list[dict[str, Any]]:
+        return [a for a in self.records.annotations_by_image[image_id] if not a.get("iscrowd", 0)]
+
+    def load_image(self, info: dict[str, Any]) -> np.ndarray:
+        path = self.img_dir / info["file_name"]
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DatasetError(f"{self.records.path}: image id {info['id']} file {path} is missing or cannot be"
+                               " decoded. Fix: restore the file or remove its record")
+        if image.shape[:2] != (info["height"], info["width"]):
+            raise DatasetError(f"{self.records.path}: image id {info['id']} file {path} is"
+                               f" {image.shape[1]}x{image.shape[0]} but the record says"
+                               f" {info['width']}x{info['height']}. Fix: correct width/height in the record")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        info = self.images[index]
+        image = self.load_image(info)
+        anns = self._training_annotations(info["id"])
+        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                          for a in anns], dtype=np.float32).reshape(-1, 4)
+        labels = np.array([self.label_map.label(a["category_id"]) for a in anns], dtype=np.int64)
+        areas = np.array([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns], dtype=np.float32)
+        masks = None
+        if self.with_masks:
+            masks = [polygons_to_mask(a["segmentation"], info["height"], info["width"]) for a in anns]
+        if self.pipeline is not None:
+            seed = (self.seed * 1_000_003 + self.epoch * 10_007 + index) % (2**32)
+            image, boxes, kept, masks = apply_albumentations(self.pipeline, image, boxes, masks, seed)
+            labels, areas = labels[kept], areas[kept]
+        target = {
+            "boxes": torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)).reshape(-1, 4),
+            "labels": torch.from_numpy(labels),
+            "image_id": torch.tensor(info["id"], dtype=torch.int64),
+            "area": torch.from_numpy(areas),
+            "iscrowd": torch.zeros(len(labels), dtype=torch.int64),
+        }
+        if masks is not None:
+            h, w = image.shape[:2]
+            target["masks"] = torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, h, w), dtype=torch.uint8)
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+        return tensor, target
+
+
+def collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[list, list]:
+    """Detection batches are lists: images differ in size and box count."""
+    images, targets = zip(*batch) if batch else ((), ())
+    return list(images), list(targets)

@@ -1,0 +1,1 @@
+"""Training loop, evaluation, inference, checkpoints and distributed setup."""

@@ -1,0 +1,264 @@
+"""The training loop: iteration-based, resumable, distributed, evaluated at intervals.
+
+A run folder holds ``config.yaml`` (the resolved config; training from it repeats the
+run), ``metrics.jsonl``, ``tensorboard/``, ``last.pth`` and ``best.pth``, and the final
+evaluation (``eval.json``, ``per_class_ap.csv``, ``per_class_ap.png``, ``results_*.json``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from detimb.config import config_to_yaml, save_config
+from detimb.data.label_map import LabelMap
+from detimb.data.loader import build_datasets, build_loader, iters_per_epoch
+from detimb.engine import distributed
+from detimb.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from detimb.engine.coco_eval import class_frequencies, evaluate_coco, format_table, write_reports
+from detimb.engine.inference import predict
+from detimb.engine.metrics_log import MetricsLog
+from detimb.engine.optim import build_optimizer, build_scheduler
+from detimb.errors import ConfigError, TrainingError
+from detimb.models.builder import build_detector, uses_masks
+from detimb.utils import atomic_write_json
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def check_finite(losses: dict[str, torch.Tensor], iteration: int) -> None:
+    for name, value in losses.items():
+        if not torch.isfinite(value).all():
+            raise TrainingError(
+                f"iteration {iteration}: loss term '{name}' is {value.item()}. Fix: lower train.optimizer.lr,"
+                " set train.grad_clip, lengthen train.schedule.warmup_iters, or check the data for broken boxes"
+            )
+
+
+class Trainer:
+    """Builds data, model, optimizer and schedule from ``cfg`` and trains for
+    ``cfg.train.schedule.max_iters`` iterations.
+
+    Args:
+        cfg: a resolved config (``detimb.config.load_config``).
+        work_dir: the run folder.
+        resume: a checkpoint to continue from (model, optimizer, scheduler, scaler,
+            iteration, random states), or None.
+        load_from: a checkpoint whose model weights initialise training from iteration 0.
+        progress: show a tqdm bar on rank 0.
+    """
+
+    def __init__(self, cfg: DictConfig, work_dir: str | Path, resume: str | Path | None = None,
+                 load_from: str | Path | None = None, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.work_dir = Path(work_dir)
+        self.progress = progress
+        self.rank, self.world, self.device = distributed.init_distributed()
+        tcfg = cfg.train
+        self.amp = bool(tcfg.amp) and self.device.type == "cuda"
+        if tcfg.amp and not self.amp:
+            warnings.warn("train.amp needs a CUDA device; training in float32 on the CPU", stacklevel=2)
+        seed_everything(tcfg.seed, tcfg.deterministic)
+
+        self.with_masks = uses_masks(cfg.model)
+        self.train_set, self.val_set = build_datasets(cfg.data, self.with_masks, tcfg.seed)
+        self.label_map: LabelMap = self.train_set.label_map
+        self.train_freq = class_frequencies(self.train_set.records.data)
+        self.train_loader = build_loader(self.train_set, cfg.data.batch_size, cfg.data.num_workers, self.rank,
+                                         self.world, shuffle=True, seed=tcfg.seed)
+        self.val_loader = build_loader(self.val_set, cfg.data.val_batch_size, cfg.data.num_workers, self.rank,
+                                       self.world, shuffle=False, seed=tcfg.seed)
+
+        self.model: nn.Module = build_detector(cfg.model, self.label_map).to(self.device)
+        if load_from:
+            self.model.load_state_dict(load_checkpoint(load_from)["model"])
+        self.optimizer = build_optimizer(tcfg.optimizer, self.model)
+        self.scheduler = build_scheduler(tcfg.schedule, self.optimizer)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.iteration = 0
+        self.best: float | None = None
+        if resume:
+            self._restore(load_checkpoint(resume))
+        else:
+            # Same initial weights on every rank, different sampling draws per rank.
+            seed_everything(tcfg.seed + self.rank, tcfg.deterministic)
+        self.ddp_model: nn.Module = self.model
+        if self.world > 1:
+            self.ddp_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self.with_masks)
+
+    # -- state -------------------------------------------------------------------------------
+    def _restore(self, state: dict[str, Any]) -> None:
+        saved_map = LabelMap.from_dict(state["label_map"])
+        if saved_map != self.label_map:
+            raise ConfigError(f"the checkpoint was trained on classes {saved_map.names}, but the config's training"
+                              f" set has {self.label_map.names}. Fix: resume with the same data, or use --load-from")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.iteration = int(state["iteration"])
+        self.best = state.get("best")
+        rngs = state["rng"]
+        set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iteration": self.iteration,
+            "best": self.best,
+            "rng": distributed.all_gather_objects(rng_state()),
+            "config": config_to_yaml(self.cfg),
+            "label_map": self.label_map.to_dict(),
+        }
+
+    def save(self, name: str) -> None:
+        distributed.broadcast_buffers(self.model)
+        state = self.checkpoint_state()  # every rank joins the RNG gather
+        if distributed.is_main():
+            save_checkpoint(self.work_dir / name, state)
+
+    # -- loop --------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        tcfg = self.cfg.train
+        max_iters = tcfg.schedule.max_iters
+        if distributed.is_main():
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.work_dir / "config.yaml")
+        log = MetricsLog(self.work_dir, self.iteration) if distributed.is_main() else None
+        per_epoch = iters_per_epoch(self.train_loader)
+        bar = tqdm(total=max_iters, initial=self.iteration, desc="train", dynamic_ncols=True, mininterval=1.0,
+                   disable=not (self.progress and distributed.is_main()))
+        self.ddp_model.train()
+        tic = time.perf_counter()
+        while self.iteration < max_iters:
+            epoch, offset = divmod(self.iteration, per_epoch)
+            self.train_loader.sampler.set_epoch(epoch)
+            self.train_loader.sampler.set_start(offset * self.train_loader.batch_size)
+            self.train_set.set_epoch(epoch)
+            for images, targets in self.train_loader:
+                losses = self.step(images, targets)
+                self.iteration += 1
+                bar.update(1)
+                if self.iteration % tcfg.log_interval == 0 or self.iteration == max_iters:
+                    row = self._log_row(losses, time.perf_counter() - tic)
+                    tic = time.perf_counter()
+                    if log is not None:
+                        log.write(row)
+                        bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}")
+                final = self.iteration == max_iters
+                if not final and self.iteration % tcfg.eval_interval == 0:
+                    self.evaluate(self.work_dir / "eval" / f"iter_{self.iteration:07d}", log)
+                if not final and self.iteration % tcfg.checkpoint_interval == 0:
+                    self.save("last.pth")
+                if self.iteration >= max_iters:
+                    break
+        bar.close()
+        reports = self.evaluate(self.work_dir, log, final=True)
+        self.save("last.pth")
+        if log is not None:
+            log.close()
+        return reports
+
+    def step(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+        images = [im.to(self.device, non_blocking=True) for im in images]
+        targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
+        with torch.autocast(self.device.type, enabled=self.amp):
+            losses = self.ddp_model(images, targets)
+        check_finite(losses, self.iteration + 1)
+        loss = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.train.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def _log_row(self, losses: dict[str, float], elapsed: float) -> dict[str, Any]:
+        if self.world > 1:
+            gathered = distributed.all_gather_objects(losses)
+            losses = {k: float(np.mean([g[k] for g in gathered])) for k in losses}
+        row: dict[str, Any] = {"iter": self.iteration, "lr": self.optimizer.param_groups[0]["lr"],
+                               "loss": sum(losses.values()), **losses,
+                               "sec_per_iter": elapsed / max(1, self.cfg.train.log_interval)}
+        if self.device.type == "cuda":
+            row["max_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        return row
+
+    # -- evaluation --------------------------------------------------------------------------
+    def evaluate(self, out_dir: Path, log: MetricsLog | None = None, final: bool = False) -> dict[str, Any]:
+        distributed.broadcast_buffers(self.model)
+        results = predict(self.model, self.val_loader, self.device, self.label_map, self.amp, self.progress)
+        reports: dict[str, Any] = {}
+        improved = False
+        if distributed.is_main():
+            reports = evaluate_and_write(self.val_set.coco, results, self.label_map, self.train_freq,
+                                         self.cfg.evaluation, out_dir, self.with_masks)
+            metric = select_metric(reports, self.cfg.train.best_metric)
+            row = {"iter": self.iteration, **flat_metrics(reports)}
+            if log is not None:
+                log.write(row, prefix="val")
+            improved = metric is not None and (self.best is None or metric > self.best)
+            if improved:
+                self.best = metric
+            if final:
+                print("\n" + "\n\n".join(format_table(r) for r in reports.values()))
+                print(f"\nrun folder: {self.work_dir}")
+        improved = distributed.broadcast_object(improved if distributed.is_main() else None)
+        self.best = distributed.broadcast_object(self.best)
+        if improved:
+            self.save("best.pth")
+        return reports
+
+
+def evaluate_and_write(coco_gt: Any, results: dict[str, list], label_map: LabelMap,
+                       train_freq: dict[int, dict[str, int]] | None, ecfg: DictConfig, out_dir: Path,
+                       with_masks: bool) -> dict[str, Any]:
+    """Evaluate bbox (and segm) results, and write the results JSON and reports to ``out_dir``."""
+    reports = {}
+    for iou_type in ("bbox", "segm") if with_masks else ("bbox",):
+        atomic_write_json(out_dir / f"results_{iou_type}.json", results[iou_type])
+        reports[iou_type] = evaluate_coco(coco_gt, results[iou_type], iou_type, label_map, train_freq,
+                                          tuple(ecfg.frequency_thresholds), ecfg.max_dets)
+    write_reports(out_dir, reports)
+    return reports
+
+
+def flat_metrics(reports: dict[str, Any]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for iou_type, r in reports.items():
+        out.update({f"{iou_type}_{k}": v for k, v in r["stats"].items()})
+        out[f"{iou_type}_mAP_macro"] = r["mAP_macro"]
+        out.update({f"{iou_type}_{k}": v for k, v in r["groups"].items()})
+    return out
+
+
+def select_metric(reports: dict[str, Any], name: str) -> float | None:
+    flat = flat_metrics(reports)
+    if name not in flat:
+        raise ConfigError(f"train.best_metric '{name}' is not an evaluation metric; choose from {sorted(flat)}")
+    return flat[name]

@@ -1,0 +1,166 @@
+"""Backbones: ``forward(images (B, 3, H, W)) -> OrderedDict[str, Tensor]`` of increasing stride.
+
+Each backbone exposes ``out_channels_list`` (one entry per returned level), measured by a
+forward pass at construction rather than written as constants, so any neck fits any
+backbone. No weights are downloaded: ``weights`` is a local file or None.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from functools import partial
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torchvision import models
+from torchvision.models.feature_extraction import create_feature_extractor
+from torchvision.ops import FrozenBatchNorm2d
+
+from detimb.registry import Registry
+
+BACKBONES = Registry("backbone")
+
+NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "bn": nn.BatchNorm2d,
+    "frozen_bn": FrozenBatchNorm2d,
+    "gn": partial(nn.GroupNorm, 16),
+    "none": lambda channels: nn.Identity(),
+}
+
+
+def _norm(name: str) -> Callable[[int], nn.Module]:
+    if name not in NORMS:
+        raise ValueError(f"norm must be one of {sorted(NORMS)}, got {name!r}")
+    return NORMS[name]
+
+
+def _load_local_weights(module: nn.Module, path: str | None) -> None:
+    """Load a local state dict (or a detimb checkpoint's ``model``), ignoring a classifier head."""
+    if path is None:
+        return
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("model", state)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    unexpected = [k for k in unexpected if not k.startswith(("fc.", "classifier."))]
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit the backbone (missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+@torch.no_grad()
+def probe_channels(body: nn.Module, size: int = 64) -> list[int]:
+    """Channels of each level ``body`` returns, from one forward pass in eval mode."""
+    was_training = body.training
+    body.eval()
+    out = body(torch.zeros(1, 3, size, size))
+    body.train(was_training)
+    return [v.shape[1] for v in out.values()]
+
+
+class FeatureBackbone(nn.Module):
+    """Wraps a feature extractor; records each level's channels."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.out_channels_list = probe_channels(body)
+
+    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        return OrderedDict(self.body(x))
+
+
+class SmallCNN(nn.Module):
+    """A from-scratch CNN that trains usefully on a CPU: a stride-2 stem, then one block per
+    level (stride 4, 8, 16, 32), each a stride-2 conv and a conv (norm + ReLU)."""
+
+    def __init__(self, channels: tuple[int, ...] = (32, 64, 128, 256), stem_channels: int = 32,
+                 norm: str = "bn") -> None:
+        super().__init__()
+        norm_layer = _norm(norm)
+
+        def conv(cin: int, cout: int, stride: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), norm_layer(cout), nn.ReLU(inplace=True)]
+
+        self.stem = nn.Sequential(*conv(3, stem_channels, 2))
+        self.stages = nn.ModuleList()
+        cin = stem_channels
+        for cout in channels:
+            self.stages.append(nn.Sequential(*conv(cin, cout, 2), *conv(cout, cout, 1)))
+            cin = cout
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        x = self.stem(x)
+        out = OrderedDict()
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            out[str(i)] = x
+        return out
+
+
+@BACKBONES.register("small_cnn")
+def small_cnn(channels: tuple[int, ...] = (32, 64, 128, 256), stem_channels: int = 32, norm: str = "bn",
+              weights: str | None = None) -> FeatureBackbone:
+    """detimb's CPU backbone: 9 convs, levels at strides 4/8/16/32 with ``channels``
+    (default 32/64/128/256, about 1.2M parameters), BatchNorm by default."""
+    body = SmallCNN(tuple(channels), stem_channels, norm)
+    _load_local_weights(body, weights)
+    return FeatureBackbone(body)
+
+
+def _freeze_resnet(net: nn.Module, trainable_layers: int) -> None:
+    if not 0 <= trainable_layers <= 5:
+        raise ValueError(f"trainable_layers must be in [0, 5], got {trainable_layers}")
+    trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+    if trainable_layers == 5:
+        trainable.append("bn1")
+    for name, param in net.named_parameters():
+        if all(not name.startswith(layer) for layer in trainable):
+            param.requires_grad_(False)
+
+
+def _resnet(arch: str, weights: str | None, norm: str, trainable_layers: int) -> FeatureBackbone:
+    net = getattr(models, arch)(weights=None, norm_layer=_norm(norm))
+    _load_local_weights(net, weights)
+    _freeze_resnet(net, trainable_layers)
+    nodes = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}
+    return FeatureBackbone(create_feature_extractor(net, return_nodes=nodes))
+
+
+@BACKBONES.register("resnet18")
+def resnet18(weights: str | None = None, norm: str = "bn", trainable_layers: int = 5) -> FeatureBackbone:
+    """ResNet-18 (He et al., CVPR 2016), levels C2-C5. Default: from scratch, BatchNorm, all layers trained;
+    with ImageNet weights torchvision uses norm=frozen_bn, trainable_layers=3."""
+    return _resnet("resnet18", weights, norm, trainable_layers)
+
+
+@BACKBONES.register("resnet34")
+def resnet34(weights: str | None = None, norm: str = "bn", trainable_layers: int = 5) -> FeatureBackbone:
+    """ResNet-34 (He et al., CVPR 2016), levels C2-C5; defaults as resnet18."""
+    return _resnet("resnet34", weights, norm, trainable_layers)
+
+
+@BACKBONES.register("resnet50")
+def resnet50(weights: str | None = None, norm: str = "bn", trainable_layers: int = 5) -> FeatureBackbone:
+    """ResNet-50 (He et al., CVPR 2016), levels C2-C5; defaults as resnet18."""
+    return _resnet("resnet50", weights, norm, trainable_layers)
+
+
+@BACKBONES.register("mobilenet_v3_large")
+def mobilenet_v3_large(weights: str | None = None, norm: str = "bn") -> FeatureBackbone:
+    """MobileNetV3-Large (Howard et al., ICCV 2019): the last block at strides 8, 16 and 32."""
+    net = models.mobilenet_v3_large(weights=None, norm_layer=_norm(norm))
+    _load_local_weights(net, weights)
+    features = net.features
+    last_at_stride: dict[int, int] = {}
+    with torch.no_grad():
+        features.eval()
+        x, size = torch.zeros(1, 3, 64, 64), 64
+        for i, block in enumerate(features):
+            x = block(x)
+            last_at_stride[size // x.shape[-1]] = i
+        features.train()
+    nodes = {f"features.{last_at_stride[s]}": str(k) for k, s in enumerate((8, 16, 32))}
+    return FeatureBackbone(create_feature_extractor(net, return_nodes=nodes))

@@ -1,0 +1,161 @@
+"""Build a detector from ``cfg.model`` around torchvision's detector classes.
+
+Faster R-CNN and Mask R-CNN are torchvision's ``GeneralizedRCNN`` with detimb's RPN and
+RoI heads injected (the same module names as torchvision's ``FasterRCNN``/``MaskRCNN``, so
+state dicts are interchangeable); RetinaNet is torchvision's with detimb's head.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.rpn import RPNHead
+from torchvision.ops import MultiScaleRoIAlign
+
+from detimb.config import to_dict
+from detimb.data.label_map import LabelMap
+from detimb.errors import ConfigError
+from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES
+from detimb.models.backbones import BACKBONES, probe_channels
+from detimb.models.heads import DetimbRetinaNet, DetimbRetinaNetHead, DetimbRoIHeads, DetimbRPN
+from detimb.models.necks import NECKS, BackboneWithNeck
+from detimb.models.transform import DetectionTransform
+from detimb.registry import Registry
+from detimb.samplers import SAMPLERS
+
+DETECTORS = Registry("detector")
+
+
+def build_backbone_with_neck(cfg: DictConfig) -> tuple[BackboneWithNeck, list[str]]:
+    """The backbone and neck, and the names of the neck's levels (pooled levels excluded)."""
+    body = BACKBONES.build(to_dict(cfg.backbone), "model.backbone")
+    neck = NECKS.build(to_dict(cfg.neck), "model.neck", in_channels_list=body.out_channels_list)
+    backbone = BackboneWithNeck(body, neck)
+    names = list(_probe_levels(backbone))
+    return backbone, names
+
+
+@torch.no_grad()
+def _probe_levels(backbone: nn.Module) -> list[str]:
+    was_training = backbone.training
+    backbone.eval()
+    names = list(backbone(torch.zeros(1, 3, 64, 64)).keys())
+    backbone.train(was_training)
+    return names
+
+
+def _anchor_generator(cfg: DictConfig, levels: list[str]) -> AnchorGenerator:
+    sizes = tuple(tuple(int(s) for s in level) for level in cfg.anchors.sizes)
+    if len(sizes) != len(levels):
+        raise ConfigError(
+            f"model.anchors.sizes has {len(sizes)} entries but the neck outputs {len(levels)} levels"
+            f" ({', '.join(levels)}); give one list of sizes per level"
+        )
+    return AnchorGenerator(sizes, (tuple(float(a) for a in cfg.anchors.aspect_ratios),) * len(sizes))
+
+
+def _build_slot(registry: Registry, spec: Any, where: str) -> Any:
+    return registry.build(to_dict(spec), where)
+
+
+def _two_stage(cfg: DictConfig, num_classes: int, with_masks: bool) -> GeneralizedRCNN:
+    backbone, levels = build_backbone_with_neck(cfg)
+    anchors = _anchor_generator(cfg, levels)
+    channels = backbone.out_channels
+    rpn_cfg, roi_cfg = cfg.rpn, cfg.roi_head
+    rpn = DetimbRPN(
+        anchors, RPNHead(channels, anchors.num_anchors_per_location()[0]),
+        rpn_cfg.fg_iou_thresh, rpn_cfg.bg_iou_thresh,
+        {"training": rpn_cfg.pre_nms_top_n_train, "testing": rpn_cfg.pre_nms_top_n_test},
+        {"training": rpn_cfg.post_nms_top_n_train, "testing": rpn_cfg.post_nms_top_n_test},
+        rpn_cfg.nms_thresh, rpn_cfg.score_thresh,
+        sampler=_build_slot(SAMPLERS, rpn_cfg.sampler, "model.rpn.sampler"),
+        loss_cls=_build_slot(CLS_LOSSES, rpn_cfg.loss_cls, "model.rpn.loss_cls"),
+        loss_bbox=_build_slot(BOX_LOSSES, rpn_cfg.loss_bbox, "model.rpn.loss_bbox"),
+    )
+    roi_levels = [name for name in levels if name != "pool"]
+    size = roi_cfg.roi_output_size
+    mask_parts: dict[str, nn.Module] = {}
+    if with_masks:
+        layers = list(roi_cfg.mask_layers)
+        mask_parts = {
+            "mask_roi_pool": MultiScaleRoIAlign(roi_levels, roi_cfg.mask_roi_output_size, roi_cfg.sampling_ratio),
+            "mask_head": MaskRCNNHeads(channels, layers, 1),
+            "mask_predictor": MaskRCNNPredictor(layers[-1], layers[-1], num_classes),
+        }
+    roi_heads = DetimbRoIHeads(
+        MultiScaleRoIAlign(roi_levels, size, roi_cfg.sampling_ratio),
+        TwoMLPHead(channels * size**2, roi_cfg.representation_size),
+        FastRCNNPredictor(roi_cfg.representation_size, num_classes),
+        roi_cfg.fg_iou_thresh, roi_cfg.bg_iou_thresh, tuple(roi_cfg.bbox_reg_weights),
+        roi_cfg.score_thresh, roi_cfg.nms_thresh, roi_cfg.detections_per_img,
+        sampler=_build_slot(SAMPLERS, roi_cfg.sampler, "model.roi_head.sampler"),
+        loss_cls=_build_slot(CLS_LOSSES, roi_cfg.loss_cls, "model.roi_head.loss_cls"),
+        loss_bbox=_build_slot(BOX_LOSSES, roi_cfg.loss_bbox, "model.roi_head.loss_bbox"),
+        balancer=None if roi_cfg.balancer is None else _build_slot(BALANCERS, roi_cfg.balancer,
+                                                                    "model.roi_head.balancer"),
+        **mask_parts,
+    )
+    return GeneralizedRCNN(backbone, rpn, roi_heads, _transform(cfg))
+
+
+def _transform(cfg: DictConfig) -> DetectionTransform:
+    t = cfg.transform
+    return DetectionTransform(t.resize, t.min_size, t.max_size, list(t.image_mean), list(t.image_std),
+                              t.size_divisible)
+
+
+@DETECTORS.register("faster_rcnn")
+def faster_rcnn(cfg: DictConfig, num_classes: int) -> GeneralizedRCNN:
+    """Faster R-CNN (Ren et al., NeurIPS 2015) with torchvision's defaults."""
+    return _two_stage(cfg, num_classes, with_masks=False)
+
+
+@DETECTORS.register("mask_rcnn")
+def mask_rcnn(cfg: DictConfig, num_classes: int) -> GeneralizedRCNN:
+    """Mask R-CNN (He et al., ICCV 2017) with torchvision's defaults."""
+    return _two_stage(cfg, num_classes, with_masks=True)
+
+
+@DETECTORS.register("retinanet")
+def retinanet(cfg: DictConfig, num_classes: int) -> DetimbRetinaNet:
+    """RetinaNet (Lin et al., ICCV 2017) with torchvision's defaults."""
+    backbone, levels = build_backbone_with_neck(cfg)
+    anchors = _anchor_generator(cfg, levels)
+    h = cfg.retina_head
+    head = DetimbRetinaNetHead(
+        backbone.out_channels, anchors.num_anchors_per_location()[0], num_classes,
+        loss_cls=_build_slot(CLS_LOSSES, h.loss_cls, "model.retina_head.loss_cls"),
+        loss_bbox=_build_slot(BOX_LOSSES, h.loss_bbox, "model.retina_head.loss_bbox"),
+        prior_probability=h.prior_probability,
+    )
+    return DetimbRetinaNet(
+        backbone, num_classes, anchors, head, _transform(cfg), score_thresh=h.score_thresh,
+        nms_thresh=h.nms_thresh, detections_per_img=h.detections_per_img, fg_iou_thresh=h.fg_iou_thresh,
+        bg_iou_thresh=h.bg_iou_thresh, topk_candidates=h.topk_candidates,
+    )
+
+
+def build_detector(cfg: DictConfig, label_map: LabelMap) -> nn.Module:
+    """The detector ``cfg.model`` describes, for the classes of ``label_map``; loads
+    ``cfg.model.weights`` (a local file) when set."""
+    factory: Callable[..., nn.Module] = DETECTORS.get(cfg.type, "model.type")
+    model = factory(cfg, label_map.num_classes)
+    if cfg.weights:
+        state = torch.load(cfg.weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("model", state))
+    return model
+
+
+def uses_masks(cfg: DictConfig) -> bool:
+    return cfg.type == "mask_rcnn"
+
+
+__all__ = ["DETECTORS", "build_backbone_with_neck", "build_detector", "probe_channels", "uses_masks"]

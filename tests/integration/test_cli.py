@@ -1,0 +1,53 @@
+"""The command-line tools, run as a user runs them."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from detimb.cli import evaluate, train
+from tests.conftest import REPO, write_config
+from tests.engine.test_coco_eval import direct_cocoeval, gt_and_results
+
+
+def test_eval_of_a_results_file_equals_pycocotools(tiny_shapes, tmp_path, capsys):
+    gt, results = gt_and_results(tiny_shapes, jitter=0.3, seed=4)
+    res = tmp_path / "results.json"
+    res.write_text(json.dumps(results))
+    cfg = write_config(tmp_path, tiny_shapes)
+    assert evaluate.main(["--config", str(cfg), "--results", str(res), "--out", str(tmp_path / "out")]) == 0
+    saved = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert list(saved["bbox"]["stats"].values()) == pytest.approx(list(direct_cocoeval(gt, results)), abs=1e-12)
+    assert "per-class AP (rare first)" in capsys.readouterr().out
+
+
+def test_train_then_eval_checkpoint(tiny_shapes, tmp_path):
+    cfg = write_config(tmp_path, tiny_shapes)
+    work = tmp_path / "run"
+    assert train.main(["--config", str(cfg), "--work-dir", str(work), "--max-iters", "2", "--no-progress",
+                       "--seed", "5", "--cfg-options", "data.batch_size=1"]) == 0
+    assert "seed: 5" in (work / "config.yaml").read_text() and "batch_size: 1" in (work / "config.yaml").read_text()
+    assert evaluate.main(["--config", str(cfg), "--checkpoint", str(work / "last.pth")]) == 0
+    a = json.loads((work / "eval.json").read_text())["bbox"]["stats"]
+    b = json.loads((work / "eval" / "eval.json").read_text())["bbox"]["stats"]
+    assert a == pytest.approx(b)
+
+
+def test_train_reports_config_and_data_errors(tiny_shapes, tmp_path, capsys):
+    cfg = write_config(tmp_path, tiny_shapes)
+    assert train.main(["--config", str(cfg), "--cfg-options", "model.nek.type=fpn"]) == 2
+    assert "did you mean 'neck'" in capsys.readouterr().err
+    assert train.main(["--config", str(cfg), "--cfg-options", "data.train.ann_file=/nope.json"]) == 2
+    assert "annotation file not found: /nope.json" in capsys.readouterr().err
+    assert train.main(["--config", str(cfg), "--work-dir", str(tmp_path / "x"), "--resume"]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_tools_scripts_run_as_files(tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "tools" / "make_dataset.py"), "--out", str(tmp_path / "d"),
+                          "--train-counts", "3", "2", "--val-counts", "2", "2", "--image-size", "48"],
+                         capture_output=True, text=True, check=True)
+    assert "train:" in out.stdout
+    data = json.loads((tmp_path / "d" / "annotations" / "train.json").read_text())
+    assert len(data["annotations"]) == 5

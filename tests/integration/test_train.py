@@ -1,0 +1,86 @@
+"""End-to-end: train each detector a fixed number of iterations on a tiny generated dataset."""
+
+import json
+
+import pytest
+import torch
+
+from detimb.config import config_to_yaml, load_config
+from detimb.engine.checkpoint import load_checkpoint
+from detimb.engine.trainer import Trainer, check_finite
+from detimb.data.synthetic import ShapesSpec, make_shapes_dataset
+from detimb.errors import ConfigError, TrainingError
+from tests.conftest import write_config
+
+
+@pytest.mark.parametrize("detector", ["faster_rcnn", "retinanet", "mask_rcnn"])
+def test_train_writes_a_complete_run_folder(tiny_config, tmp_path, detector):
+    cfg = tiny_config(detector, train={"eval_interval": 2, "checkpoint_interval": 2})
+    work = tmp_path / "run"
+    reports = Trainer(cfg, work, progress=False).train()
+    expected = {"config.yaml", "metrics.jsonl", "last.pth", "best.pth", "eval.json", "per_class_ap.csv",
+                "per_class_ap.png", "results_bbox.json", "tensorboard", "eval"}
+    if detector == "mask_rcnn":
+        expected.add("results_segm.json")
+        assert set(reports) == {"bbox", "segm"}
+    assert expected <= {p.name for p in work.iterdir()}
+    assert any((work / "tensorboard").iterdir())
+    rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["iter"] for r in train_rows] == [2, 4]
+    assert all(r["loss"] > 0 for r in train_rows)
+    assert [r["iter"] for r in rows if "bbox_mAP" in r] == [2, 4]
+    assert config_to_yaml(load_config(work / "config.yaml")) == config_to_yaml(cfg)
+    state = load_checkpoint(work / "last.pth")
+    assert state["iteration"] == 4 and state["label_map"]["names"][0] == "square"
+    saved = json.loads((work / "eval.json").read_text())
+    assert saved["bbox"]["stats"] == reports["bbox"]["stats"]
+
+
+def test_resume_continues_exactly(tiny_config, tmp_path):
+    cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 6}, "checkpoint_interval": 3,
+                                            "eval_interval": 100})
+    Trainer(cfg, tmp_path / "straight", progress=False).train()
+    # an interrupted run: stop at 3 (its last.pth is written at iteration 3), then resume to 6
+    short = load_config(tmp_path / "straight" / "config.yaml", ["train.schedule.max_iters=3"])
+    Trainer(short, tmp_path / "resumed", progress=False).train()
+    Trainer(cfg, tmp_path / "resumed", resume=tmp_path / "resumed" / "last.pth", progress=False).train()
+    a = load_checkpoint(tmp_path / "straight" / "last.pth")
+    b = load_checkpoint(tmp_path / "resumed" / "last.pth")
+    assert b["iteration"] == 6
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in rows if "loss" in r] == [2, 3, 4, 6]
+
+
+def test_resume_on_other_classes_is_refused(tiny_config, tmp_path):
+    cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 2}})
+    Trainer(cfg, tmp_path / "a", progress=False).train()
+    other = tmp_path / "other"
+    make_shapes_dataset(other, ShapesSpec(train_counts=(3, 2), val_counts=(2, 2), image_size=64,
+                                          min_object=10, max_object=24))
+    cfg_other = load_config(write_config(tmp_path, other, "faster_rcnn"))
+    with pytest.raises(ConfigError, match=r"trained on classes \('square', 'circle', 'triangle'"):
+        Trainer(cfg_other, tmp_path / "b", resume=tmp_path / "a" / "last.pth", progress=False)
+
+
+def test_nan_loss_stops_with_iteration_and_term(tiny_config, tmp_path):
+    cfg = tiny_config("faster_rcnn", model={"roi_head": {"balancer": {"type": "fixed",
+                                                                       "weights": {"loss_box_reg": float("nan")}}}})
+    with pytest.raises(TrainingError, match=r"iteration 1: loss term 'loss_box_reg' is nan"):
+        Trainer(cfg, tmp_path / "nan", progress=False).train()
+
+
+def test_check_finite_names_inf():
+    with pytest.raises(TrainingError, match="'b' is inf"):
+        check_finite({"a": torch.tensor(1.0), "b": torch.tensor(float("inf"))}, 7)
+
+
+def test_load_from_starts_at_zero_with_the_weights(tiny_config, tmp_path):
+    cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 2}})
+    Trainer(cfg, tmp_path / "a", progress=False).train()
+    trainer = Trainer(cfg, tmp_path / "b", load_from=tmp_path / "a" / "last.pth", progress=False)
+    saved = load_checkpoint(tmp_path / "a" / "last.pth")["model"]
+    assert trainer.iteration == 0
+    assert all(torch.equal(v, saved[k]) for k, v in trainer.model.state_dict().items())
