@@ -31,6 +31,16 @@ from detimb.models import build_detector  # noqa: E402
 from tests.models.test_equivalence import torchvision_twin  # noqa: E402
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
 def time_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: list, targets: list, steps: int,
                device: torch.device) -> float:
     if device.type == "cuda":
@@ -82,7 +92,7 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "benchmark": "train_step", "config": str(Path(args.config).relative_to(REPO)),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "threads": torch.get_num_threads(), "batch_size": cfg.data.batch_size, "rounds": args.rounds,
         "steps_per_round": args.steps, "median_step_s": med, "ratio_detimb_over_torchvision": med["detimb"] / med["torchvision"],
         "torch": torch.__version__,

@@ -62,8 +62,8 @@ def _clear_changed_slots(cfg: DictConfig, data: dict[str, Any]) -> None:
     for key, value in data.items():
         if not isinstance(value, dict) or key not in cfg:
             continue
-        old = cfg._get_node(key)
-        if not isinstance(old, DictConfig) or old._is_none():
+        old = cfg.get(key)
+        if not isinstance(old, DictConfig):
             continue
         if OmegaConf.get_type(old) is dict and "type" in value and value["type"] != old.get("type", value["type"]):
             cfg[key] = {}
@@ -74,7 +74,7 @@ def _clear_changed_slots(cfg: DictConfig, data: dict[str, Any]) -> None:
 def _merge_layer(cfg: DictConfig, source: str, data: dict[str, Any]) -> DictConfig:
     _clear_changed_slots(cfg, data)
     try:
-        return OmegaConf.merge(cfg, _plain(data))
+        return OmegaConf.merge(cfg, data)
     except ConfigKeyError as err:
         raise ConfigError(_unknown_key_message(cfg, source, err)) from err
     except ValidationError as err:
@@ -82,14 +82,6 @@ def _merge_layer(cfg: DictConfig, source: str, data: dict[str, Any]) -> DictConf
         raise ConfigError(f"{source}: wrong type for '{key}': {str(err.msg).splitlines()[0]}") from err
     except OmegaConfBaseException as err:
         raise ConfigError(f"{source}: {err}") from err
-
-
-def _plain(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _plain(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_plain(v) for v in data]
-    return data
 
 
 def _unknown_key_message(cfg: DictConfig, source: str, err: ConfigKeyError) -> str:

@@ -171,8 +171,9 @@ def _plot(reports: dict[str, dict[str, Any]], path: str) -> None:
         ax.set_title(f"{iou_type}: mAP {report['stats']['mAP']:.3f} (class (train instances), rare first)",
                      fontsize=9)
         ax.invert_yaxis()
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
-    fig.legend(handles, list(colours), loc="lower right", fontsize=8)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+        ax.legend(handles, list(colours), loc="upper right", fontsize=8, title="training frequency",
+                  title_fontsize=8)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)

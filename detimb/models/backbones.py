@@ -48,13 +48,18 @@ def _load_local_weights(module: nn.Module, path: str | None) -> None:
 
 
 @torch.no_grad()
-def probe_channels(body: nn.Module, size: int = 64) -> list[int]:
-    """Channels of each level ``body`` returns, from one forward pass in eval mode."""
-    was_training = body.training
-    body.eval()
-    out = body(torch.zeros(1, 3, size, size))
-    body.train(was_training)
-    return [v.shape[1] for v in out.values()]
+def probe_outputs(module: nn.Module, size: int = 64) -> "OrderedDict[str, Tensor]":
+    """``module``'s output for one blank image, run in eval mode (BatchNorm statistics untouched)."""
+    was_training = module.training
+    module.eval()
+    out = module(torch.zeros(1, 3, size, size))
+    module.train(was_training)
+    return out
+
+
+def probe_channels(body: nn.Module) -> list[int]:
+    """Channels of each level ``body`` returns."""
+    return [v.shape[1] for v in probe_outputs(body).values()]
 
 
 class FeatureBackbone(nn.Module):

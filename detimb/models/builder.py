@@ -23,7 +23,7 @@ from detimb.config import to_dict
 from detimb.data.label_map import LabelMap
 from detimb.errors import ConfigError
 from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES
-from detimb.models.backbones import BACKBONES, probe_channels
+from detimb.models.backbones import BACKBONES, probe_outputs
 from detimb.models.heads import DetimbRetinaNet, DetimbRetinaNetHead, DetimbRoIHeads, DetimbRPN
 from detimb.models.necks import NECKS, BackboneWithNeck
 from detimb.models.transform import DetectionTransform
@@ -38,17 +38,7 @@ def build_backbone_with_neck(cfg: DictConfig) -> tuple[BackboneWithNeck, list[st
     body = BACKBONES.build(to_dict(cfg.backbone), "model.backbone")
     neck = NECKS.build(to_dict(cfg.neck), "model.neck", in_channels_list=body.out_channels_list)
     backbone = BackboneWithNeck(body, neck)
-    names = list(_probe_levels(backbone))
-    return backbone, names
-
-
-@torch.no_grad()
-def _probe_levels(backbone: nn.Module) -> list[str]:
-    was_training = backbone.training
-    backbone.eval()
-    names = list(backbone(torch.zeros(1, 3, 64, 64)).keys())
-    backbone.train(was_training)
-    return names
+    return backbone, list(probe_outputs(backbone))
 
 
 def _anchor_generator(cfg: DictConfig, levels: list[str]) -> AnchorGenerator:
@@ -158,4 +148,4 @@ def uses_masks(cfg: DictConfig) -> bool:
     return cfg.type == "mask_rcnn"
 
 
-__all__ = ["DETECTORS", "build_backbone_with_neck", "build_detector", "probe_channels", "uses_masks"]
+__all__ = ["DETECTORS", "build_backbone_with_neck", "build_detector", "uses_masks"]
