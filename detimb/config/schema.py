@@ -55,6 +55,14 @@ class RPNConfig:
 
 
 @dataclass
+class AdaptivePoolingConfig:
+    """PANet's adaptive feature pooling in the box head: ``fuse`` max (the paper's) or sum."""
+
+    enabled: bool = False
+    fuse: str = "max"
+
+
+@dataclass
 class RoIHeadConfig:
     fg_iou_thresh: float = 0.5
     bg_iou_thresh: float = 0.5
@@ -66,6 +74,7 @@ class RoIHeadConfig:
     roi_output_size: int = 7
     sampling_ratio: int = 2
     representation_size: int = 1024
+    adaptive_pooling: AdaptivePoolingConfig = field(default_factory=AdaptivePoolingConfig)
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_img: int = 100

@@ -25,6 +25,7 @@ from detimb.errors import ConfigError
 from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES
 from detimb.models.backbones import BACKBONES, probe_outputs
 from detimb.models.heads import DetimbRetinaNet, DetimbRetinaNetHead, DetimbRoIHeads, DetimbRPN
+from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLevelsRoIAlign
 from detimb.models.necks import NECKS, BackboneWithNeck
 from detimb.models.transform import DetectionTransform
 from detimb.registry import Registry
@@ -80,9 +81,16 @@ def _two_stage(cfg: DictConfig, num_classes: int, with_masks: bool) -> Generaliz
             "mask_head": MaskRCNNHeads(channels, layers, 1),
             "mask_predictor": MaskRCNNPredictor(layers[-1], layers[-1], num_classes),
         }
+    if roi_cfg.adaptive_pooling.enabled:
+        box_pool: nn.Module = AllLevelsRoIAlign(roi_levels, size, roi_cfg.sampling_ratio)
+        box_head: nn.Module = AdaptivePoolingBoxHead(len(roi_levels), channels * size**2, roi_cfg.representation_size,
+                                                     roi_cfg.adaptive_pooling.fuse)
+    else:
+        box_pool = MultiScaleRoIAlign(roi_levels, size, roi_cfg.sampling_ratio)
+        box_head = TwoMLPHead(channels * size**2, roi_cfg.representation_size)
     roi_heads = DetimbRoIHeads(
-        MultiScaleRoIAlign(roi_levels, size, roi_cfg.sampling_ratio),
-        TwoMLPHead(channels * size**2, roi_cfg.representation_size),
+        box_pool,
+        box_head,
         FastRCNNPredictor(roi_cfg.representation_size, num_classes),
         roi_cfg.fg_iou_thresh, roi_cfg.bg_iou_thresh, tuple(roi_cfg.bbox_reg_weights),
         roi_cfg.score_thresh, roi_cfg.nms_thresh, roi_cfg.detections_per_img,

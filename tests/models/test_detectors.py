@@ -10,6 +10,7 @@ from detimb.errors import ConfigError
 from detimb.losses import BOX_LOSSES
 from detimb.models import BACKBONES, DETECTORS, NECKS, build_detector
 from detimb.samplers import SAMPLERS
+from tests.conftest import RETINA_NECK, TINY_MODEL
 
 TWO_STAGE = ["faster_rcnn", "mask_rcnn"]
 
@@ -37,7 +38,16 @@ def train_step(cfg, root):
 @pytest.mark.parametrize("detector", DETECTORS.names())
 @pytest.mark.parametrize("neck", NECKS.names())
 def test_every_neck_in_every_detector(tiny_config, tiny_shapes, detector, neck):
-    train_step(tiny_config(detector, model={"neck": {"type": neck}}), tiny_shapes)
+    base = dict(RETINA_NECK if detector == "retinanet" else TINY_MODEL["neck"])
+    train_step(tiny_config(detector, model={"neck": {**base, "type": neck}}), tiny_shapes)
+
+
+@pytest.mark.parametrize("detector", TWO_STAGE)
+@pytest.mark.parametrize("fuse", ["max", "sum"])
+def test_adaptive_pooling_in_every_two_stage_detector(tiny_config, tiny_shapes, detector, fuse):
+    cfg = tiny_config(detector, model={"neck": {**TINY_MODEL["neck"], "type": "panet"},
+                                       "roi_head": {"adaptive_pooling": {"enabled": True, "fuse": fuse}}})
+    train_step(cfg, tiny_shapes)
 
 
 @pytest.mark.parametrize("detector", TWO_STAGE)

@@ -1,0 +1,50 @@
+"""The neck registry, the extra pyramid levels, and backbone + neck composition."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import Tensor, nn
+from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
+
+from detimb.registry import Registry
+
+NECKS = Registry("neck")
+
+
+def extra_block(kind: str | None, out_channels: int) -> ExtraFPNBlock | None:
+    """torchvision's extra levels: 'maxpool' (a stride-2 'pool' level, Faster/Mask R-CNN),
+    'p6p7' (RetinaNet's two stride-2 convs) or None."""
+    if kind == "maxpool":
+        return LastLevelMaxPool()
+    if kind == "p6p7":
+        return LastLevelP6P7(out_channels, out_channels)
+    if kind is None:
+        return None
+    raise ValueError(f"extra_blocks must be 'maxpool', 'p6p7' or null, got {kind!r}")
+
+
+def select_levels(in_channels_list: list[int], levels: list[int] | None) -> list[int]:
+    """Indices of the backbone levels a neck takes (default: all)."""
+    chosen = list(range(len(in_channels_list))) if levels is None else list(levels)
+    if not chosen or any(not 0 <= i < len(in_channels_list) for i in chosen):
+        raise ValueError(f"levels {levels} must index the backbone's {len(in_channels_list)} levels")
+    return chosen
+
+
+def take_levels(features: "OrderedDict[str, Tensor]", levels: list[int]) -> "OrderedDict[str, Tensor]":
+    items = list(features.items())
+    return OrderedDict(items[i] for i in levels)
+
+
+class BackboneWithNeck(nn.Module):
+    """Backbone then neck, with the ``out_channels`` torchvision's detectors read."""
+
+    def __init__(self, body: nn.Module, neck: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.neck = neck
+        self.out_channels = neck.out_channels
+
+    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        return self.neck(self.body(x))

@@ -1,0 +1,83 @@
+"""Libra R-CNN's balanced feature pyramid, stacked on any detimb neck."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detimb.models.necks.base import NECKS
+
+
+class NonLocal2d(nn.Module):
+    """Embedded-Gaussian non-local block (Wang et al., CVPR 2018): ``x + W_z(softmax(theta(x)^T
+    phi(x)) g(x))``, 1x1 convs, ``inter_channels = channels // reduction``. ``W_z`` starts at
+    zero, so the block starts as the identity (as mmdetection's ``zeros_init``)."""
+
+    def __init__(self, channels: int, reduction: int = 1) -> None:
+        super().__init__()
+        inter = max(1, channels // reduction)
+        self.theta = nn.Conv2d(channels, inter, 1)
+        self.phi = nn.Conv2d(channels, inter, 1)
+        self.g = nn.Conv2d(channels, inter, 1)
+        self.out = nn.Conv2d(inter, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        theta = self.theta(x).flatten(2).transpose(1, 2)  # (N, HW, C')
+        phi = self.phi(x).flatten(2)                      # (N, C', HW)
+        g = self.g(x).flatten(2).transpose(1, 2)          # (N, HW, C')
+        y = torch.softmax(theta @ phi, dim=-1) @ g        # (N, HW, C')
+        return x + self.out(y.transpose(1, 2).reshape(n, -1, h, w))
+
+
+@NECKS.register("bfp")
+class BalancedFeaturePyramid(nn.Module):
+    """Balanced feature pyramid (Pang et al., Libra R-CNN, CVPR 2019) on top of ``base``.
+
+    Gather: every output level of the base neck is resized to the size of level
+    ``refine_level`` (adaptive max pooling for the larger levels, nearest upsampling for the
+    smaller ones) and averaged. Refine: ``non_local`` (embedded Gaussian), ``conv`` (3x3 +
+    ReLU) or ``none``. Scatter: the refined map is resized back to each level and added to
+    it (a residual). Names, shapes and strides are the base neck's. Defaults (Libra's):
+    base='fpn', refine='non_local', refine_level=2; other arguments go to the base neck.
+    """
+
+    def __init__(self, in_channels_list: list[int], base: str = "fpn", refine: str | None = "non_local",
+                 refine_level: int = 2, **base_args: Any) -> None:
+        super().__init__()
+        if base == "bfp":
+            raise ValueError("bfp cannot stack on itself; base must be another neck, e.g. fpn or panet")
+        self.base = NECKS.build({"type": base, **base_args}, "model.neck.base", in_channels_list=in_channels_list)
+        self.out_channels = self.base.out_channels
+        self.refine_level = refine_level
+        if refine == "non_local":
+            self.refine: nn.Module = NonLocal2d(self.out_channels)
+        elif refine == "conv":
+            self.refine = nn.Sequential(nn.Conv2d(self.out_channels, self.out_channels, 3, 1, 1), nn.ReLU())
+        elif refine in (None, "none"):
+            self.refine = nn.Identity()
+        else:
+            raise ValueError(f"refine must be 'non_local', 'conv' or 'none', got {refine!r}")
+
+    def forward(self, features: "OrderedDict[str, Tensor]") -> "OrderedDict[str, Tensor]":
+        pyramid = self.base(features)
+        levels = list(pyramid.values())
+        if not 0 <= self.refine_level < len(levels):
+            raise ValueError(f"refine_level {self.refine_level} is outside the neck's {len(levels)} levels")
+        size = levels[self.refine_level].shape[-2:]
+        gathered = [F.adaptive_max_pool2d(x, size) if i < self.refine_level else F.interpolate(x, size=size,
+                                                                                                mode="nearest")
+                    for i, x in enumerate(levels)]
+        balanced = self.refine(torch.stack(gathered).mean(0))
+        out = OrderedDict()
+        for i, (name, x) in enumerate(pyramid.items()):
+            residual = (F.interpolate(balanced, size=x.shape[-2:], mode="nearest") if i < self.refine_level
+                        else F.adaptive_max_pool2d(balanced, x.shape[-2:]))
+            out[name] = x + residual
+        return out
