@@ -70,6 +70,7 @@ class RoIHeadConfig:
     loss_cls: Dict[str, Any] = _slot(type="cross_entropy")
     loss_bbox: Dict[str, Any] = _slot(type="smooth_l1", beta=1.0 / 9.0)
     balancer: Optional[Dict[str, Any]] = None
+    add_gt_as_proposals: bool = True
     bbox_reg_weights: List[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
     roi_output_size: int = 7
     sampling_ratio: int = 2
@@ -91,6 +92,7 @@ class RetinaHeadConfig:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_img: int = 300
+    sampler: Dict[str, Any] = _slot(type="all")
     loss_cls: Dict[str, Any] = _slot(type="sigmoid_focal", alpha=0.25, gamma=2.0)
     loss_bbox: Dict[str, Any] = _slot(type="l1")
 

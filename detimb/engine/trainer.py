@@ -198,12 +198,25 @@ class Trainer:
         self.scheduler.step()
         return {k: float(v.detach()) for k, v in losses.items()}
 
+    def sampling_row(self) -> dict[str, float]:
+        """What each head's sampler kept at the last step: ``rpn/pos_per_image``,
+        ``roi_heads/neg_mean_iou``, ``roi_heads/pos_frac/<class>``, ..."""
+        row: dict[str, float] = {}
+        for name, module in self.model.named_modules():
+            for key, value in getattr(module, "sampling_stats", {}).items():
+                if key == "pos_class_frac":
+                    row.update({f"{name}/pos_frac/{cls}": float(v) for cls, v in zip(self.label_map.names, value)})
+                else:
+                    row[f"{name}/{key}"] = float(value)
+        return row
+
     def _log_row(self, losses: dict[str, float], elapsed: float) -> dict[str, Any]:
+        losses = {**losses, **self.sampling_row()}
         if self.world > 1:
             gathered = distributed.all_gather_objects(losses)
             losses = {k: float(np.mean([g[k] for g in gathered])) for k in losses}
         row: dict[str, Any] = {"iter": self.iteration, "lr": self.optimizer.param_groups[0]["lr"],
-                               "loss": sum(losses.values()), **losses,
+                               "loss": sum(v for k, v in losses.items() if "/" not in k), **losses,
                                "sec_per_iter": elapsed / max(1, self.cfg.train.log_interval)}
         if self.device.type == "cuda":
             row["max_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -22,14 +22,14 @@ from torchvision.ops import MultiScaleRoIAlign
 from detimb.config import to_dict
 from detimb.data.label_map import LabelMap
 from detimb.errors import ConfigError
-from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES
+from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES, SigmoidFocalLoss
 from detimb.models.backbones import BACKBONES, probe_outputs
 from detimb.models.heads import DetimbRetinaNet, DetimbRetinaNetHead, DetimbRoIHeads, DetimbRPN
 from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLevelsRoIAlign
 from detimb.models.necks import NECKS, BackboneWithNeck
 from detimb.models.transform import DetectionTransform
 from detimb.registry import Registry
-from detimb.samplers import SAMPLERS
+from detimb.samplers import SAMPLERS, FocalSampler
 
 DETECTORS = Registry("detector")
 
@@ -56,6 +56,16 @@ def _build_slot(registry: Registry, spec: Any, where: str) -> Any:
     return registry.build(to_dict(spec), where)
 
 
+def _sampler_and_loss(head_cfg: DictConfig, where: str) -> tuple[Any, Any]:
+    """A head's sampler and classification loss, refusing a focal factor applied twice."""
+    sampler = _build_slot(SAMPLERS, head_cfg.sampler, f"{where}.sampler")
+    loss = _build_slot(CLS_LOSSES, head_cfg.loss_cls, f"{where}.loss_cls")
+    if isinstance(sampler, FocalSampler) and isinstance(loss, SigmoidFocalLoss):
+        raise ConfigError(f"{where}: the focal sampler already applies the focal factor; with it use"
+                          f" loss_cls: {{type: binary_cross_entropy}} (or cross_entropy), not sigmoid_focal")
+    return sampler, loss
+
+
 def _two_stage(cfg: DictConfig, num_classes: int, with_masks: bool) -> GeneralizedRCNN:
     backbone, levels = build_backbone_with_neck(cfg)
     anchors = _anchor_generator(cfg, levels)
@@ -67,8 +77,7 @@ def _two_stage(cfg: DictConfig, num_classes: int, with_masks: bool) -> Generaliz
         {"training": rpn_cfg.pre_nms_top_n_train, "testing": rpn_cfg.pre_nms_top_n_test},
         {"training": rpn_cfg.post_nms_top_n_train, "testing": rpn_cfg.post_nms_top_n_test},
         rpn_cfg.nms_thresh, rpn_cfg.score_thresh,
-        sampler=_build_slot(SAMPLERS, rpn_cfg.sampler, "model.rpn.sampler"),
-        loss_cls=_build_slot(CLS_LOSSES, rpn_cfg.loss_cls, "model.rpn.loss_cls"),
+        *_sampler_and_loss(rpn_cfg, "model.rpn"),
         loss_bbox=_build_slot(BOX_LOSSES, rpn_cfg.loss_bbox, "model.rpn.loss_bbox"),
     )
     roi_levels = [name for name in levels if name != "pool"]
@@ -94,11 +103,11 @@ def _two_stage(cfg: DictConfig, num_classes: int, with_masks: bool) -> Generaliz
         FastRCNNPredictor(roi_cfg.representation_size, num_classes),
         roi_cfg.fg_iou_thresh, roi_cfg.bg_iou_thresh, tuple(roi_cfg.bbox_reg_weights),
         roi_cfg.score_thresh, roi_cfg.nms_thresh, roi_cfg.detections_per_img,
-        sampler=_build_slot(SAMPLERS, roi_cfg.sampler, "model.roi_head.sampler"),
-        loss_cls=_build_slot(CLS_LOSSES, roi_cfg.loss_cls, "model.roi_head.loss_cls"),
+        *_sampler_and_loss(roi_cfg, "model.roi_head"),
         loss_bbox=_build_slot(BOX_LOSSES, roi_cfg.loss_bbox, "model.roi_head.loss_bbox"),
         balancer=None if roi_cfg.balancer is None else _build_slot(BALANCERS, roi_cfg.balancer,
                                                                     "model.roi_head.balancer"),
+        add_gt_as_proposals=roi_cfg.add_gt_as_proposals,
         **mask_parts,
     )
     return GeneralizedRCNN(backbone, rpn, roi_heads, _transform(cfg))
@@ -130,7 +139,7 @@ def retinanet(cfg: DictConfig, num_classes: int) -> DetimbRetinaNet:
     h = cfg.retina_head
     head = DetimbRetinaNetHead(
         backbone.out_channels, anchors.num_anchors_per_location()[0], num_classes,
-        loss_cls=_build_slot(CLS_LOSSES, h.loss_cls, "model.retina_head.loss_cls"),
+        *_sampler_and_loss(h, "model.retina_head"),
         loss_bbox=_build_slot(BOX_LOSSES, h.loss_bbox, "model.retina_head.loss_bbox"),
         prior_probability=h.prior_probability,
     )

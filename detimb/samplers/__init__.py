@@ -1,6 +1,14 @@
 """Candidate samplers: candidates in, one weight per candidate out (0/1 hard, real soft)."""
 
-from detimb.samplers.base import SAMPLERS, Sampler
-from detimb.samplers.random import RandomSampler
+from detimb.samplers.base import SAMPLERS, Candidates, Sampler, SoftSampler
+from detimb.samplers.focal import FocalSampler
+from detimb.samplers.instance_balanced import InstanceBalancedSampler
+from detimb.samplers.iou_balanced import IoUBalancedSampler
+from detimb.samplers.isr_p import ISRPSampler
+from detimb.samplers.ohem import OHEMSampler
+from detimb.samplers.random import AllSampler, RandomSampler
 
-__all__ = ["SAMPLERS", "RandomSampler", "Sampler"]
+__all__ = [
+    "SAMPLERS", "AllSampler", "Candidates", "FocalSampler", "ISRPSampler", "IoUBalancedSampler",
+    "InstanceBalancedSampler", "OHEMSampler", "RandomSampler", "Sampler", "SoftSampler",
+]

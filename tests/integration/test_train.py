@@ -29,6 +29,12 @@ def test_train_writes_a_complete_run_folder(tiny_config, tmp_path, detector):
     train_rows = [r for r in rows if "loss" in r]
     assert [r["iter"] for r in train_rows] == [2, 4]
     assert all(r["loss"] > 0 for r in train_rows)
+    heads = ["rpn", "roi_heads"] if detector != "retinanet" else ["head"]
+    for head in heads:  # what each sampler kept, logged per iteration
+        assert all(f"{head}/pos_per_image" in r and f"{head}/neg_mean_iou" in r for r in train_rows)
+    classifier = "head" if detector == "retinanet" else "roi_heads"
+    fractions = [v for k, v in train_rows[-1].items() if k.startswith(f"{classifier}/pos_frac/")]
+    assert len(fractions) == 6 and abs(sum(fractions) - 1.0) < 1e-5
     assert [r["iter"] for r in rows if "bbox_mAP" in r] == [2, 4]
     assert config_to_yaml(load_config(work / "config.yaml")) == config_to_yaml(cfg)
     state = load_checkpoint(work / "last.pth")

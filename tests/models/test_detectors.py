@@ -32,7 +32,7 @@ def train_step(cfg, root):
     assert len(out) == 2 and {"boxes", "labels", "scores"} <= set(out[0])
     if with_masks:
         assert out[0]["masks"].shape[-2:] == images[0].shape[-2:]
-    return losses
+    return losses, model
 
 
 @pytest.mark.parametrize("detector", DETECTORS.names())
@@ -50,12 +50,28 @@ def test_adaptive_pooling_in_every_two_stage_detector(tiny_config, tiny_shapes, 
     train_step(cfg, tiny_shapes)
 
 
-@pytest.mark.parametrize("detector", TWO_STAGE)
+STAGES = [("faster_rcnn", "rpn"), ("faster_rcnn", "roi_head"), ("mask_rcnn", "rpn"), ("mask_rcnn", "roi_head"),
+          ("retinanet", "retina_head")]
+
+
+@pytest.mark.parametrize("detector,stage", STAGES)
 @pytest.mark.parametrize("sampler", SAMPLERS.names())
-@pytest.mark.parametrize("stage", ["rpn", "roi_head"])
-def test_every_sampler_in_every_two_stage_stage(tiny_config, tiny_shapes, detector, sampler, stage):
-    cfg = tiny_config(detector, model={stage: {"sampler": {"type": sampler}}})
-    train_step(cfg, tiny_shapes)
+def test_every_sampler_in_every_stage_of_every_detector(tiny_config, tiny_shapes, detector, stage, sampler):
+    head = {"sampler": {"type": sampler}}
+    if sampler in ("random", "instance_balanced", "iou_balanced", "ohem"):
+        head["sampler"].update(num=32, pos_fraction=0.5)
+    if stage == "retina_head" and sampler == "focal":
+        head["loss_cls"] = {"type": "binary_cross_entropy"}
+    _, model = train_step(tiny_config(detector, model={stage: head}), tiny_shapes)
+    model_stats = [m.sampling_stats for m in model.modules() if getattr(m, "sampling_stats", None)]
+    assert model_stats and all(s["pos_per_image"] >= 0 for s in model_stats)
+
+
+def test_focal_sampler_with_focal_loss_is_refused(tiny_config, tiny_shapes):
+    ds = CocoDetection(tiny_shapes / "annotations/train.json", tiny_shapes / "train")
+    with pytest.raises(ConfigError, match="already applies the focal factor"):
+        build_detector(tiny_config("retinanet", model={"retina_head": {"sampler": {"type": "focal"}}}).model,
+                       ds.label_map)
 
 
 @pytest.mark.parametrize("loss", BOX_LOSSES.names())
@@ -76,11 +92,11 @@ def test_every_backbone_in_faster_rcnn(tiny_config, tiny_shapes, backbone):
 
 
 def test_fixed_balancer_scales_the_roi_terms(tiny_config, tiny_shapes):
-    plain = train_step(tiny_config("faster_rcnn"), tiny_shapes)
+    plain, _ = train_step(tiny_config("faster_rcnn"), tiny_shapes)
     torch.manual_seed(0)
     cfg = tiny_config("faster_rcnn", model={"roi_head": {"balancer": {"type": "fixed",
                                                                        "weights": {"loss_box_reg": 0.0}}}})
-    balanced = train_step(cfg, tiny_shapes)
+    balanced, _ = train_step(cfg, tiny_shapes)
     assert balanced["loss_box_reg"].item() == 0.0 and plain["loss_box_reg"].item() > 0
 
 

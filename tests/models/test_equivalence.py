@@ -58,8 +58,10 @@ def test_two_stage_losses_equal_torchvision(tiny_config, tiny_shapes, model_type
         assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-7), key
 
 
-def test_retinanet_losses_equal_torchvision(tiny_config, tiny_shapes):
-    cfg = tiny_config("retinanet", model={"transform": {"resize": True}})
+@pytest.mark.parametrize("head", [{}, {"sampler": {"type": "focal"}, "loss_cls": {"type": "binary_cross_entropy"}}],
+                         ids=["focal_loss", "focal_sampler_x_bce"])
+def test_retinanet_losses_equal_torchvision(tiny_config, tiny_shapes, head):
+    cfg = tiny_config("retinanet", model={"transform": {"resize": True}, "retina_head": head})
     (images, targets), label_map = batch(tiny_shapes, False)
     ours = build_detector(cfg.model, label_map)
     t = cfg.model.transform

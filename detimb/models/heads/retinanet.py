@@ -1,8 +1,9 @@
-"""RetinaNet whose classification and regression losses are injected."""
+"""RetinaNet whose anchor sampler and losses are injected."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.retinanet import (
     RetinaNet,
@@ -10,62 +11,82 @@ from torchvision.models.detection.retinanet import (
     RetinaNetHead,
     RetinaNetRegressionHead,
 )
+from torchvision.ops import box_iou
 
-
-def _mean(values: list[Tensor]) -> Tensor:
-    return torch.stack(values).sum() / max(1, len(values))
-
-
-class _ClassificationHead(RetinaNetClassificationHead):
-    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, prior_probability: float,
-                 loss: nn.Module) -> None:
-        super().__init__(in_channels, num_anchors, num_classes, prior_probability)
-        self.loss = loss
-
-    def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
-                     matched_idxs: list[Tensor]) -> Tensor:
-        losses = []
-        for target, logits, matched in zip(targets, head_outputs["cls_logits"], matched_idxs):
-            foreground = matched >= 0
-            onehot = torch.zeros_like(logits)
-            onehot[foreground, target["labels"][matched[foreground]]] = 1.0
-            valid = matched != self.BETWEEN_THRESHOLDS
-            losses.append(self.loss(logits[valid], onehot[valid], None, max(1, int(foreground.sum()))))
-        return _mean(losses)
-
-
-class _RegressionHead(RetinaNetRegressionHead):
-    def __init__(self, in_channels: int, num_anchors: int, loss: nn.Module) -> None:
-        super().__init__(in_channels, num_anchors)
-        self.loss = loss
-
-    def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
-                     anchors: list[Tensor], matched_idxs: list[Tensor]) -> Tensor:
-        losses = []
-        for target, deltas, anchors_i, matched in zip(targets, head_outputs["bbox_regression"], anchors, matched_idxs):
-            foreground = torch.where(matched >= 0)[0]
-            gt = target["boxes"][matched[foreground]]
-            goal = self.box_coder.encode_single(gt, anchors_i[foreground])
-            losses.append(self.loss(deltas[foreground], goal, None, max(1, foreground.numel())))
-        return _mean(losses)
+from detimb.samplers import Candidates, Sampler
+from detimb.samplers.stats import delta_iou, sampling_stats
 
 
 class DetimbRetinaNetHead(RetinaNetHead):
-    """RetinaNet's head (Lin et al., ICCV 2017) with ``loss_cls`` and ``loss_bbox`` injected.
+    """RetinaNet's head (Lin et al., ICCV 2017) with ``sampler``, ``loss_cls`` and ``loss_bbox``
+    injected; the sub-heads are torchvision's.
 
-    Both are summed over each image's anchors, divided by its number of foreground anchors
-    (at least 1) and averaged over images, as torchvision does. Defaults: sigmoid focal
-    (alpha 0.25, gamma 2) and L1; classification bias from ``prior_probability`` 0.01.
+    Per image, anchors matched as torchvision does are handed to the sampler (labels, IoU,
+    matched ground truth, and for OHEM the summed per-class BCE of each anchor); kept
+    anchors' classification loss (one-hot targets) and the positives' box loss are summed,
+    divided by the image's number of foreground anchors (at least 1) and averaged over
+    images, as torchvision does. Defaults: sampler ``all`` with sigmoid focal loss
+    (alpha 0.25, gamma 2) and L1 — torchvision's RetinaNet; equivalently sampler ``focal``
+    with ``binary_cross_entropy``. Classification bias from ``prior_probability`` 0.01.
     """
 
-    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, loss_cls: nn.Module,
-                 loss_bbox: nn.Module, prior_probability: float = 0.01) -> None:
+    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, sampler: Sampler,
+                 loss_cls: nn.Module, loss_bbox: nn.Module, prior_probability: float = 0.01) -> None:
         nn.Module.__init__(self)
         if not 0.0 < prior_probability < 1.0:
             raise ValueError(f"prior_probability must be in (0, 1), got {prior_probability}")
-        self.classification_head = _ClassificationHead(in_channels, num_anchors, num_classes, prior_probability,
-                                                       loss_cls)
-        self.regression_head = _RegressionHead(in_channels, num_anchors, loss_bbox)
+        self.classification_head = RetinaNetClassificationHead(in_channels, num_anchors, num_classes,
+                                                               prior_probability)
+        self.regression_head = RetinaNetRegressionHead(in_channels, num_anchors)
+        self.sampler = sampler
+        self.loss_cls = loss_cls
+        self.loss_bbox = loss_bbox
+        self.sampling_stats: dict[str, Tensor] = {}
+
+    def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
+                     anchors: list[Tensor], matched_idxs: list[Tensor]) -> dict[str, Tensor]:
+        box_coder = self.regression_head.box_coder
+        between = self.classification_head.BETWEEN_THRESHOLDS
+        cls_losses, box_losses, kept_labels, kept_ious = [], [], [], []
+        for img, (target, logits, deltas, anchors_i, matched) in enumerate(zip(
+                targets, head_outputs["cls_logits"], head_outputs["bbox_regression"], anchors, matched_idxs)):
+            foreground = matched >= 0
+            index = matched.clamp(min=0)
+            labels = torch.where(foreground, target["labels"][index] if target["labels"].numel() else index,
+                                 torch.where(matched == between, -1, 0))
+            onehot = torch.zeros_like(logits)
+            onehot[foreground, labels[foreground]] = 1.0
+            ious = (box_iou(target["boxes"], anchors_i).max(dim=0).values if target["boxes"].numel()
+                    else torch.zeros(len(matched), device=logits.device))
+            pos_idx = torch.where(foreground)[0]
+            goal = box_coder.encode_single(target["boxes"][index[pos_idx]], anchors_i[pos_idx])
+            losses = None
+            if self.sampler.needs_losses:
+                with torch.no_grad():
+                    losses = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none").sum(1)
+                    if getattr(self.sampler, "with_box_loss", False):
+                        losses[pos_idx] += F.l1_loss(deltas[pos_idx], goal, reduction="none").sum(1)
+            (weight,) = self.sampler([Candidates(labels, ious, index, losses)])
+            keep = weight > 0
+            num_fg = max(1, int(foreground.sum()))
+            cls_weight = weight[keep]
+            if self.sampler.soft:
+                with torch.no_grad():
+                    plain = F.binary_cross_entropy_with_logits(logits[keep], onehot[keep], reduction="none")
+                    pred_ious = torch.zeros(len(matched), device=logits.device)
+                    pred_ious[pos_idx] = delta_iou(deltas[pos_idx], goal, box_coder.weights)
+                cls_weight = self.sampler.reweight(logits[keep], onehot[keep], labels[keep], gt_ids=index[keep],
+                                                   pred_ious=pred_ious[keep], loss=plain)
+            cls_losses.append(self.loss_cls(logits[keep], onehot[keep], cls_weight, num_fg))
+            pos_kept = keep[pos_idx]
+            box_losses.append(self.loss_bbox(deltas[pos_idx][pos_kept], goal[pos_kept], weight[pos_idx][pos_kept],
+                                             num_fg))
+            kept_labels.append(labels[keep])
+            kept_ious.append(ious[keep])
+        self.sampling_stats = sampling_stats(torch.cat(kept_labels), torch.cat(kept_ious), len(targets),
+                                             self.classification_head.num_classes - 1)
+        n = max(1, len(targets))
+        return {"classification": torch.stack(cls_losses).sum() / n, "bbox_regression": torch.stack(box_losses).sum() / n}
 
 
 class DetimbRetinaNet(RetinaNet):

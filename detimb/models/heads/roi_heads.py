@@ -5,22 +5,28 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss
+from torchvision.ops import box_iou
 
-from detimb.samplers import Sampler
+from detimb.samplers import Candidates, Sampler
+from detimb.samplers.stats import delta_iou, sampling_stats
 
 
 class DetimbRoIHeads(RoIHeads):
     """torchvision's RoIHeads (box branch, optional mask branch) with injected training parts.
 
-    Training: ground-truth boxes join the proposals, proposals are matched to ground truth
-    (IoU >= fg_iou_thresh positive, < bg_iou_thresh negative), ``sampler`` weighs them,
-    proposals of weight 0 are dropped before RoI pooling, and
-    ``loss_cls(logits, labels, w, n)`` / ``loss_bbox(deltas_pos, targets_pos, w_pos, n)`` are
-    normalised by the number ``n`` of kept proposals, as torchvision's ``fastrcnn_loss``.
+    Training: ground-truth boxes join the proposals (``add_gt_as_proposals``), proposals
+    are matched to ground truth (IoU >= fg_iou_thresh positive, < bg_iou_thresh negative),
+    the sampler weighs them from their labels, IoUs, matched ground truth and, for samplers
+    that ask (OHEM), their loss under the current head computed without gradient.
+    Proposals of weight 0 are dropped before RoI pooling. Hard samplers:
+    ``loss_cls(logits, labels, w, n)`` and ``loss_bbox(deltas_pos, targets_pos, w_pos, n)``
+    divided by the number ``n`` of kept proposals, as torchvision's ``fastrcnn_loss``. Soft
+    samplers reweigh the classification loss from the logits and set its normaliser.
     ``balancer`` (optional) reweighs the resulting terms. The mask loss is torchvision's.
-    Inference is torchvision's unchanged.
+    ``sampling_stats`` holds what the last training step kept. Inference is torchvision's.
     """
 
     def __init__(self, box_roi_pool: nn.Module, box_head: nn.Module, box_predictor: nn.Module,
@@ -28,8 +34,8 @@ class DetimbRoIHeads(RoIHeads):
                  score_thresh: float, nms_thresh: float, detections_per_img: int, sampler: Sampler,
                  loss_cls: nn.Module, loss_bbox: nn.Module,
                  balancer: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
-                 mask_roi_pool: nn.Module | None = None, mask_head: nn.Module | None = None,
-                 mask_predictor: nn.Module | None = None) -> None:
+                 add_gt_as_proposals: bool = True, mask_roi_pool: nn.Module | None = None,
+                 mask_head: nn.Module | None = None, mask_predictor: nn.Module | None = None) -> None:
         super().__init__(box_roi_pool, box_head, box_predictor, fg_iou_thresh, bg_iou_thresh, 512, 0.25,
                          tuple(bbox_reg_weights), score_thresh, nms_thresh, detections_per_img,
                          mask_roi_pool=mask_roi_pool, mask_head=mask_head, mask_predictor=mask_predictor)
@@ -37,26 +43,75 @@ class DetimbRoIHeads(RoIHeads):
         self.loss_cls = loss_cls
         self.loss_bbox = loss_bbox
         self.balancer = balancer
+        self.add_gt_as_proposals = add_gt_as_proposals
+        self.sampling_stats: dict[str, Tensor] = {}
 
-    def sample_proposals(self, proposals: list[Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Any]:
-        """Match and weigh proposals; keep those with weight > 0. Returns per-image lists."""
+    def match(self, proposals: list[Tensor], gt_boxes: list[Tensor], gt_labels: list[Tensor]
+              ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """torchvision's ``assign_targets_to_proposals``, also returning each proposal's IoU."""
+        matched_idxs, labels, ious = [], [], []
+        for props, gt, gt_lab in zip(proposals, gt_boxes, gt_labels):
+            n = props.shape[0]
+            if gt.numel() == 0:
+                matched_idxs.append(torch.zeros(n, dtype=torch.int64, device=props.device))
+                labels.append(torch.zeros(n, dtype=torch.int64, device=props.device))
+                ious.append(torch.zeros(n, dtype=props.dtype, device=props.device))
+                continue
+            quality = box_iou(gt, props)
+            matched = self.proposal_matcher(quality)
+            lab = gt_lab[matched.clamp(min=0)].to(torch.int64)
+            lab[matched == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0
+            lab[matched == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1
+            matched_idxs.append(matched.clamp(min=0))
+            labels.append(lab)
+            ious.append(quality.max(dim=0).values)
+        return matched_idxs, labels, ious
+
+    @torch.no_grad()
+    def score_proposals(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]],
+                        labels: list[Tensor], matched_gt: list[Tensor], with_box_loss: bool) -> list[Tensor]:
+        """Each proposal's loss under the current head, without gradient (for OHEM)."""
+        logits, deltas = self.box_predictor(self.box_head(self.box_roi_pool(features, proposals, image_shapes)))
+        lab = torch.cat(labels)
+        losses = F.cross_entropy(logits, lab.clamp(min=0), reduction="none")
+        if with_box_loss:
+            targets = torch.cat(self.box_coder.encode(matched_gt, proposals))
+            pred = deltas.reshape(deltas.shape[0], -1, 4)[torch.arange(len(lab)), lab.clamp(min=0)]
+            box = F.smooth_l1_loss(pred, targets, beta=1 / 9, reduction="none").sum(1)
+            losses = losses + torch.where(lab > 0, box, torch.zeros_like(box))
+        return list(losses.split([len(p) for p in proposals]))
+
+    def sample_proposals(self, features: dict[str, Tensor], proposals: list[Tensor],
+                         image_shapes: list[tuple[int, int]], targets: list[dict[str, Tensor]]) -> dict[str, Any]:
+        """Match, weigh and keep proposals (weight > 0). Returns per-image lists."""
         self.check_targets(targets)
         dtype, device = proposals[0].dtype, proposals[0].device
         gt_boxes = [t["boxes"].to(dtype) for t in targets]
-        proposals = self.add_gt_proposals(proposals, gt_boxes)
-        matched_idxs, labels = self.assign_targets_to_proposals(proposals, gt_boxes, [t["labels"] for t in targets])
-        weights = self.fg_bg_sampler(labels)
-        out: dict[str, list[Tensor]] = {"proposals": [], "matched_idxs": [], "labels": [], "weights": [],
-                                        "matched_gt_boxes": []}
+        if self.add_gt_as_proposals:
+            proposals = self.add_gt_proposals(proposals, gt_boxes)
+        matched_idxs, labels, ious = self.match(proposals, gt_boxes, [t["labels"] for t in targets])
+        gt_or_zero = [g if g.numel() else torch.zeros((1, 4), dtype=dtype, device=device) for g in gt_boxes]
+        matched_gt = [g[m] for g, m in zip(gt_or_zero, matched_idxs)]
+        losses: list[Tensor | None] = [None] * len(proposals)
+        if self.fg_bg_sampler.needs_losses:
+            losses = self.score_proposals(features, proposals, image_shapes, labels, matched_gt,
+                                          getattr(self.fg_bg_sampler, "with_box_loss", False))
+        weights = self.fg_bg_sampler([Candidates(lab, iou, m, loss) for lab, iou, m, loss
+                                      in zip(labels, ious, matched_idxs, losses)])
+        out: dict[str, list[Tensor]] = {k: [] for k in ("proposals", "matched_idxs", "labels", "weights", "ious",
+                                                          "matched_gt", "gt_ids")}
         for img, w in enumerate(weights):
             keep = torch.where(w > 0)[0]
-            gt = gt_boxes[img] if gt_boxes[img].numel() else torch.zeros((1, 4), dtype=dtype, device=device)
             out["proposals"].append(proposals[img][keep])
             out["matched_idxs"].append(matched_idxs[img][keep])
             out["labels"].append(labels[img][keep])
             out["weights"].append(w[keep])
-            out["matched_gt_boxes"].append(gt[matched_idxs[img][keep]])
-        out["regression_targets"] = list(self.box_coder.encode(out["matched_gt_boxes"], out["proposals"]))
+            out["ious"].append(ious[img][keep])
+            out["matched_gt"].append(matched_gt[img][keep])
+            out["gt_ids"].append(matched_idxs[img][keep] + 1_000_000 * img)
+        out["regression_targets"] = list(self.box_coder.encode(out["matched_gt"], out["proposals"]))
+        self.sampling_stats = sampling_stats(torch.cat(out["labels"]), torch.cat(out["ious"]), len(proposals),
+                                             self.box_predictor.cls_score.out_features - 1)
         return out
 
     def box_losses(self, class_logits: Tensor, box_regression: Tensor, samples: dict[str, Any]) -> dict[str, Tensor]:
@@ -66,8 +121,18 @@ class DetimbRoIHeads(RoIHeads):
         positive = torch.where(labels > 0)[0]
         deltas = box_regression.reshape(box_regression.shape[0], -1, 4)[positive, labels[positive]]
         normalizer = labels.numel()
+        cls_weight, cls_normalizer = weights, float(normalizer)
+        sampler = self.fg_bg_sampler
+        if sampler.soft:
+            with torch.no_grad():
+                plain = F.cross_entropy(class_logits, labels, reduction="none")
+                pred_ious = torch.zeros_like(plain)
+                pred_ious[positive] = delta_iou(deltas, targets[positive], self.box_coder.weights)
+            cls_weight = sampler.reweight(class_logits, labels, labels, gt_ids=torch.cat(samples["gt_ids"]),
+                                          pred_ious=pred_ious, loss=plain)
+            cls_normalizer = sampler.normalizer(normalizer, positive.numel())
         return {
-            "loss_classifier": self.loss_cls(class_logits, labels, weights, normalizer),
+            "loss_classifier": self.loss_cls(class_logits, labels, cls_weight, cls_normalizer),
             "loss_box_reg": self.loss_bbox(deltas, targets[positive], weights[positive], normalizer),
         }
 
@@ -77,7 +142,7 @@ class DetimbRoIHeads(RoIHeads):
             return super().forward(features, proposals, image_shapes, targets)
         if targets is None:
             raise ValueError("targets are required in training mode")
-        samples = self.sample_proposals(proposals, targets)
+        samples = self.sample_proposals(features, proposals, image_shapes, targets)
         box_features = self.box_head(self.box_roi_pool(features, samples["proposals"], image_shapes))
         class_logits, box_regression = self.box_predictor(box_features)
         losses = self.box_losses(class_logits, box_regression, samples)
