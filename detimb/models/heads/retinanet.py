@@ -13,6 +13,7 @@ from torchvision.models.detection.retinanet import (
 )
 from torchvision.ops import box_iou
 
+from detimb.models.heads.common import box_loss_inputs
 from detimb.samplers import Candidates, Sampler
 from detimb.samplers.stats import delta_iou, sampling_stats
 
@@ -78,9 +79,10 @@ class DetimbRetinaNetHead(RetinaNetHead):
                 cls_weight = self.sampler.reweight(logits[keep], onehot[keep], labels[keep], gt_ids=index[keep],
                                                    pred_ious=pred_ious[keep], loss=plain)
             cls_losses.append(self.loss_cls(logits[keep], onehot[keep], cls_weight, num_fg))
-            pos_kept = keep[pos_idx]
-            box_losses.append(self.loss_bbox(deltas[pos_idx][pos_kept], goal[pos_kept], weight[pos_idx][pos_kept],
-                                             num_fg))
+            pos = pos_idx[keep[pos_idx]]
+            pred, box_goal = box_loss_inputs(self.loss_bbox, box_coder, deltas[pos], goal[keep[pos_idx]], anchors_i[pos],
+                                             target["boxes"][index[pos]])
+            box_losses.append(self.loss_bbox(pred, box_goal, weight[pos], num_fg))
             kept_labels.append(labels[keep])
             kept_ious.append(ious[keep])
         self.sampling_stats = sampling_stats(torch.cat(kept_labels), torch.cat(kept_ious), len(targets),

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss
 from torchvision.ops import box_iou
 
+from detimb.models.heads.common import box_loss_inputs
 from detimb.samplers import Candidates, Sampler
 from detimb.samplers.stats import delta_iou, sampling_stats
 
@@ -131,9 +132,11 @@ class DetimbRoIHeads(RoIHeads):
             cls_weight = sampler.reweight(class_logits, labels, labels, gt_ids=torch.cat(samples["gt_ids"]),
                                           pred_ious=pred_ious, loss=plain)
             cls_normalizer = sampler.normalizer(normalizer, positive.numel())
+        pred, goal = box_loss_inputs(self.loss_bbox, self.box_coder, deltas, targets[positive],
+                                     torch.cat(samples["proposals"])[positive], torch.cat(samples["matched_gt"])[positive])
         return {
             "loss_classifier": self.loss_cls(class_logits, labels, cls_weight, cls_normalizer),
-            "loss_box_reg": self.loss_bbox(deltas, targets[positive], weights[positive], normalizer),
+            "loss_box_reg": self.loss_bbox(pred, goal, weights[positive], normalizer),
         }
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]],

@@ -9,6 +9,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.ops import box_iou
 
+from detimb.models.heads.common import box_loss_inputs
 from detimb.samplers import Candidates, Sampler
 from detimb.samplers.stats import delta_iou, sampling_stats
 
@@ -43,6 +44,7 @@ class DetimbRPN(RegionProposalNetwork):
         """torchvision's matching; also keeps each anchor's IoU and ground-truth index for
         ``compute_loss`` (called next in the same forward)."""
         labels, matched_boxes, self._matches = [], [], []
+        self._anchors = anchors
         for anchors_i, target in zip(anchors, targets):
             gt = target["boxes"]
             if gt.numel() == 0:
@@ -60,6 +62,7 @@ class DetimbRPN(RegionProposalNetwork):
             labels.append(lab)
             matched_boxes.append(gt[index])
             self._matches.append((quality.max(dim=0).values, index))
+        self._matched_boxes = matched_boxes
         return labels, matched_boxes
 
     def compute_loss(self, objectness: Tensor, pred_bbox_deltas: Tensor, labels: list[Tensor],
@@ -99,6 +102,8 @@ class DetimbRPN(RegionProposalNetwork):
             cls_normalizer = sampler.normalizer(kept.numel(), positive.numel())
         else:
             cls_normalizer = normalizer
-        loss_bbox = self.loss_bbox(pred_bbox_deltas[positive], targets[positive], weights[positive], normalizer)
+        pred, goal = box_loss_inputs(self.loss_bbox, self.box_coder, pred_bbox_deltas[positive], targets[positive],
+                                     torch.cat(self._anchors)[positive], torch.cat(self._matched_boxes)[positive])
+        loss_bbox = self.loss_bbox(pred, goal, weights[positive], normalizer)
         loss_cls = self.loss_cls(objectness[kept], labels_all[kept], cls_weight, cls_normalizer)
         return loss_cls, loss_bbox
