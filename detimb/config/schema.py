@@ -52,6 +52,8 @@ class RPNConfig:
     sampler: Dict[str, Any] = _slot(type="random", num=256, pos_fraction=0.5)
     loss_cls: Dict[str, Any] = _slot(type="binary_cross_entropy")
     loss_bbox: Dict[str, Any] = _slot(type="smooth_l1", beta=1.0 / 9.0)
+    balancer: Optional[Dict[str, Any]] = None
+    init_prior: Optional[float] = None
 
 
 @dataclass
@@ -70,6 +72,7 @@ class RoIHeadConfig:
     loss_cls: Dict[str, Any] = _slot(type="cross_entropy")
     loss_bbox: Dict[str, Any] = _slot(type="smooth_l1", beta=1.0 / 9.0)
     balancer: Optional[Dict[str, Any]] = None
+    init_prior: Optional[float] = None
     add_gt_as_proposals: bool = True
     bbox_reg_weights: List[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
     roi_output_size: int = 7
@@ -95,6 +98,7 @@ class RetinaHeadConfig:
     sampler: Dict[str, Any] = _slot(type="all")
     loss_cls: Dict[str, Any] = _slot(type="sigmoid_focal", alpha=0.25, gamma=2.0)
     loss_bbox: Dict[str, Any] = _slot(type="l1")
+    balancer: Optional[Dict[str, Any]] = None
 
 
 @dataclass

@@ -86,7 +86,8 @@ class Trainer:
         self.val_loader = build_loader(self.val_set, cfg.data.val_batch_size, cfg.data.num_workers, self.rank,
                                        self.world, shuffle=False, seed=tcfg.seed)
 
-        self.model: nn.Module = build_detector(cfg.model, self.label_map).to(self.device)
+        counts = [self.train_freq[cid]["instances"] for cid in self.label_map.coco_ids]
+        self.model: nn.Module = build_detector(cfg.model, self.label_map, counts).to(self.device)
         if load_from:
             self.model.load_state_dict(load_checkpoint(load_from)["model"])
         self.optimizer = build_optimizer(tcfg.optimizer, self.model)
@@ -203,7 +204,10 @@ class Trainer:
         ``roi_heads/neg_mean_iou``, ``roi_heads/pos_frac/<class>``, ..."""
         row: dict[str, float] = {}
         for name, module in self.model.named_modules():
-            for key, value in getattr(module, "sampling_stats", {}).items():
+            if name.endswith("balancer"):
+                continue  # its stats reach the log through its head
+            stats = {**getattr(module, "sampling_stats", {}), **getattr(module, "balance_stats", {})}
+            for key, value in stats.items():
                 if key == "pos_class_frac":
                     row.update({f"{name}/pos_frac/{cls}": float(v) for cls, v in zip(self.label_map.names, value)})
                 else:

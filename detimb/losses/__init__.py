@@ -1,10 +1,13 @@
 """Classification and box regression losses, and objective balancers."""
 
-from detimb.losses.balancers import BALANCERS, FixedWeights
+from detimb.losses.balancers import BALANCERS, CARL, BalanceContext, FixedWeights, GuidedLoss, init_classification_prior
 from detimb.losses.classification import CLS_LOSSES, BinaryCrossEntropyLoss, CrossEntropyLoss, SigmoidFocalLoss
-from detimb.losses.regression import BOX_LOSSES, L1Loss, SmoothL1Loss
+from detimb.losses.regression import (
+    BOX_LOSSES, BalancedL1Loss, BoxLoss, CIoULoss, DIoULoss, GIoULoss, IoULoss, L1Loss, SmoothL1Loss,
+)
 
 __all__ = [
-    "BALANCERS", "BOX_LOSSES", "CLS_LOSSES", "BinaryCrossEntropyLoss", "CrossEntropyLoss", "FixedWeights",
-    "L1Loss", "SigmoidFocalLoss", "SmoothL1Loss",
+    "BALANCERS", "BOX_LOSSES", "CARL", "CLS_LOSSES", "BalanceContext", "BalancedL1Loss", "BinaryCrossEntropyLoss",
+    "BoxLoss", "CIoULoss", "CrossEntropyLoss", "DIoULoss", "FixedWeights", "GIoULoss", "GuidedLoss", "IoULoss",
+    "L1Loss", "SigmoidFocalLoss", "SmoothL1Loss", "init_classification_prior",
 ]

@@ -35,9 +35,12 @@ class BoxLoss(nn.Module):
     def per_box(self, pred: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def reduce(self, per_box: Tensor, weight: Tensor | None = None, avg_factor: float | Tensor | None = None) -> Tensor:
+        return self.loss_weight * weighted_sum(per_box, weight, avg_factor)
+
     def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None,
                 avg_factor: float | Tensor | None = None) -> Tensor:
-        return self.loss_weight * weighted_sum(self.per_box(pred, target), weight, avg_factor)
+        return self.reduce(self.per_box(pred, target), weight, avg_factor)
 
 
 @BOX_LOSSES.register("smooth_l1")

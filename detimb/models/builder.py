@@ -7,6 +7,7 @@ state dicts are interchangeable); RetinaNet is torchvision's with detimb's head.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import torch
@@ -22,7 +23,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from detimb.config import to_dict
 from detimb.data.label_map import LabelMap
 from detimb.errors import ConfigError
-from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES, SigmoidFocalLoss
+from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES, SigmoidFocalLoss, init_classification_prior
 from detimb.models.backbones import BACKBONES, probe_outputs
 from detimb.models.heads import DetimbRetinaNet, DetimbRetinaNetHead, DetimbRoIHeads, DetimbRPN
 from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLevelsRoIAlign
@@ -56,29 +57,51 @@ def _build_slot(registry: Registry, spec: Any, where: str) -> Any:
     return registry.build(to_dict(spec), where)
 
 
-def _sampler_and_loss(head_cfg: DictConfig, where: str) -> tuple[Any, Any]:
-    """A head's sampler and classification loss, refusing a focal factor applied twice."""
+HEAD_FORMS = {"model.rpn": "sigmoid", "model.roi_head": "softmax", "model.retina_head": "sigmoid"}
+
+
+def _sampler_and_loss(head_cfg: DictConfig, where: str, class_counts: list[int] | None) -> tuple[Any, Any]:
+    """A head's sampler and classification loss, refusing a focal factor applied twice.
+    Losses that weigh classes by frequency receive the training set's ``class_counts``."""
     sampler = _build_slot(SAMPLERS, head_cfg.sampler, f"{where}.sampler")
-    loss = _build_slot(CLS_LOSSES, head_cfg.loss_cls, f"{where}.loss_cls")
+    spec = to_dict(head_cfg.loss_cls)
+    takes_counts = "class_counts" in inspect.signature(CLS_LOSSES.get(spec.get("type", ""), f"{where}.loss_cls")).parameters
+    loss = CLS_LOSSES.build(spec, f"{where}.loss_cls", **({"class_counts": class_counts} if takes_counts else {}))
+    if getattr(loss, "form", HEAD_FORMS[where]) != HEAD_FORMS[where]:
+        raise ConfigError(f"{where}.loss_cls: '{spec['type']}' is a {loss.form} loss but this head's classifier is"
+                          f" {HEAD_FORMS[where]}; choose from "
+                          + ", ".join(n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form == HEAD_FORMS[where]))
     if isinstance(sampler, FocalSampler) and isinstance(loss, SigmoidFocalLoss):
         raise ConfigError(f"{where}: the focal sampler already applies the focal factor; with it use"
                           f" loss_cls: {{type: binary_cross_entropy}} (or cross_entropy), not sigmoid_focal")
     return sampler, loss
 
 
-def _two_stage(cfg: DictConfig, num_classes: int, with_masks: bool) -> GeneralizedRCNN:
+def _balancer(head_cfg: DictConfig, where: str) -> nn.Module | None:
+    return None if head_cfg.balancer is None else _build_slot(BALANCERS, head_cfg.balancer, f"{where}.balancer")
+
+
+def _two_stage(cfg: DictConfig, num_classes: int, with_masks: bool, class_counts: list[int] | None) -> GeneralizedRCNN:
     backbone, levels = build_backbone_with_neck(cfg)
     anchors = _anchor_generator(cfg, levels)
     channels = backbone.out_channels
     rpn_cfg, roi_cfg = cfg.rpn, cfg.roi_head
+    rpn_head = RPNHead(channels, anchors.num_anchors_per_location()[0])
+    if rpn_cfg.init_prior is not None:
+        init_classification_prior(rpn_head.cls_logits.bias, rpn_cfg.init_prior, softmax=False)
+    rpn_balancer = _balancer(rpn_cfg, "model.rpn")
+    if getattr(rpn_balancer, "adds_terms", False):
+        raise ConfigError("model.rpn.balancer: carl adds a loss term, which the RPN cannot return;"
+                          " use it in model.roi_head or model.retina_head")
     rpn = DetimbRPN(
-        anchors, RPNHead(channels, anchors.num_anchors_per_location()[0]),
+        anchors, rpn_head,
         rpn_cfg.fg_iou_thresh, rpn_cfg.bg_iou_thresh,
         {"training": rpn_cfg.pre_nms_top_n_train, "testing": rpn_cfg.pre_nms_top_n_test},
         {"training": rpn_cfg.post_nms_top_n_train, "testing": rpn_cfg.post_nms_top_n_test},
         rpn_cfg.nms_thresh, rpn_cfg.score_thresh,
-        *_sampler_and_loss(rpn_cfg, "model.rpn"),
+        *_sampler_and_loss(rpn_cfg, "model.rpn", None),
         loss_bbox=_build_slot(BOX_LOSSES, rpn_cfg.loss_bbox, "model.rpn.loss_bbox"),
+        balancer=rpn_balancer,
     )
     roi_levels = [name for name in levels if name != "pool"]
     size = roi_cfg.roi_output_size
@@ -97,16 +120,18 @@ def _two_stage(cfg: DictConfig, num_classes: int, with_masks: bool) -> Generaliz
     else:
         box_pool = MultiScaleRoIAlign(roi_levels, size, roi_cfg.sampling_ratio)
         box_head = TwoMLPHead(channels * size**2, roi_cfg.representation_size)
+    predictor = FastRCNNPredictor(roi_cfg.representation_size, num_classes)
+    if roi_cfg.init_prior is not None:
+        init_classification_prior(predictor.cls_score.bias, roi_cfg.init_prior, softmax=True)
     roi_heads = DetimbRoIHeads(
         box_pool,
         box_head,
-        FastRCNNPredictor(roi_cfg.representation_size, num_classes),
+        predictor,
         roi_cfg.fg_iou_thresh, roi_cfg.bg_iou_thresh, tuple(roi_cfg.bbox_reg_weights),
         roi_cfg.score_thresh, roi_cfg.nms_thresh, roi_cfg.detections_per_img,
-        *_sampler_and_loss(roi_cfg, "model.roi_head"),
+        *_sampler_and_loss(roi_cfg, "model.roi_head", class_counts),
         loss_bbox=_build_slot(BOX_LOSSES, roi_cfg.loss_bbox, "model.roi_head.loss_bbox"),
-        balancer=None if roi_cfg.balancer is None else _build_slot(BALANCERS, roi_cfg.balancer,
-                                                                    "model.roi_head.balancer"),
+        balancer=_balancer(roi_cfg, "model.roi_head"),
         add_gt_as_proposals=roi_cfg.add_gt_as_proposals,
         **mask_parts,
     )
@@ -120,28 +145,29 @@ def _transform(cfg: DictConfig) -> DetectionTransform:
 
 
 @DETECTORS.register("faster_rcnn")
-def faster_rcnn(cfg: DictConfig, num_classes: int) -> GeneralizedRCNN:
+def faster_rcnn(cfg: DictConfig, num_classes: int, class_counts: list[int] | None = None) -> GeneralizedRCNN:
     """Faster R-CNN (Ren et al., NeurIPS 2015) with torchvision's defaults."""
-    return _two_stage(cfg, num_classes, with_masks=False)
+    return _two_stage(cfg, num_classes, False, class_counts)
 
 
 @DETECTORS.register("mask_rcnn")
-def mask_rcnn(cfg: DictConfig, num_classes: int) -> GeneralizedRCNN:
+def mask_rcnn(cfg: DictConfig, num_classes: int, class_counts: list[int] | None = None) -> GeneralizedRCNN:
     """Mask R-CNN (He et al., ICCV 2017) with torchvision's defaults."""
-    return _two_stage(cfg, num_classes, with_masks=True)
+    return _two_stage(cfg, num_classes, True, class_counts)
 
 
 @DETECTORS.register("retinanet")
-def retinanet(cfg: DictConfig, num_classes: int) -> DetimbRetinaNet:
+def retinanet(cfg: DictConfig, num_classes: int, class_counts: list[int] | None = None) -> DetimbRetinaNet:
     """RetinaNet (Lin et al., ICCV 2017) with torchvision's defaults."""
     backbone, levels = build_backbone_with_neck(cfg)
     anchors = _anchor_generator(cfg, levels)
     h = cfg.retina_head
     head = DetimbRetinaNetHead(
         backbone.out_channels, anchors.num_anchors_per_location()[0], num_classes,
-        *_sampler_and_loss(h, "model.retina_head"),
+        *_sampler_and_loss(h, "model.retina_head", class_counts),
         loss_bbox=_build_slot(BOX_LOSSES, h.loss_bbox, "model.retina_head.loss_bbox"),
         prior_probability=h.prior_probability,
+        balancer=_balancer(h, "model.retina_head"),
     )
     return DetimbRetinaNet(
         backbone, num_classes, anchors, head, _transform(cfg), score_thresh=h.score_thresh,
@@ -150,11 +176,12 @@ def retinanet(cfg: DictConfig, num_classes: int) -> DetimbRetinaNet:
     )
 
 
-def build_detector(cfg: DictConfig, label_map: LabelMap) -> nn.Module:
+def build_detector(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | None = None) -> nn.Module:
     """The detector ``cfg.model`` describes, for the classes of ``label_map``; loads
-    ``cfg.model.weights`` (a local file) when set."""
+    ``cfg.model.weights`` (a local file) when set. ``class_counts``: training instances per
+    class in label order, for losses that weigh classes by frequency."""
     factory: Callable[..., nn.Module] = DETECTORS.get(cfg.type, "model.type")
-    model = factory(cfg, label_map.num_classes)
+    model = factory(cfg, label_map.num_classes, class_counts)
     if cfg.weights:
         state = torch.load(cfg.weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state.get("model", state))

@@ -7,7 +7,7 @@ import torch
 
 from detimb.data.coco import CocoDetection, collate
 from detimb.errors import ConfigError
-from detimb.losses import BOX_LOSSES
+from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES
 from detimb.models import BACKBONES, DETECTORS, NECKS, build_detector
 from detimb.samplers import SAMPLERS
 from tests.conftest import RETINA_NECK, TINY_MODEL
@@ -65,6 +65,58 @@ def test_every_sampler_in_every_stage_of_every_detector(tiny_config, tiny_shapes
     _, model = train_step(tiny_config(detector, model={stage: head}), tiny_shapes)
     model_stats = [m.sampling_stats for m in model.modules() if getattr(m, "sampling_stats", None)]
     assert model_stats and all(s["pos_per_image"] >= 0 for s in model_stats)
+
+
+@pytest.mark.parametrize("detector,stage", STAGES)
+@pytest.mark.parametrize("balancer", BALANCERS.names())
+def test_every_balancer_in_every_stage_of_every_detector(tiny_config, tiny_shapes, detector, stage, balancer):
+    cfg = tiny_config(detector, model={stage: {"balancer": {"type": balancer}}})
+    if stage == "rpn" and balancer == "carl":
+        with pytest.raises(ConfigError, match="carl adds a loss term"):
+            train_step(cfg, tiny_shapes)
+        return
+    losses, model = train_step(cfg, tiny_shapes)
+    if balancer == "carl":
+        assert "loss_carl" in losses
+    head = model.rpn if stage == "rpn" else model.roi_heads if stage == "roi_head" else model.head
+    assert any(k.startswith("raw/") for k in head.balance_stats)
+
+
+CLS_BY_STAGE = {"rpn": ["binary_cross_entropy", "sigmoid_focal"], "roi_head": ["cross_entropy"],
+                "retina_head": ["binary_cross_entropy", "sigmoid_focal"]}
+
+
+@pytest.mark.parametrize("detector,stage", STAGES)
+@pytest.mark.parametrize("loss", CLS_LOSSES.names())
+def test_every_classification_loss_in_every_stage(tiny_config, tiny_shapes, detector, stage, loss):
+    cfg = tiny_config(detector, model={stage: {"loss_cls": {"type": loss}}})
+    if loss not in CLS_BY_STAGE[stage]:
+        with pytest.raises(ConfigError, match="choose from"):
+            train_step(cfg, tiny_shapes)
+        return
+    train_step(cfg, tiny_shapes)
+
+
+@pytest.mark.parametrize("class_weight", ["inverse_freq", "effective_num"])
+def test_class_weighted_cross_entropy_trains(tiny_config, tiny_shapes, tmp_path, class_weight):
+    from detimb.engine.trainer import Trainer
+
+    cfg = tiny_config("faster_rcnn", model={"roi_head": {"loss_cls": {"type": "cross_entropy",
+                                                                       "class_weight": class_weight}}},
+                      train={"schedule": {"max_iters": 2}})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    weights = trainer.model.roi_heads.loss_cls.weights
+    assert weights[0] == 1.0 and weights[-1] > weights[1]  # the rarest class (crescent) weighs most
+    trainer.train()
+
+
+def test_init_prior_sets_the_classifier_biases(tiny_config, tiny_shapes):
+    ds = CocoDetection(tiny_shapes / "annotations/train.json", tiny_shapes / "train")
+    cfg = tiny_config("faster_rcnn", model={"rpn": {"init_prior": 0.01}, "roi_head": {"init_prior": 0.1}})
+    model = build_detector(cfg.model, ds.label_map)
+    assert torch.allclose(model.rpn.head.cls_logits.bias, torch.tensor(-math.log(0.99 / 0.01)))
+    probs = torch.softmax(model.roi_heads.box_predictor.cls_score.bias, 0)
+    assert probs[0].item() == pytest.approx(0.9, rel=1e-5)
 
 
 def test_focal_sampler_with_focal_loss_is_refused(tiny_config, tiny_shapes):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.models.detection._utils import BoxCoder
 
+from detimb.losses.balancers import BalanceContext
+
 
 def box_loss_inputs(loss: nn.Module, box_coder: BoxCoder, deltas: Tensor, target_deltas: Tensor, anchors: Tensor,
                     gt_boxes: Tensor) -> tuple[Tensor, Tensor]:
@@ -14,3 +16,13 @@ def box_loss_inputs(loss: nn.Module, box_coder: BoxCoder, deltas: Tensor, target
     if getattr(loss, "needs_boxes", False):
         return box_coder.decode_single(deltas, anchors), gt_boxes
     return deltas, target_deltas
+
+
+def apply_balancer(balancer: nn.Module | None, losses: dict[str, Tensor], context: BalanceContext
+                   ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The balanced terms, and for the log the raw terms plus what the balancer reports."""
+    if balancer is None:
+        return losses, {}
+    stats = {f"raw/{k}": v.detach() for k, v in losses.items()}
+    losses = balancer(losses, context)
+    return losses, {**stats, **getattr(balancer, "balance_stats", {})}

@@ -13,7 +13,8 @@ from torchvision.models.detection.retinanet import (
 )
 from torchvision.ops import box_iou
 
-from detimb.models.heads.common import box_loss_inputs
+from detimb.losses.balancers import BalanceContext
+from detimb.models.heads.common import apply_balancer, box_loss_inputs
 from detimb.samplers import Candidates, Sampler
 from detimb.samplers.stats import delta_iou, sampling_stats
 
@@ -32,7 +33,8 @@ class DetimbRetinaNetHead(RetinaNetHead):
     """
 
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int, sampler: Sampler,
-                 loss_cls: nn.Module, loss_bbox: nn.Module, prior_probability: float = 0.01) -> None:
+                 loss_cls: nn.Module, loss_bbox: nn.Module, prior_probability: float = 0.01,
+                 balancer: nn.Module | None = None) -> None:
         nn.Module.__init__(self)
         if not 0.0 < prior_probability < 1.0:
             raise ValueError(f"prior_probability must be in (0, 1), got {prior_probability}")
@@ -42,13 +44,16 @@ class DetimbRetinaNetHead(RetinaNetHead):
         self.sampler = sampler
         self.loss_cls = loss_cls
         self.loss_bbox = loss_bbox
+        self.balancer = balancer
         self.sampling_stats: dict[str, Tensor] = {}
+        self.balance_stats: dict[str, Tensor] = {}
 
     def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
                      anchors: list[Tensor], matched_idxs: list[Tensor]) -> dict[str, Tensor]:
         box_coder = self.regression_head.box_coder
         between = self.classification_head.BETWEEN_THRESHOLDS
         cls_losses, box_losses, kept_labels, kept_ious = [], [], [], []
+        pos_logits, pos_labels, pos_box, total_fg = [], [], [], 0
         for img, (target, logits, deltas, anchors_i, matched) in enumerate(zip(
                 targets, head_outputs["cls_logits"], head_outputs["bbox_regression"], anchors, matched_idxs)):
             foreground = matched >= 0
@@ -82,13 +87,24 @@ class DetimbRetinaNetHead(RetinaNetHead):
             pos = pos_idx[keep[pos_idx]]
             pred, box_goal = box_loss_inputs(self.loss_bbox, box_coder, deltas[pos], goal[keep[pos_idx]], anchors_i[pos],
                                              target["boxes"][index[pos]])
-            box_losses.append(self.loss_bbox(pred, box_goal, weight[pos], num_fg))
+            per_box = self.loss_bbox.per_box(pred, box_goal)
+            box_losses.append(self.loss_bbox.reduce(per_box, weight[pos], num_fg))
+            pos_logits.append(logits[pos])
+            pos_labels.append(labels[pos])
+            pos_box.append(self.loss_bbox.loss_weight * per_box)
+            total_fg += num_fg
             kept_labels.append(labels[keep])
             kept_ious.append(ious[keep])
         self.sampling_stats = sampling_stats(torch.cat(kept_labels), torch.cat(kept_ious), len(targets),
                                              self.classification_head.num_classes - 1)
         n = max(1, len(targets))
-        return {"classification": torch.stack(cls_losses).sum() / n, "bbox_regression": torch.stack(box_losses).sum() / n}
+        losses = {"classification": torch.stack(cls_losses).sum() / n,
+                  "bbox_regression": torch.stack(box_losses).sum() / n}
+        labels_pos = torch.cat(pos_labels)
+        context = BalanceContext(torch.cat(pos_logits), labels_pos, torch.arange(len(labels_pos), device=labels_pos.device),
+                                 torch.cat(pos_box), float(max(1, total_fg)), True, "classification", "bbox_regression")
+        losses, self.balance_stats = apply_balancer(self.balancer, losses, context)
+        return losses
 
 
 class DetimbRetinaNet(RetinaNet):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss
 from torchvision.ops import box_iou
 
-from detimb.models.heads.common import box_loss_inputs
+from detimb.losses.balancers import BalanceContext
+from detimb.models.heads.common import apply_balancer, box_loss_inputs
 from detimb.samplers import Candidates, Sampler
 from detimb.samplers.stats import delta_iou, sampling_stats
 
@@ -34,7 +35,7 @@ class DetimbRoIHeads(RoIHeads):
                  fg_iou_thresh: float, bg_iou_thresh: float, bbox_reg_weights: tuple[float, ...],
                  score_thresh: float, nms_thresh: float, detections_per_img: int, sampler: Sampler,
                  loss_cls: nn.Module, loss_bbox: nn.Module,
-                 balancer: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+                 balancer: nn.Module | None = None,
                  add_gt_as_proposals: bool = True, mask_roi_pool: nn.Module | None = None,
                  mask_head: nn.Module | None = None, mask_predictor: nn.Module | None = None) -> None:
         super().__init__(box_roi_pool, box_head, box_predictor, fg_iou_thresh, bg_iou_thresh, 512, 0.25,
@@ -46,6 +47,7 @@ class DetimbRoIHeads(RoIHeads):
         self.balancer = balancer
         self.add_gt_as_proposals = add_gt_as_proposals
         self.sampling_stats: dict[str, Tensor] = {}
+        self.balance_stats: dict[str, Tensor] = {}
 
     def match(self, proposals: list[Tensor], gt_boxes: list[Tensor], gt_labels: list[Tensor]
               ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
@@ -115,7 +117,8 @@ class DetimbRoIHeads(RoIHeads):
                                              self.box_predictor.cls_score.out_features - 1)
         return out
 
-    def box_losses(self, class_logits: Tensor, box_regression: Tensor, samples: dict[str, Any]) -> dict[str, Tensor]:
+    def box_losses(self, class_logits: Tensor, box_regression: Tensor, samples: dict[str, Any]
+                   ) -> tuple[dict[str, Tensor], BalanceContext]:
         labels = torch.cat(samples["labels"])
         weights = torch.cat(samples["weights"])
         targets = torch.cat(samples["regression_targets"])
@@ -134,10 +137,14 @@ class DetimbRoIHeads(RoIHeads):
             cls_normalizer = sampler.normalizer(normalizer, positive.numel())
         pred, goal = box_loss_inputs(self.loss_bbox, self.box_coder, deltas, targets[positive],
                                      torch.cat(samples["proposals"])[positive], torch.cat(samples["matched_gt"])[positive])
-        return {
+        per_box = self.loss_bbox.per_box(pred, goal)
+        losses = {
             "loss_classifier": self.loss_cls(class_logits, labels, cls_weight, cls_normalizer),
-            "loss_box_reg": self.loss_bbox(pred, goal, weights[positive], normalizer),
+            "loss_box_reg": self.loss_bbox.reduce(per_box, weights[positive], normalizer),
         }
+        context = BalanceContext(class_logits, labels, positive, self.loss_bbox.loss_weight * per_box,
+                                 float(normalizer), False, "loss_classifier", "loss_box_reg")
+        return losses, context
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]],
                 targets: list[dict[str, Tensor]] | None = None) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
@@ -148,7 +155,7 @@ class DetimbRoIHeads(RoIHeads):
         samples = self.sample_proposals(features, proposals, image_shapes, targets)
         box_features = self.box_head(self.box_roi_pool(features, samples["proposals"], image_shapes))
         class_logits, box_regression = self.box_predictor(box_features)
-        losses = self.box_losses(class_logits, box_regression, samples)
+        losses, context = self.box_losses(class_logits, box_regression, samples)
         if self.has_mask():
             positive = [torch.where(lab > 0)[0] for lab in samples["labels"]]
             mask_proposals = [p[i] for p, i in zip(samples["proposals"], positive)]
@@ -156,6 +163,5 @@ class DetimbRoIHeads(RoIHeads):
             mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes)))
             losses["loss_mask"] = maskrcnn_loss(mask_logits, mask_proposals, [t["masks"] for t in targets],
                                                 [t["labels"] for t in targets], mask_matched)
-        if self.balancer is not None:
-            losses = self.balancer(losses)
+        losses, self.balance_stats = apply_balancer(self.balancer, losses, context)
         return [], losses

@@ -9,7 +9,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.ops import box_iou
 
-from detimb.models.heads.common import box_loss_inputs
+from detimb.losses.balancers import BalanceContext
+from detimb.models.heads.common import apply_balancer, box_loss_inputs
 from detimb.samplers import Candidates, Sampler
 from detimb.samplers.stats import delta_iou, sampling_stats
 
@@ -29,14 +30,19 @@ class DetimbRPN(RegionProposalNetwork):
     def __init__(self, anchor_generator: AnchorGenerator, head: RPNHead, fg_iou_thresh: float,
                  bg_iou_thresh: float, pre_nms_top_n: dict[str, int], post_nms_top_n: dict[str, int],
                  nms_thresh: float, score_thresh: float, sampler: Sampler, loss_cls: nn.Module,
-                 loss_bbox: nn.Module) -> None:
+                 loss_bbox: nn.Module, balancer: nn.Module | None = None) -> None:
         # torchvision builds its own sampler from these two numbers; detimb's replaces it.
         super().__init__(anchor_generator, head, fg_iou_thresh, bg_iou_thresh, 256, 0.5, pre_nms_top_n,
                          post_nms_top_n, nms_thresh, score_thresh)
         self.fg_bg_sampler = sampler
         self.loss_cls = loss_cls
         self.loss_bbox = loss_bbox
+        if getattr(balancer, "adds_terms", False):
+            raise ValueError(f"{type(balancer).__name__} adds a loss term, which the RPN cannot return;"
+                             " use it in the RoI head or RetinaNet")
+        self.balancer = balancer
         self.sampling_stats: dict[str, Tensor] = {}
+        self.balance_stats: dict[str, Tensor] = {}
         self._matches: list[tuple[Tensor, Tensor]] = []
 
     def assign_targets_to_anchors(self, anchors: list[Tensor], targets: list[dict[str, Tensor]]
@@ -104,6 +110,11 @@ class DetimbRPN(RegionProposalNetwork):
             cls_normalizer = normalizer
         pred, goal = box_loss_inputs(self.loss_bbox, self.box_coder, pred_bbox_deltas[positive], targets[positive],
                                      torch.cat(self._anchors)[positive], torch.cat(self._matched_boxes)[positive])
-        loss_bbox = self.loss_bbox(pred, goal, weights[positive], normalizer)
-        loss_cls = self.loss_cls(objectness[kept], labels_all[kept], cls_weight, cls_normalizer)
-        return loss_cls, loss_bbox
+        per_box = self.loss_bbox.per_box(pred, goal)
+        losses = {"loss_objectness": self.loss_cls(objectness[kept], labels_all[kept], cls_weight, cls_normalizer),
+                  "loss_rpn_box_reg": self.loss_bbox.reduce(per_box, weights[positive], normalizer)}
+        context = BalanceContext(objectness[kept], labels_all[kept].long(), torch.where(labels_all[kept] > 0)[0],
+                                 self.loss_bbox.loss_weight * per_box, float(normalizer), True, "loss_objectness",
+                                 "loss_rpn_box_reg")
+        losses, self.balance_stats = apply_balancer(self.balancer, losses, context)
+        return losses["loss_objectness"], losses["loss_rpn_box_reg"]
