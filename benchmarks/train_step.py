@@ -12,48 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import REPO, device_name, shapes_overrides, time_steps  # noqa: E402
 from detimb.config import load_config  # noqa: E402
 from detimb.data.coco import CocoDetection, collate  # noqa: E402
-from detimb.data.synthetic import make_shapes_dataset  # noqa: E402
 from detimb.models import build_detector  # noqa: E402
 from tests.models.test_equivalence import torchvision_twin  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
-
-
-def time_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: list, targets: list, steps: int,
-               device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = sum(model(images, targets).values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
 
 
 def main() -> None:
@@ -65,12 +36,7 @@ def main() -> None:
     p.add_argument("--out")
     args = p.parse_args()
     device = torch.device(args.device)
-
-    data = Path(tempfile.mkdtemp()) / "shapes"
-    make_shapes_dataset(data)
-    cfg = load_config(args.config, [f"data.train.ann_file={data}/annotations/train.json",
-                                    f"data.train.img_dir={data}/train", f"data.val.ann_file={data}/annotations/val.json",
-                                    f"data.val.img_dir={data}/val"])
+    cfg = load_config(args.config, shapes_overrides())
     ds = CocoDetection(cfg.data.train.ann_file, cfg.data.train.img_dir)
     images, targets = collate([ds[i] for i in range(cfg.data.batch_size)])
     images = [im.to(device) for im in images]
@@ -86,16 +52,14 @@ def main() -> None:
         time_steps(models[name], optims[name], images, targets, 3, device)
     times: dict[str, list[float]] = {name: [] for name in models}
     for r in range(args.rounds):
-        order = list(models) if r % 2 == 0 else list(models)[::-1]
-        for name in order:
+        for name in list(models) if r % 2 == 0 else list(models)[::-1]:
             times[name].append(time_steps(models[name], optims[name], images, targets, args.steps, device))
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
-        "benchmark": "train_step", "config": str(Path(args.config).relative_to(REPO)),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-        "threads": torch.get_num_threads(), "batch_size": cfg.data.batch_size, "rounds": args.rounds,
-        "steps_per_round": args.steps, "median_step_s": med, "ratio_detimb_over_torchvision": med["detimb"] / med["torchvision"],
-        "torch": torch.__version__,
+        "benchmark": "train_step", "config": str(Path(args.config).resolve().relative_to(REPO)),
+        "device": device_name(device), "threads": torch.get_num_threads(), "batch_size": cfg.data.batch_size,
+        "rounds": args.rounds, "steps_per_round": args.steps, "median_step_s": med,
+        "ratio_detimb_over_torchvision": med["detimb"] / med["torchvision"], "torch": torch.__version__,
     }
     print(json.dumps(result, indent=2))
     out = Path(args.out or REPO / "benchmarks" / "results" / f"train_step_{device.type}.json")
