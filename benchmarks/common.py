@@ -43,7 +43,7 @@ def time_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images:
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
-        loss = sum(v for k, v in model(images, targets).items())
+        loss = sum(model(images, targets).values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torchvision.models.detection._utils import BoxCoder
 
@@ -16,6 +17,12 @@ def box_loss_inputs(loss: nn.Module, box_coder: BoxCoder, deltas: Tensor, target
     if getattr(loss, "needs_boxes", False):
         return box_coder.decode_single(deltas, anchors), gt_boxes
     return deltas, target_deltas
+
+
+def batch_gt_ids(per_image: list[Tensor]) -> Tensor:
+    """Ground-truth indices of several images made unique across the batch (image i's index
+    j becomes i * 2^20 + j), for samplers that group candidates by ground truth."""
+    return torch.cat([index + (i << 20) for i, index in enumerate(per_image)])
 
 
 def apply_balancer(balancer: nn.Module | None, losses: dict[str, Tensor], context: BalanceContext

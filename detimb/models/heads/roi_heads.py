@@ -11,7 +11,7 @@ from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss
 from torchvision.ops import box_iou
 
 from detimb.losses.balancers import BalanceContext
-from detimb.models.heads.common import apply_balancer, box_loss_inputs
+from detimb.models.heads.common import apply_balancer, batch_gt_ids, box_loss_inputs
 from detimb.samplers import Candidates, Sampler
 from detimb.samplers.stats import delta_iou, sampling_stats
 
@@ -102,7 +102,7 @@ class DetimbRoIHeads(RoIHeads):
         weights = self.fg_bg_sampler([Candidates(lab, iou, m, loss) for lab, iou, m, loss
                                       in zip(labels, ious, matched_idxs, losses)])
         out: dict[str, list[Tensor]] = {k: [] for k in ("proposals", "matched_idxs", "labels", "weights", "ious",
-                                                          "matched_gt", "gt_ids")}
+                                                          "matched_gt")}
         for img, w in enumerate(weights):
             keep = torch.where(w > 0)[0]
             out["proposals"].append(proposals[img][keep])
@@ -111,7 +111,7 @@ class DetimbRoIHeads(RoIHeads):
             out["weights"].append(w[keep])
             out["ious"].append(ious[img][keep])
             out["matched_gt"].append(matched_gt[img][keep])
-            out["gt_ids"].append(matched_idxs[img][keep] + 1_000_000 * img)
+
         out["regression_targets"] = list(self.box_coder.encode(out["matched_gt"], out["proposals"]))
         self.sampling_stats = sampling_stats(torch.cat(out["labels"]), torch.cat(out["ious"]), len(proposals),
                                              self.box_predictor.cls_score.out_features - 1)
@@ -132,7 +132,7 @@ class DetimbRoIHeads(RoIHeads):
                 plain = F.cross_entropy(class_logits, labels, reduction="none")
                 pred_ious = torch.zeros_like(plain)
                 pred_ious[positive] = delta_iou(deltas, targets[positive], self.box_coder.weights)
-            cls_weight = sampler.reweight(class_logits, labels, labels, gt_ids=torch.cat(samples["gt_ids"]),
+            cls_weight = sampler.reweight(class_logits, labels, labels, gt_ids=batch_gt_ids(samples["matched_idxs"]),
                                           pred_ious=pred_ious, loss=plain)
             cls_normalizer = sampler.normalizer(normalizer, positive.numel())
         pred, goal = box_loss_inputs(self.loss_bbox, self.box_coder, deltas, targets[positive],

@@ -10,7 +10,7 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.ops import box_iou
 
 from detimb.losses.balancers import BalanceContext
-from detimb.models.heads.common import apply_balancer, box_loss_inputs
+from detimb.models.heads.common import apply_balancer, batch_gt_ids, box_loss_inputs
 from detimb.samplers import Candidates, Sampler
 from detimb.samplers.stats import delta_iou, sampling_stats
 
@@ -37,10 +37,7 @@ class DetimbRPN(RegionProposalNetwork):
         self.fg_bg_sampler = sampler
         self.loss_cls = loss_cls
         self.loss_bbox = loss_bbox
-        if getattr(balancer, "adds_terms", False):
-            raise ValueError(f"{type(balancer).__name__} adds a loss term, which the RPN cannot return;"
-                             " use it in the RoI head or RetinaNet")
-        self.balancer = balancer
+        self.balancer = balancer  # one that only reweighs: torchvision's RPN returns exactly two terms
         self.sampling_stats: dict[str, Tensor] = {}
         self.balance_stats: dict[str, Tensor] = {}
         self._matches: list[tuple[Tensor, Tensor]] = []
@@ -78,16 +75,16 @@ class DetimbRPN(RegionProposalNetwork):
         labels_all = torch.cat(labels)
         targets = torch.cat(regression_targets)
         sampler = self.fg_bg_sampler
-        losses = None
+        scores: list[Tensor | None] = [None] * len(labels)
         if sampler.needs_losses:
             with torch.no_grad():
-                losses = F.binary_cross_entropy_with_logits(objectness, labels_all.clamp(min=0), reduction="none")
+                current = F.binary_cross_entropy_with_logits(objectness, labels_all.clamp(min=0), reduction="none")
                 if getattr(sampler, "with_box_loss", False):
                     box = F.smooth_l1_loss(pred_bbox_deltas, targets, beta=1 / 9, reduction="none").sum(1)
-                    losses = losses + torch.where(labels_all > 0, box, torch.zeros_like(box))
-            losses = losses.split([len(lab) for lab in labels])
-        candidates = [Candidates(lab.long(), iou, gt, None if losses is None else losses[i])
-                      for i, (lab, (iou, gt)) in enumerate(zip(labels, self._matches))]
+                    current = current + torch.where(labels_all > 0, box, torch.zeros_like(box))
+            scores = list(current.split([len(lab) for lab in labels]))
+        candidates = [Candidates(lab.long(), iou, gt, score)
+                      for lab, (iou, gt), score in zip(labels, self._matches, scores)]
         weights = torch.cat(sampler(candidates))
         kept = torch.where(weights > 0)[0]
         positive = kept[labels_all[kept] > 0]
@@ -96,7 +93,7 @@ class DetimbRPN(RegionProposalNetwork):
         normalizer = kept.numel()
         cls_weight = weights[kept]
         if sampler.soft:
-            gt_ids = torch.cat([gt + 1_000_000 * i for i, (_, gt) in enumerate(self._matches)])
+            gt_ids = batch_gt_ids([gt for _, gt in self._matches])
             with torch.no_grad():
                 plain = F.binary_cross_entropy_with_logits(objectness[kept], labels_all[kept], reduction="none")
                 pred_ious = torch.zeros_like(plain)
