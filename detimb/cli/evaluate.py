@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             model = build_detector(cfg.model, label_map)
             model.load_state_dict(state["model"])
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-            loader = build_loader(val, cfg.data.val_batch_size, cfg.data.num_workers, 0, 1, False, 0)
+            loader = build_loader(val, cfg.data.val_batch_size, cfg.data.num_workers, 0, 1, 0)
             results = predict(model.to(device), loader, device, label_map)
             out = Path(args.out or Path(args.checkpoint).parent / "eval")
         else:

@@ -119,13 +119,16 @@ class ModelConfig:
 @dataclass
 class SplitConfig:
     """One COCO split. ``out_of_bounds``: clip (and count) or error for boxes outside the image.
-    ``transforms``: albumentations ops, e.g. ``[{type: HorizontalFlip, p: 0.5}]``."""
+    ``transforms``: albumentations ops, e.g. ``[{type: HorizontalFlip, p: 0.5}]``.
+    ``sampler`` (training split only): which images an epoch visits, ``{type: uniform}``,
+    ``{type: repeat_factor, threshold: 0.001, sqrt: true}`` or ``{type: class_aware}``."""
 
     ann_file: str = MISSING
     img_dir: str = MISSING
     keep_empty: bool = True
     out_of_bounds: str = "clip"
     transforms: List[Dict[str, Any]] = field(default_factory=list)
+    sampler: Dict[str, Any] = _slot(type="uniform")
 
 
 @dataclass

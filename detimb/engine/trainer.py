@@ -20,9 +20,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from detimb.config import config_to_yaml, save_config
+from detimb.config import config_to_yaml, save_config, to_dict
 from detimb.data.label_map import LabelMap
-from detimb.data.loader import build_datasets, build_loader, iters_per_epoch
+from detimb.data.loader import build_datasets, build_loader, position
 from detimb.engine import distributed
 from detimb.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from detimb.engine.coco_eval import class_frequencies, evaluate_coco, format_table, write_reports
@@ -82,9 +82,9 @@ class Trainer:
         self.label_map: LabelMap = self.train_set.label_map
         self.train_freq = class_frequencies(self.train_set.records.data)
         self.train_loader = build_loader(self.train_set, cfg.data.batch_size, cfg.data.num_workers, self.rank,
-                                         self.world, shuffle=True, seed=tcfg.seed)
+                                         self.world, tcfg.seed, to_dict(cfg.data.train.sampler))
         self.val_loader = build_loader(self.val_set, cfg.data.val_batch_size, cfg.data.num_workers, self.rank,
-                                       self.world, shuffle=False, seed=tcfg.seed)
+                                       self.world, tcfg.seed)
 
         counts = [self.train_freq[cid]["instances"] for cid in self.label_map.coco_ids]
         self.model: nn.Module = build_detector(cfg.model, self.label_map, counts).to(self.device)
@@ -148,13 +148,12 @@ class Trainer:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.work_dir / "config.yaml")
         log = MetricsLog(self.work_dir, self.iteration) if distributed.is_main() else None
-        per_epoch = iters_per_epoch(self.train_loader)
         bar = tqdm(total=max_iters, initial=self.iteration, desc="train", dynamic_ncols=True, mininterval=1.0,
                    disable=not (self.progress and distributed.is_main()))
         self.ddp_model.train()
         tic = time.perf_counter()
         while self.iteration < max_iters:
-            epoch, offset = divmod(self.iteration, per_epoch)
+            epoch, offset = position(self.train_loader, self.iteration)
             self.train_loader.sampler.set_epoch(epoch)
             self.train_loader.sampler.set_start(offset * self.train_loader.batch_size)
             self.train_set.set_epoch(epoch)

@@ -60,6 +60,20 @@ def test_resume_continues_exactly(tiny_config, tmp_path):
     assert [r["iter"] for r in rows if "loss" in r] == [2, 3, 4, 6]
 
 
+@pytest.mark.parametrize("sampler", [{"type": "repeat_factor", "threshold": 0.3}, {"type": "class_aware"}])
+def test_resume_is_exact_with_image_samplers(tiny_config, tmp_path, sampler):
+    # tiny epochs (batch 4) so the run crosses epochs of varying length
+    cfg = tiny_config("faster_rcnn", data={"batch_size": 4, "train": {"sampler": sampler}},
+                      train={"schedule": {"max_iters": 14}, "checkpoint_interval": 100, "eval_interval": 100})
+    Trainer(cfg, tmp_path / "straight", progress=False).train()
+    short = load_config(tmp_path / "straight" / "config.yaml", ["train.schedule.max_iters=9"])
+    Trainer(short, tmp_path / "resumed", progress=False).train()
+    Trainer(cfg, tmp_path / "resumed", resume=tmp_path / "resumed" / "last.pth", progress=False).train()
+    a = load_checkpoint(tmp_path / "straight" / "last.pth")["model"]
+    b = load_checkpoint(tmp_path / "resumed" / "last.pth")["model"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+
 def test_resume_on_other_classes_is_refused(tiny_config, tmp_path):
     cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 2}})
     Trainer(cfg, tmp_path / "a", progress=False).train()

@@ -1,0 +1,47 @@
+"""``tools/analyze.py``: the class and box statistics of a COCO dataset, as JSON and PNGs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from detimb.data.coco_validate import read_coco_json
+from detimb.data.statistics import dataset_stats, write_plots
+from detimb.errors import DetimbError
+from detimb.utils import atomic_write_json
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Report a COCO dataset's class imbalance.")
+    p.add_argument("--coco", required=True, help="COCO annotation file")
+    p.add_argument("--out", required=True, help="report folder: stats.json and PNGs")
+    p.add_argument("--compare", help="a second COCO file (e.g. after merging or rebalancing) to compare with")
+    p.add_argument("--log", action="store_true", help="log scale for instance counts")
+    p.add_argument("--thresholds", type=int, nargs=2, default=[10, 100], metavar=("RARE", "COMMON"),
+                   help="LVIS frequency groups by image count (default 10 100)")
+    args = p.parse_args(argv)
+    try:
+        stats = dataset_stats(read_coco_json(args.coco), tuple(args.thresholds))
+        other = dataset_stats(read_coco_json(args.compare), tuple(args.thresholds)) if args.compare else None
+    except DetimbError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "stats.json", {**stats, **({"compare": other} if other else {})}, indent=2)
+    plots = write_plots(stats, str(out), args.log, other, (Path(args.coco).name, Path(args.compare or "").name))
+    print(f"{'class':<20}{'group':>10}{'images':>8}{'instances':>11}{'share':>8}{'small':>7}{'medium':>8}{'large':>7}")
+    for c in sorted(stats["classes"], key=lambda c: -c["instances"]):
+        s = c["sizes"]
+        print(f"{c['name'][:19]:<20}{c['group']:>10}{c['images']:>8}{c['instances']:>11}{c['share']:>8.3f}"
+              f"{s['small']:>7}{s['medium']:>8}{s['large']:>7}")
+    print(f"\n{stats['num_images']} images ({stats['empty_image_share']:.1%} empty), imbalance ratio "
+          f"{stats['imbalance_ratio']:.1f}; head: {', '.join(stats['head_classes'])}; tail (<1%): "
+          f"{', '.join(stats['tail_classes']) or '-'}")
+    print(f"written to {out}: stats.json, {', '.join(plots)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Class and box statistics of a COCO dataset: what the imbalance looks like before training."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+SMALL, MEDIUM = 32**2, 96**2  # COCO's area ranges
+
+
+def _area(ann: dict[str, Any]) -> float:
+    return float(ann.get("area") or ann["bbox"][2] * ann["bbox"][3])
+
+
+def dataset_stats(coco: dict[str, Any], thresholds: tuple[int, int] = (10, 100)) -> dict[str, Any]:
+    """Per class: instances, images, share of instances, LVIS frequency group (by images:
+    rare <= thresholds[0] < common <= thresholds[1] < frequent), COCO size counts
+    (small < 32^2 <= medium < 96^2 <= large, by the annotation's area) and box size
+    (sqrt of area: min, median, max). Overall: imbalance ratio (most / fewest instances
+    among classes present), head classes (the most frequent that together hold half the
+    instances), tail classes (under 1% of instances), empty-image share, and the
+    co-occurrence matrix (images containing both classes). Crowd annotations excluded."""
+    anns = [a for a in coco["annotations"] if not a.get("iscrowd", 0)]
+    cats = sorted(coco["categories"], key=lambda c: c["id"])
+    instances = Counter(a["category_id"] for a in anns)
+    per_image: dict[int, set[int]] = {img["id"]: set() for img in coco["images"]}
+    for a in anns:
+        per_image.setdefault(a["image_id"], set()).add(a["category_id"])
+    images = Counter(c for cls in per_image.values() for c in cls)
+    total = sum(instances.values())
+    classes = []
+    for cat in cats:
+        cid = cat["id"]
+        areas = [_area(a) for a in anns if a["category_id"] == cid]
+        sides = np.sqrt(areas) if areas else np.zeros(0)
+        n_img = images.get(cid, 0)
+        classes.append({
+            "category_id": cid, "name": cat["name"], "instances": instances.get(cid, 0), "images": n_img,
+            "share": instances.get(cid, 0) / total if total else 0.0,
+            "group": "rare" if n_img <= thresholds[0] else "common" if n_img <= thresholds[1] else "frequent",
+            "sizes": {"small": sum(a < SMALL for a in areas), "medium": sum(SMALL <= a < MEDIUM for a in areas),
+                      "large": sum(a >= MEDIUM for a in areas)},
+            "box_side_px": {"min": float(sides.min()) if sides.size else None,
+                            "median": float(np.median(sides)) if sides.size else None,
+                            "max": float(sides.max()) if sides.size else None},
+        })
+    present = [c["instances"] for c in classes if c["instances"] > 0]
+    by_freq = sorted(classes, key=lambda c: -c["instances"])
+    head, covered = [], 0
+    for c in by_freq:
+        if covered >= total / 2:
+            break
+        head.append(c["name"])
+        covered += c["instances"]
+    index = {c["id"]: i for i, c in enumerate(cats)}
+    co = np.zeros((len(cats), len(cats)), dtype=np.int64)
+    for cls in per_image.values():
+        for c in cls:
+            co[index[c], index[c]] += 1
+        for a, b in combinations(sorted(cls), 2):
+            co[index[a], index[b]] += 1
+            co[index[b], index[a]] += 1
+    return {
+        "num_images": len(per_image), "num_instances": total, "num_classes": len(cats),
+        "empty_image_share": sum(not cls for cls in per_image.values()) / max(1, len(per_image)),
+        "imbalance_ratio": max(present) / min(present) if present else math.nan,
+        "head_classes": head, "tail_classes": [c["name"] for c in classes if c["share"] < 0.01],
+        "frequency_thresholds": list(thresholds), "classes": classes,
+        "cooccurrence": {"names": [c["name"] for c in cats], "images": co.tolist()},
+    }
+
+
+def write_plots(stats: dict[str, Any], out_dir: str, log: bool = False, compare: dict[str, Any] | None = None,
+                labels: tuple[str, str] = ("dataset", "compared")) -> list[str]:
+    """class_histogram.png, box_sizes.png, cooccurrence.png (and comparison.png); returns the names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from detimb.utils import atomic_write
+
+    def save(fig: Any, name: str) -> str:
+        fig.tight_layout()
+        atomic_write(f"{out_dir}/{name}", lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        plt.close(fig)
+        return name
+
+    written = []
+    cls = sorted(stats["classes"], key=lambda c: -c["instances"])
+    names = [c["name"] for c in cls]
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(cls)), 4))
+    ax.bar(names, [c["instances"] for c in cls], color="#1f77b4")
+    ax.set_ylabel("instances" + (" (log)" if log else ""))
+    if log:
+        ax.set_yscale("log")
+    ax.set_title(f"{stats['num_instances']} instances, imbalance ratio {stats['imbalance_ratio']:.1f}")
+    ax.tick_params(axis="x", rotation=45)
+    written.append(save(fig, "class_histogram.png"))
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(cls)), 4))
+    bottom = np.zeros(len(cls))
+    for size, colour in (("small", "#9ecae1"), ("medium", "#4292c6"), ("large", "#08519c")):
+        values = np.array([c["sizes"][size] for c in cls], dtype=float)
+        ax.bar(names, values, bottom=bottom, label=size, color=colour)
+        bottom += values
+    ax.set_ylabel("instances")
+    ax.set_title("COCO size ranges per class")
+    ax.legend()
+    ax.tick_params(axis="x", rotation=45)
+    written.append(save(fig, "box_sizes.png"))
+
+    co = np.array(stats["cooccurrence"]["images"])
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(co) + 2), max(4, 0.5 * len(co) + 1)))
+    im = ax.imshow(co, cmap="viridis")
+    ax.set_xticks(range(len(co)), stats["cooccurrence"]["names"], rotation=45)
+    ax.set_yticks(range(len(co)), stats["cooccurrence"]["names"])
+    ax.set_title("images containing both classes")
+    fig.colorbar(im)
+    written.append(save(fig, "cooccurrence.png"))
+
+    if compare is not None:
+        other = {c["name"]: c["instances"] for c in compare["classes"]}
+        all_names = names + [n for n in other if n not in names]
+        x = np.arange(len(all_names))
+        mine = {c["name"]: c["instances"] for c in cls}
+        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(all_names)), 4))
+        ax.bar(x - 0.2, [mine.get(n, 0) for n in all_names], 0.4, label=labels[0])
+        ax.bar(x + 0.2, [other.get(n, 0) for n in all_names], 0.4, label=labels[1])
+        ax.set_xticks(x, all_names, rotation=45)
+        if log:
+            ax.set_yscale("log")
+        ax.set_ylabel("instances")
+        ax.legend()
+        written.append(save(fig, "comparison.png"))
+    return written
