@@ -1,0 +1,79 @@
+"""``tools/rebalance.py``: under- and oversample a COCO dataset into a new one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from detimb.data.coco_validate import read_coco_json
+from detimb.data.rebalance import apply_plan, class_counts_by_name, oversample_plan, undersample
+from detimb.errors import DatasetError, DetimbError
+from detimb.utils import atomic_write_json
+
+
+def parse_targets(text: str, categories: list[dict]) -> dict[int, int]:
+    """``"car: 2000, truck: 500"`` -> {category id: count}."""
+    try:
+        raw = yaml.safe_load("{" + text + "}")
+    except yaml.YAMLError as err:
+        raise DatasetError(f"--target: cannot parse {text!r}; write 'name: count, name: count'") from err
+    by_name = {c["name"]: c["id"] for c in categories}
+    out = {}
+    for name, count in raw.items():
+        if str(name) not in by_name:
+            raise DatasetError(f"--target: '{name}' is not a category; categories: {', '.join(by_name)}")
+        out[by_name[str(name)]] = int(count)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Rebalance a COCO dataset; the input is never modified.")
+    p.add_argument("--coco", required=True, help="input COCO annotation file")
+    p.add_argument("--out", required=True, help="output COCO annotation file (must differ from --coco)")
+    p.add_argument("--images", help="image folder of --coco (needed with --transforms)")
+    p.add_argument("--out-images", help="image folder for the output, when duplicates are augmented")
+    goal = p.add_mutually_exclusive_group()
+    goal.add_argument("--target", help="per-class instance targets, e.g. 'car: 2000, truck: 500'")
+    goal.add_argument("--max-ratio", type=float, help="raise every class to at least (largest count) / RATIO")
+    p.add_argument("--drop-empty", type=float, default=0.0, help="fraction of images without annotations to drop")
+    p.add_argument("--drop-majority-only", type=float, default=0.0,
+                   help="fraction of images holding only head classes to drop")
+    p.add_argument("--transforms", help="albumentations ops for duplicates, YAML, e.g. '[{type: HorizontalFlip, p: 0.5}]'")
+    p.add_argument("--max-duplicates", type=int, help="cap on added images (default 10x the images)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    try:
+        if Path(args.out).resolve() == Path(args.coco).resolve():
+            raise DetimbError("--out must differ from --coco: the input is never modified in place")
+        coco = read_coco_json(args.coco)
+        rng = np.random.default_rng(args.seed)
+        before = class_counts_by_name(coco)
+        work = undersample(coco, rng, args.drop_empty, args.drop_majority_only)
+        plan: list[int] = []
+        if args.target or args.max_ratio:
+            targets = parse_targets(args.target, coco["categories"]) if args.target else None
+            plan = oversample_plan(work, rng, targets, args.max_ratio, args.max_duplicates)
+        transforms = yaml.safe_load(args.transforms) if args.transforms else []
+        result = apply_plan(work, plan, args.images, args.out_images, transforms, args.seed)
+        atomic_write_json(args.out, result)
+    except (DetimbError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    after = class_counts_by_name(result)
+    print(f"{'class':<20}{'before':>10}{'after':>10}")
+    for name in sorted(before, key=lambda n: -before[n]):
+        print(f"{name[:19]:<20}{before[name]:>10}{after[name]:>10}")
+    present = [n for n in after.values() if n]
+    print(f"\nimages {len(coco['images'])} -> {len(result['images'])} ({len(coco['images']) - len(work['images'])} dropped,"
+          f" {len(plan)} duplicated); imbalance ratio {max(before.values()) / max(1, min(v for v in before.values() if v)):.1f}"
+          f" -> {max(present) / min(present):.1f}")
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
