@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from detimb.data.coco_validate import read_coco_json
-from detimb.data.statistics import dataset_stats, write_plots
+from detimb.data.statistics import box_sides, dataset_stats, write_plots
 from detimb.errors import DetimbError
 from detimb.utils import atomic_write_json
 
@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="LVIS frequency groups by image count (default 10 100)")
     args = p.parse_args(argv)
     try:
-        stats = dataset_stats(read_coco_json(args.coco), tuple(args.thresholds))
+        coco = read_coco_json(args.coco)
+        stats = dataset_stats(coco, tuple(args.thresholds))
         other = dataset_stats(read_coco_json(args.compare), tuple(args.thresholds)) if args.compare else None
     except DetimbError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -30,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "stats.json", {**stats, **({"compare": other} if other else {})}, indent=2)
-    plots = write_plots(stats, str(out), args.log, other, (Path(args.coco).name, Path(args.compare or "").name))
+    plots = write_plots(stats, str(out), args.log, other, (Path(args.coco).name, Path(args.compare or "").name),
+                        box_sides(coco))
     print(f"{'class':<20}{'group':>10}{'images':>8}{'instances':>11}{'share':>8}{'small':>7}{'medium':>8}{'large':>7}")
     for c in sorted(stats["classes"], key=lambda c: -c["instances"]):
         s = c["sizes"]

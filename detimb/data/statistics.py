@@ -74,9 +74,21 @@ def dataset_stats(coco: dict[str, Any], thresholds: tuple[int, int] = (10, 100))
     }
 
 
+def box_sides(coco: dict[str, Any]) -> dict[str, list[float]]:
+    """sqrt(area) of every (non-crowd) box, per category name."""
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    out: dict[str, list[float]] = {n: [] for n in names.values()}
+    for a in coco["annotations"]:
+        if not a.get("iscrowd", 0):
+            out[names[a["category_id"]]].append(math.sqrt(_area(a)))
+    return out
+
+
 def write_plots(stats: dict[str, Any], out_dir: str, log: bool = False, compare: dict[str, Any] | None = None,
-                labels: tuple[str, str] = ("dataset", "compared")) -> list[str]:
-    """class_histogram.png, box_sizes.png, cooccurrence.png (and comparison.png); returns the names."""
+                labels: tuple[str, str] = ("dataset", "compared"), sides: dict[str, list[float]] | None = None
+                ) -> list[str]:
+    """class_histogram.png, box_sizes.png, cooccurrence.png, with ``sides`` (see ``box_sides``)
+    box_side_histogram.png, and with ``compare`` comparison.png; returns the names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,6 +125,22 @@ def write_plots(stats: dict[str, Any], out_dir: str, log: bool = False, compare:
     ax.legend()
     ax.tick_params(axis="x", rotation=45)
     written.append(save(fig, "box_sizes.png"))
+
+    if sides is not None:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        values = [v for vs in sides.values() for v in vs]
+        if values:
+            bins = np.geomspace(max(1.0, min(values)), max(values) + 1, 30)
+            for name in names:
+                if sides.get(name):
+                    ax.hist(sides[name], bins=bins, histtype="step", label=name, linewidth=1.5)
+            ax.set_xscale("log")
+            for edge in (32, 96):
+                ax.axvline(edge, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("box side, sqrt(area) in pixels (dotted: COCO small/medium/large)")
+        ax.set_ylabel("instances")
+        ax.legend(fontsize=7)
+        written.append(save(fig, "box_side_histogram.png"))
 
     co = np.array(stats["cooccurrence"]["images"])
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(co) + 2), max(4, 0.5 * len(co) + 1)))

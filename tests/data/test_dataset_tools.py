@@ -7,7 +7,7 @@ import pytest
 
 from detimb.cli import analyze, merge_classes
 from detimb.data.class_merge import ClassMapping, merge_classes as merge
-from detimb.data.statistics import dataset_stats
+from detimb.data.statistics import box_sides, dataset_stats
 from detimb.errors import DatasetError
 
 
@@ -36,6 +36,7 @@ def test_stats_by_hand():
     assert by["car"]["box_side_px"]["median"] == pytest.approx(10.0)
     assert s["empty_image_share"] == 0.25 and s["imbalance_ratio"] == 4.0
     assert s["head_classes"] == ["car"]  # 4 of 6 instances: more than half
+    assert box_sides(tiny_coco())["car"] == pytest.approx([10.0, 10.0, 5.0, 100.0])
     co = np.array(s["cooccurrence"]["images"])  # order car, truck, bike
     assert co.tolist() == [[3, 1, 1], [1, 1, 0], [1, 0, 1]]
 
@@ -46,7 +47,8 @@ def test_analyze_writes_report(tmp_path):
     assert analyze.main(["--coco", str(src), "--out", str(tmp_path / "r"), "--compare", str(src), "--log"]) == 0
     saved = json.loads((tmp_path / "r" / "stats.json").read_text())
     assert saved["num_instances"] == 6 and saved["compare"]["num_instances"] == 6
-    for png in ("class_histogram.png", "box_sizes.png", "cooccurrence.png", "comparison.png"):
+    for png in ("class_histogram.png", "box_sizes.png", "box_side_histogram.png", "cooccurrence.png",
+                "comparison.png"):
         assert (tmp_path / "r" / png).read_bytes()[:4] == b"\x89PNG"
 
 
