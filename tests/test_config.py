@@ -19,7 +19,8 @@ def test_base_files_merge_deeply_in_list_order(tmp_path):
     write(tmp_path / "a.yaml", {"data": DATA, "model": {"neck": {"out_channels": 32}}, "train": {"seed": 1}})
     write(tmp_path / "b.yaml", {"train": {"seed": 2, "grad_clip": 5.0}})
     (tmp_path / "sub").mkdir()
-    write(tmp_path / "sub" / "c.yaml", {"_base_": ["../a.yaml", "../b.yaml"], "model": {"neck": {"extra_blocks": "p6p7"}}})
+    write(tmp_path / "sub" / "c.yaml",
+          {"_base_": ["../a.yaml", "../b.yaml"], "model": {"neck": {"extra_blocks": "p6p7"}}})
     cfg = load_config(tmp_path / "sub" / "c.yaml")
     assert cfg.train.seed == 2  # b comes after a
     assert cfg.train.grad_clip == 5.0

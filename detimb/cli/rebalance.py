@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drop-empty", type=float, default=0.0, help="fraction of images without annotations to drop")
     p.add_argument("--drop-majority-only", type=float, default=0.0,
                    help="fraction of images holding only head classes to drop")
-    p.add_argument("--transforms", help="albumentations ops for duplicates, YAML, e.g. '[{type: HorizontalFlip, p: 0.5}]'")
+    p.add_argument("--transforms",
+                   help="albumentations ops for duplicates, YAML, e.g. '[{type: HorizontalFlip, p: 0.5}]'")
     p.add_argument("--max-duplicates", type=int, help="cap on added images (default 10x the images)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -67,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'class':<20}{'before':>10}{'after':>10}")
     for name in sorted(before, key=lambda n: -before[n]):
         print(f"{name[:19]:<20}{before[name]:>10}{after[name]:>10}")
-    present = [n for n in after.values() if n]
-    print(f"\nimages {len(coco['images'])} -> {len(result['images'])} ({len(coco['images']) - len(work['images'])} dropped,"
-          f" {len(plan)} duplicated); imbalance ratio {max(before.values()) / max(1, min(v for v in before.values() if v)):.1f}"
-          f" -> {max(present) / min(present):.1f}")
+    ratio = lambda counts: max(counts, default=0) / min((n for n in counts if n), default=1)  # noqa: E731
+    dropped = len(coco["images"]) - len(work["images"])
+    print(f"\nimages {len(coco['images'])} -> {len(result['images'])} ({dropped} dropped, {len(plan)} duplicated);"
+          f" imbalance ratio {ratio(before.values()):.1f} -> {ratio(after.values()):.1f}")
     print(f"written to {args.out}")
     return 0
 

@@ -15,7 +15,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Train a detimb detector.")
     p.add_argument("--config", required=True, help="YAML config file")
     p.add_argument("--work-dir", help="run folder (default: work_dir from the config, else work_dirs/<config name>)")
-    p.add_argument("--resume", nargs="?", const="auto", help="continue from a checkpoint (default: <work-dir>/last.pth)")
+    p.add_argument("--resume", nargs="?", const="auto",
+                   help="continue from a checkpoint (default: <work-dir>/last.pth)")
     p.add_argument("--load-from", help="initialise the model from a checkpoint's weights, starting at iteration 0")
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--seed", type=int, help="overrides train.seed")

@@ -44,7 +44,8 @@ def _load_local_weights(module: nn.Module, path: str | None) -> None:
     missing, unexpected = module.load_state_dict(state, strict=False)
     unexpected = [k for k in unexpected if not k.startswith(("fc.", "classifier."))]
     if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit the backbone (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise ValueError(f"{path}: weights do not fit the backbone"
+                         f" (missing {missing[:5]}, unexpected {unexpected[:5]})")
 
 
 @torch.no_grad()

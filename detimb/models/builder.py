@@ -65,7 +65,8 @@ def _sampler_and_loss(head_cfg: DictConfig, where: str, class_counts: list[int] 
     Losses that weigh classes by frequency receive the training set's ``class_counts``."""
     sampler = _build_slot(SAMPLERS, head_cfg.sampler, f"{where}.sampler")
     spec = to_dict(head_cfg.loss_cls)
-    takes_counts = "class_counts" in inspect.signature(CLS_LOSSES.get(spec.get("type", ""), f"{where}.loss_cls")).parameters
+    factory = CLS_LOSSES.get(spec.get("type", ""), f"{where}.loss_cls")
+    takes_counts = "class_counts" in inspect.signature(factory).parameters
     loss = CLS_LOSSES.build(spec, f"{where}.loss_cls", **({"class_counts": class_counts} if takes_counts else {}))
     if getattr(loss, "form", HEAD_FORMS[where]) != HEAD_FORMS[where]:
         raise ConfigError(f"{where}.loss_cls: '{spec['type']}' is a {loss.form} loss but this head's classifier is"

@@ -32,12 +32,13 @@ def test_records_are_consistent(tiny_shapes):
     for ann in data["annotations"]:
         x, y, w, h = ann["bbox"]
         W, H = sizes[ann["image_id"]]
-        assert 0 <= x and 0 <= y and x + w <= W + 1e-6 and y + h <= H + 1e-6 and w > 0 and h > 0
+        assert x >= 0 and y >= 0 and x + w <= W + 1e-6 and y + h <= H + 1e-6 and w > 0 and h > 0
         poly = np.array(ann["segmentation"][0]).reshape(-1, 2)
         # coordinates are rounded to 2 decimals, x and w each
         assert poly[:, 0].min() >= x - 0.02 and poly[:, 0].max() <= x + w + 0.02
         assert 0 < ann["area"] <= w * h + 1e-6
-        assert (tiny_shapes / "train" / next(i["file_name"] for i in data["images"] if i["id"] == ann["image_id"])).is_file()
+        file_name = next(i["file_name"] for i in data["images"] if i["id"] == ann["image_id"])
+        assert (tiny_shapes / "train" / file_name).is_file()
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):

@@ -29,7 +29,8 @@ def torchvision_twin(model, cfg, num_classes, with_masks):
         box_head=copy.deepcopy(model.roi_heads.box_head), box_predictor=copy.deepcopy(model.roi_heads.box_predictor),
         box_batch_size_per_image=h.sampler.num, box_positive_fraction=h.sampler.pos_fraction,
         box_score_thresh=h.score_thresh, box_nms_thresh=h.nms_thresh, box_detections_per_img=h.detections_per_img,
-        box_fg_iou_thresh=h.fg_iou_thresh, box_bg_iou_thresh=h.bg_iou_thresh, bbox_reg_weights=tuple(h.bbox_reg_weights),
+        box_fg_iou_thresh=h.fg_iou_thresh, box_bg_iou_thresh=h.bg_iou_thresh,
+        bbox_reg_weights=tuple(h.bbox_reg_weights),
     )
     if with_masks:
         return MaskRCNN(copy.deepcopy(model.backbone), mask_roi_pool=model.roi_heads.mask_roi_pool,

@@ -54,8 +54,8 @@ class DetimbRetinaNetHead(RetinaNetHead):
         between = self.classification_head.BETWEEN_THRESHOLDS
         cls_losses, box_losses, kept_labels, kept_ious = [], [], [], []
         pos_logits, pos_labels, pos_box, total_fg = [], [], [], 0
-        for img, (target, logits, deltas, anchors_i, matched) in enumerate(zip(
-                targets, head_outputs["cls_logits"], head_outputs["bbox_regression"], anchors, matched_idxs)):
+        for target, logits, deltas, anchors_i, matched in zip(
+                targets, head_outputs["cls_logits"], head_outputs["bbox_regression"], anchors, matched_idxs):
             foreground = matched >= 0
             index = matched.clamp(min=0)
             labels = torch.where(foreground, target["labels"][index] if target["labels"].numel() else index,
@@ -85,8 +85,8 @@ class DetimbRetinaNetHead(RetinaNetHead):
                                                    pred_ious=pred_ious[keep], loss=plain)
             cls_losses.append(self.loss_cls(logits[keep], onehot[keep], cls_weight, num_fg))
             pos = pos_idx[keep[pos_idx]]
-            pred, box_goal = box_loss_inputs(self.loss_bbox, box_coder, deltas[pos], goal[keep[pos_idx]], anchors_i[pos],
-                                             target["boxes"][index[pos]])
+            pred, box_goal = box_loss_inputs(self.loss_bbox, box_coder, deltas[pos], goal[keep[pos_idx]],
+                                             anchors_i[pos], target["boxes"][index[pos]])
             per_box = self.loss_bbox.per_box(pred, box_goal)
             box_losses.append(self.loss_bbox.reduce(per_box, weight[pos], num_fg))
             pos_logits.append(logits[pos])
@@ -101,8 +101,9 @@ class DetimbRetinaNetHead(RetinaNetHead):
         losses = {"classification": torch.stack(cls_losses).sum() / n,
                   "bbox_regression": torch.stack(box_losses).sum() / n}
         labels_pos = torch.cat(pos_labels)
-        context = BalanceContext(torch.cat(pos_logits), labels_pos, torch.arange(len(labels_pos), device=labels_pos.device),
-                                 torch.cat(pos_box), float(max(1, total_fg)), True, "classification", "bbox_regression")
+        context = BalanceContext(torch.cat(pos_logits), labels_pos,
+                                 torch.arange(len(labels_pos), device=labels_pos.device), torch.cat(pos_box),
+                                 float(max(1, total_fg)), True, "classification", "bbox_regression")
         losses, self.balance_stats = apply_balancer(self.balancer, losses, context)
         return losses
 

@@ -136,7 +136,8 @@ class DetimbRoIHeads(RoIHeads):
                                           pred_ious=pred_ious, loss=plain)
             cls_normalizer = sampler.normalizer(normalizer, positive.numel())
         pred, goal = box_loss_inputs(self.loss_bbox, self.box_coder, deltas, targets[positive],
-                                     torch.cat(samples["proposals"])[positive], torch.cat(samples["matched_gt"])[positive])
+                                     torch.cat(samples["proposals"])[positive],
+                                     torch.cat(samples["matched_gt"])[positive])
         per_box = self.loss_bbox.per_box(pred, goal)
         losses = {
             "loss_classifier": self.loss_cls(class_logits, labels, cls_weight, cls_normalizer),
@@ -160,7 +161,8 @@ class DetimbRoIHeads(RoIHeads):
             positive = [torch.where(lab > 0)[0] for lab in samples["labels"]]
             mask_proposals = [p[i] for p, i in zip(samples["proposals"], positive)]
             mask_matched = [m[i] for m, i in zip(samples["matched_idxs"], positive)]
-            mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes)))
+            mask_features = self.mask_roi_pool(features, mask_proposals, image_shapes)
+            mask_logits = self.mask_predictor(self.mask_head(mask_features))
             losses["loss_mask"] = maskrcnn_loss(mask_logits, mask_proposals, [t["masks"] for t in targets],
                                                 [t["labels"] for t in targets], mask_matched)
         losses, self.balance_stats = apply_balancer(self.balancer, losses, context)
