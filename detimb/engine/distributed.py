@@ -27,10 +27,6 @@ def is_main() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
-
-
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order (just ``[obj]`` without a process group)."""
     if not dist.is_initialized():
@@ -54,11 +50,6 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
     if dist.is_initialized():
         for buffer in module.buffers():
             dist.broadcast(buffer, src=0)
-
-
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
 
 
 def cleanup() -> None:
