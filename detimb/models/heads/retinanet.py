@@ -49,21 +49,26 @@ class DetimbRetinaNetHead(RetinaNetHead):
         self.balance_stats: dict[str, Tensor] = {}
 
     def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
-                     anchors: list[Tensor], matched_idxs: list[Tensor]) -> dict[str, Tensor]:
+                     anchors: list[Tensor], matched_idxs: list[Tensor],
+                     anchor_ious: list[Tensor] | None = None) -> dict[str, Tensor]:
+        """``anchor_ious``: each anchor's best IoU with the image's ground truth, from the matching
+        (``DetimbRetinaNet.compute_loss`` passes it; computed here only when absent)."""
         box_coder = self.regression_head.box_coder
         between = self.classification_head.BETWEEN_THRESHOLDS
         cls_losses, box_losses, kept_labels, kept_ious = [], [], [], []
         pos_logits, pos_labels, pos_box, total_fg = [], [], [], 0
-        for target, logits, deltas, anchors_i, matched in zip(
-                targets, head_outputs["cls_logits"], head_outputs["bbox_regression"], anchors, matched_idxs):
+        if anchor_ious is None:
+            anchor_ious = [box_iou(t["boxes"], a).max(dim=0).values if t["boxes"].numel()
+                           else torch.zeros(len(a), device=a.device) for t, a in zip(targets, anchors)]
+        for target, logits, deltas, anchors_i, matched, ious in zip(
+                targets, head_outputs["cls_logits"], head_outputs["bbox_regression"], anchors, matched_idxs,
+                anchor_ious):
             foreground = matched >= 0
             index = matched.clamp(min=0)
             labels = torch.where(foreground, target["labels"][index] if target["labels"].numel() else index,
                                  torch.where(matched == between, -1, 0))
             onehot = torch.zeros_like(logits)
             onehot[foreground, labels[foreground]] = 1.0
-            ious = (box_iou(target["boxes"], anchors_i).max(dim=0).values if target["boxes"].numel()
-                    else torch.zeros(len(matched), device=logits.device))
             pos_idx = torch.where(foreground)[0]
             goal = box_coder.encode_single(target["boxes"][index[pos_idx]], anchors_i[pos_idx])
             losses = None
@@ -115,3 +120,18 @@ class DetimbRetinaNet(RetinaNet):
                  head: DetimbRetinaNetHead, transform: nn.Module, **kwargs: float) -> None:
         super().__init__(backbone, num_classes, anchor_generator=anchor_generator, head=head, **kwargs)
         self.transform = transform
+
+    def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
+                     anchors: list[Tensor]) -> dict[str, Tensor]:
+        """torchvision's matching, also keeping each anchor's best IoU for the sampler (the IoU
+        matrix is computed once, here)."""
+        matched_idxs, anchor_ious = [], []
+        for anchors_i, target in zip(anchors, targets):
+            if target["boxes"].numel() == 0:
+                matched_idxs.append(torch.full((len(anchors_i),), -1, dtype=torch.int64, device=anchors_i.device))
+                anchor_ious.append(torch.zeros(len(anchors_i), device=anchors_i.device))
+                continue
+            quality = box_iou(target["boxes"], anchors_i)
+            matched_idxs.append(self.proposal_matcher(quality))
+            anchor_ious.append(quality.max(dim=0).values)
+        return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs, anchor_ious)
