@@ -13,17 +13,17 @@ from detimb.config import load_config
 from detimb.data.coco import CocoDetection
 from detimb.data.coco_validate import read_coco_json
 from detimb.data.label_map import LabelMap
-from detimb.data.loader import build_loader
+from detimb.data.loader import build_loader, build_val_dataset
 from detimb.engine.checkpoint import load_checkpoint
 from detimb.engine.coco_eval import class_frequencies, format_table
-from detimb.engine.inference import predict
-from detimb.engine.trainer import evaluate_and_write
+from detimb.engine.tasks import evaluate_and_write, make_task
 from detimb.errors import DatasetError, DetimbError
-from detimb.models.builder import build_detector, uses_masks
+from detimb.models.builder import is_segmentation
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Evaluate a detimb checkpoint or COCO results with pycocotools.")
+    p = argparse.ArgumentParser(description="Evaluate a detimb checkpoint (detection or segmentation) or COCO"
+                                            " detection results with pycocotools.")
     p.add_argument("--config", required=True, help="the config naming the val split (data.val)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a detimb checkpoint (.pth) to run on the val split")
@@ -52,24 +52,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.checkpoint:
             state = load_checkpoint(args.checkpoint)
             label_map = LabelMap.from_dict(state["label_map"])
-            with_masks = uses_masks(cfg.model)
-            val = CocoDetection(cfg.data.val.ann_file, cfg.data.val.img_dir, with_masks=False, label_map=label_map)
-            model = build_detector(cfg.model, label_map)
+            task = make_task(cfg)
+            val_set = build_val_dataset(cfg.data, label_map, is_segmentation(cfg.model))
+            model = task.build_model(label_map, None)
             model.load_state_dict(state["model"])
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-            loader = build_loader(val, cfg.data.val_batch_size, cfg.data.num_workers, 0, 1, 0)
-            results = predict(model.to(device), loader, device, label_map)
+            loader = build_loader(val_set, cfg.data.val_batch_size, cfg.data.num_workers, 0, 1, 0)
             out = Path(args.out or Path(args.checkpoint).parent / "eval")
-        else:
-            val = CocoDetection(cfg.data.val.ann_file, cfg.data.val.img_dir)
-            label_map = val.label_map
-            results = {"bbox": [], "segm": []}
-            for name in args.results:
-                path = Path(name)
-                records = json.loads(path.read_text())
-                results[_results_kind(path, records)] = records
-            with_masks = bool(results["segm"])
-            out = Path(args.out or Path(args.results[0]).parent / "eval")
+            reports = task.evaluate(model.to(device), loader, device, label_map, train_freq, out, False, True)
+            print(task.format(reports))
+            print(f"\nwritten to {out}")
+            return 0
+        if is_segmentation(cfg.model):
+            raise DetimbError("--results scores COCO detection results; evaluate a segmentation model with"
+                              " --checkpoint")
+        val = CocoDetection(cfg.data.val.ann_file, cfg.data.val.img_dir)
+        label_map = val.label_map
+        results: dict[str, list] = {"bbox": [], "segm": []}
+        for name in args.results:
+            path = Path(name)
+            records = json.loads(path.read_text())
+            results[_results_kind(path, records)] = records
+        out = Path(args.out or Path(args.results[0]).parent / "eval")
+        with_masks = bool(results["segm"])
         reports = evaluate_and_write(val.coco, results, label_map, train_freq, cfg.evaluation, out, with_masks)
         print("\n\n".join(format_table(r) for r in reports.values()))
         print(f"\nwritten to {out}")

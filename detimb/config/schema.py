@@ -84,6 +84,7 @@ class RoIHeadConfig:
     detections_per_img: int = 100
     mask_roi_output_size: int = 14
     mask_layers: List[int] = field(default_factory=lambda: [256, 256, 256, 256])
+    loss_mask: Optional[Dict[str, Any]] = None
 
 
 @dataclass
@@ -102,8 +103,20 @@ class RetinaHeadConfig:
 
 
 @dataclass
+class DenseHeadConfig:
+    """The semantic segmentation head: every pixel a candidate for ``sampler`` and ``loss``
+    (any softmax loss of ``detimb.losses``). ``rare_classes`` of asymmetric losses are
+    category ids or names, as in the COCO file."""
+
+    type: str = "dense"
+    channels: int = 128
+    sampler: Dict[str, Any] = _slot(type="all")
+    loss: Dict[str, Any] = _slot(type="cross_entropy")
+
+
+@dataclass
 class ModelConfig:
-    """``type``: faster_rcnn | retinanet | mask_rcnn. ``weights``: a local detector checkpoint."""
+    """``type``: faster_rcnn | retinanet | mask_rcnn | semantic_seg. ``weights``: a local checkpoint."""
 
     type: str = "faster_rcnn"
     backbone: Dict[str, Any] = _slot(type="resnet50")
@@ -113,7 +126,22 @@ class ModelConfig:
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi_head: RoIHeadConfig = field(default_factory=RoIHeadConfig)
     retina_head: RetinaHeadConfig = field(default_factory=RetinaHeadConfig)
+    head: DenseHeadConfig = field(default_factory=DenseHeadConfig)
     weights: Optional[str] = None
+
+
+@dataclass
+class HardExampleConfig:
+    """Hard example reintroduction (Small & Ventura), patch training only: every
+    ``every_epochs`` epochs, re-score ``subset`` (a fraction) of the last epoch's patches;
+    those whose mean true-class probability (over the pixels of the patch's centre class) is
+    below ``confidence`` open the next epoch, hardest first, up to ``max_fraction`` of it."""
+
+    enabled: bool = False
+    confidence: float = 0.75
+    every_epochs: int = 1
+    subset: float = 1.0
+    max_fraction: float = 0.5
 
 
 @dataclass
@@ -121,7 +149,11 @@ class SplitConfig:
     """One COCO split. ``out_of_bounds``: clip (and count) or error for boxes outside the image.
     ``transforms``: albumentations ops, e.g. ``[{type: HorizontalFlip, p: 0.5}]``.
     ``sampler`` (training split only): which images an epoch visits, ``{type: uniform}``,
-    ``{type: repeat_factor, threshold: 0.001, sqrt: true}`` or ``{type: class_aware}``."""
+    ``{type: repeat_factor, threshold: 0.001, sqrt: true}`` or ``{type: class_aware}``.
+    Segmentation, training split: ``patch_sampler`` ``{type: random|class_balanced,
+    patch_size, majority_cap, patches_per_epoch}`` trains on patches instead of images;
+    ``hard_examples`` reintroduces hard patches; ``asymmetric_augmentation``
+    ``{background_p, classes}`` applies ``transforms`` less often to background-only items."""
 
     ann_file: str = MISSING
     img_dir: str = MISSING
@@ -129,12 +161,22 @@ class SplitConfig:
     out_of_bounds: str = "clip"
     transforms: List[Dict[str, Any]] = field(default_factory=list)
     sampler: Dict[str, Any] = _slot(type="uniform")
+    patch_sampler: Optional[Dict[str, Any]] = None
+    hard_examples: HardExampleConfig = field(default_factory=HardExampleConfig)
+    asymmetric_augmentation: Optional[Dict[str, Any]] = None
 
 
 @dataclass
 class DataConfig:
+    """Segmentation: ``ignore_index`` labels unlabelled pixels; ``mask_overlap``
+    (smaller_on_top | ignore) resolves overlapping instances (``detimb.data.class_map``);
+    ``mixup`` ``{type: mixup|asymmetric, alpha, margin, rare_classes, p}`` blends training items."""
+
     train: SplitConfig = field(default_factory=SplitConfig)
     val: SplitConfig = field(default_factory=SplitConfig)
+    ignore_index: int = 255
+    mask_overlap: str = "smaller_on_top"
+    mixup: Optional[Dict[str, Any]] = None
     batch_size: int = 2
     val_batch_size: int = 2
     num_workers: int = 0
@@ -175,16 +217,20 @@ class TrainConfig:
     log_interval: int = 20
     eval_interval: int = 500
     checkpoint_interval: int = 500
-    best_metric: str = "bbox_mAP"
+    best_metric: Optional[str] = None  # default: bbox_mAP for detectors, mDice_global for segmentation
 
 
 @dataclass
 class EvaluationConfig:
     """``frequency_thresholds`` [a, b]: a class in at most a training images is rare, at most b
-    common, else frequent (LVIS uses 10 and 100)."""
+    common, else frequent (LVIS uses 10 and 100). Segmentation: ``metrics`` (dice, iou) shown
+    in the summary; ``regions`` name groups of classes (category ids or names) scored as one
+    foreground, e.g. ``{whole: [1, 2, 4], core: [1, 4]}``."""
 
     frequency_thresholds: List[int] = field(default_factory=lambda: [10, 100])
     max_dets: int = 100
+    metrics: List[str] = field(default_factory=lambda: ["dice", "iou"])
+    regions: Dict[str, List[Any]] = field(default_factory=dict)
 
 
 @dataclass

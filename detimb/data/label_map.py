@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from detimb.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class LabelMap:
@@ -35,3 +37,16 @@ class LabelMap:
 
     def coco_id(self, label: int) -> int:
         return self.coco_ids[label - 1]
+
+    def labels_of(self, values: Any, where: str) -> list[int]:
+        """Category ids or names, as written in a config, as labels (1..K)."""
+        labels = []
+        for v in values or []:
+            if isinstance(v, str) and v in self.names:
+                labels.append(self.names.index(v) + 1)
+            elif isinstance(v, int) and not isinstance(v, bool) and v in self.coco_ids:
+                labels.append(self.label(v))
+            else:
+                raise ConfigError(f"{where}: {v!r} is neither a category id nor a name of this dataset;"
+                                  f" categories: {dict(zip(self.coco_ids, self.names))}")
+        return labels

@@ -9,8 +9,12 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from detimb.data.coco import CocoDetection, collate
-from detimb.errors import DatasetError
-from detimb.data.image_samplers import IMAGE_SAMPLERS, EpochSampler, SequentialImages, image_classes
+from detimb.data.dense_augment import MIXUPS, AsymmetricAugmentation
+from detimb.data.image_samplers import IMAGE_SAMPLERS, EpochSampler, ImageSampler, SequentialImages, image_classes
+from detimb.data.patch_samplers import PATCH_SAMPLERS
+from detimb.data.segmentation import SegmentationDataset, image_pixel_counts
+from detimb.data.transforms import build_albumentations
+from detimb.errors import ConfigError, DatasetError
 
 
 def build_datasets(cfg: DictConfig, with_masks: bool, seed: int) -> tuple[CocoDetection, CocoDetection]:
@@ -25,12 +29,68 @@ def build_datasets(cfg: DictConfig, with_masks: bool, seed: int) -> tuple[CocoDe
     return train, val
 
 
-def build_loader(dataset: CocoDetection, batch_size: int, num_workers: int, rank: int, world: int, seed: int,
-                 sampler: dict[str, Any] | None = None, where: str = "data.train.sampler") -> DataLoader:
+def _with_labels(spec: dict[str, Any], key: str, dataset: CocoDetection, where: str) -> dict[str, Any]:
+    if spec.get(key) is None:
+        return spec
+    return {**spec, key: dataset.label_map.labels_of(spec[key], f"{where}.{key}")}
+
+
+def build_segmentation_datasets(cfg: DictConfig, seed: int, progress: bool = False
+                                ) -> tuple[SegmentationDataset, SegmentationDataset]:
+    """Train and val class-map datasets; patches, mixup and asymmetric augmentation on train."""
+    detection_train, detection_val = build_datasets(cfg, False, seed)
+    tcfg = cfg.train
+    patch_sampler = None
+    if tcfg.patch_sampler is not None:
+        if tcfg.sampler.get("type", "uniform") != "uniform":
+            raise ConfigError("data.train.sampler: patch training draws its own patches (data.train.patch_sampler);"
+                              " image samplers apply to whole-image training. Fix: drop one of the two")
+        counts = image_pixel_counts(detection_train, cfg.ignore_index, cfg.mask_overlap, progress)
+        patch_sampler = PATCH_SAMPLERS.build(dict(tcfg.patch_sampler), "data.train.patch_sampler",
+                                             pixel_counts=counts)
+    elif tcfg.hard_examples.enabled:
+        raise ConfigError("data.train.hard_examples needs patch training; set data.train.patch_sampler"
+                          " (e.g. {type: class_balanced, patch_size: 64})")
+    mixup = None
+    if cfg.mixup is not None:
+        mixup = MIXUPS.build(_with_labels(dict(cfg.mixup), "rare_classes", detection_train, "data.mixup"), "data.mixup")
+    asymmetric = None
+    if tcfg.asymmetric_augmentation is not None:
+        spec = _with_labels(dict(tcfg.asymmetric_augmentation), "classes", detection_train,
+                            "data.train.asymmetric_augmentation")
+        spec.pop("type", None)
+        asymmetric = AsymmetricAugmentation(**spec)
+    common = {"ignore_index": cfg.ignore_index, "overlap": cfg.mask_overlap, "seed": seed}
+    train = SegmentationDataset(detection_train, build_albumentations(list(tcfg.transforms)),
+                                patch_sampler=patch_sampler, mixup=mixup, asymmetric_augmentation=asymmetric, **common)
+    val = SegmentationDataset(detection_val, build_albumentations(list(cfg.val.transforms), "data.val.transforms"),
+                              **common)
+    return train, val
+
+
+def build_val_dataset(cfg: DictConfig, label_map: Any, segmentation: bool) -> CocoDetection | SegmentationDataset:
+    """The val split alone, labelled with a checkpoint's ``label_map`` (for evaluation)."""
+    val = CocoDetection(cfg.val.ann_file, cfg.val.img_dir, list(cfg.val.transforms), True, cfg.val.out_of_bounds,
+                        label_map=label_map)
+    if not segmentation:
+        return val
+    return SegmentationDataset(val, build_albumentations(list(cfg.val.transforms), "data.val.transforms"),
+                               ignore_index=cfg.ignore_index, overlap=cfg.mask_overlap)
+
+
+def build_loader(dataset: CocoDetection | SegmentationDataset, batch_size: int, num_workers: int, rank: int,
+                 world: int, seed: int, sampler: dict[str, Any] | None = None, where: str = "data.train.sampler"
+                 ) -> DataLoader:
     """A loader over this rank's share of each epoch. ``sampler``: an image sampler spec
-    (uniform, repeat_factor, class_aware); None visits every image once, in order."""
-    classes = image_classes(dataset.records, dataset.images)
-    policy = SequentialImages(classes) if sampler is None else IMAGE_SAMPLERS.build(sampler, where, classes=classes)
+    (uniform, repeat_factor, class_aware); None visits every item once, in order. A patch
+    dataset is always read in order: its items are random draws already, and hard
+    examples must come first."""
+    policy: ImageSampler
+    if getattr(dataset, "patch_sampler", None) is not None:
+        policy = SequentialImages([set()] * len(dataset))
+    else:
+        classes = image_classes(dataset.records, dataset.images)
+        policy = SequentialImages(classes) if sampler is None else IMAGE_SAMPLERS.build(sampler, where, classes=classes)
     # A generator of its own: each new iterator otherwise draws its worker seed from the
     # global RNG that the detector's samplers use, and a resumed run would drift from an
     # uninterrupted one. Augmentation is seeded per (seed, epoch, index), not per worker.

@@ -45,9 +45,11 @@ def build_albumentations(specs: list[dict[str, Any]], where: str = "data.train.t
 
 
 def apply_albumentations(
-    pipeline: A.Compose, image: np.ndarray, boxes: np.ndarray, masks: list[np.ndarray] | None, seed: int
+    pipeline: A.Compose, image: np.ndarray, boxes: np.ndarray, masks: list[np.ndarray] | None, seed: int,
+    keep_masks: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray] | None]:
-    """Returns (image, boxes, kept indices into the input boxes, masks of the kept boxes)."""
+    """Returns (image, boxes, kept indices into the input boxes, masks of the kept boxes);
+    ``keep_masks``: masks are not one per box (a class map) and all come back."""
     pipeline.set_random_seed(seed)
     kwargs: dict[str, Any] = {"image": image, "bboxes": boxes, "indices": np.arange(len(boxes))}
     if masks is not None:
@@ -55,5 +57,7 @@ def apply_albumentations(
     out = pipeline(**kwargs)
     kept = np.asarray(out["indices"], dtype=np.int64)
     new_boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
-    new_masks = [out["masks"][k] for k in kept] if masks is not None else None
+    new_masks = None
+    if masks is not None:
+        new_masks = list(out["masks"]) if keep_masks else [out["masks"][k] for k in kept]
     return out["image"], new_boxes, kept, new_masks

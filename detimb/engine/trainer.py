@@ -2,7 +2,8 @@
 
 A run folder holds ``config.yaml`` (the resolved config; training from it repeats the
 run), ``metrics.jsonl``, ``tensorboard/``, ``last.pth`` and ``best.pth``, and the final
-evaluation (``eval.json``, ``per_class_ap.csv``, ``per_class_ap.png``, ``results_*.json``).
+evaluation: for detectors ``eval.json``, ``per_class_ap.csv/png``, ``results_*.json``; for
+segmentation ``eval.json``, ``per_class_dice.csv/png``, ``confusion_matrix*.csv/png``.
 """
 
 from __future__ import annotations
@@ -22,16 +23,14 @@ from tqdm import tqdm
 
 from detimb.config import config_to_yaml, save_config, to_dict
 from detimb.data.label_map import LabelMap
-from detimb.data.loader import build_datasets, build_loader, position
+from detimb.data.loader import build_loader, position
 from detimb.engine import distributed
 from detimb.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from detimb.engine.coco_eval import class_frequencies, evaluate_coco, format_table, write_reports
-from detimb.engine.inference import predict
+from detimb.engine.coco_eval import class_frequencies
 from detimb.engine.metrics_log import MetricsLog
 from detimb.engine.optim import build_optimizer, build_scheduler
+from detimb.engine.tasks import DetectionTask, make_task
 from detimb.errors import ConfigError, TrainingError
-from detimb.models.builder import build_detector, uses_masks
-from detimb.utils import atomic_write_json
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -77,17 +76,18 @@ class Trainer:
             warnings.warn("train.amp needs a CUDA device; training in float32 on the CPU", stacklevel=2)
         seed_everything(tcfg.seed, tcfg.deterministic)
 
-        self.with_masks = uses_masks(cfg.model)
-        self.train_set, self.val_set = build_datasets(cfg.data, self.with_masks, tcfg.seed)
+        self.task: DetectionTask = make_task(cfg)
+        self.train_set, self.val_set = self.task.build_datasets(tcfg.seed, progress and distributed.is_main())
         self.label_map: LabelMap = self.train_set.label_map
         self.train_freq = class_frequencies(self.train_set.records.data)
         self.train_loader = build_loader(self.train_set, cfg.data.batch_size, cfg.data.num_workers, self.rank,
                                          self.world, tcfg.seed, to_dict(cfg.data.train.sampler))
         self.val_loader = build_loader(self.val_set, cfg.data.val_batch_size, cfg.data.num_workers, self.rank,
                                        self.world, tcfg.seed)
+        self.task.attach(self.train_set, self.rank, self.world)
 
-        counts = [self.train_freq[cid]["instances"] for cid in self.label_map.coco_ids]
-        self.model: nn.Module = build_detector(cfg.model, self.label_map, counts).to(self.device)
+        counts = self.task.class_counts(self.train_set, self.label_map, self.train_freq)
+        self.model: nn.Module = self.task.build_model(self.label_map, counts).to(self.device)
         if load_from:
             self.model.load_state_dict(load_checkpoint(load_from)["model"])
         self.optimizer = build_optimizer(tcfg.optimizer, self.model)
@@ -104,7 +104,7 @@ class Trainer:
         if self.world > 1:
             self.ddp_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=self.with_masks)
+                find_unused_parameters=self.task.with_masks)
 
     # -- state -------------------------------------------------------------------------------
     def _restore(self, state: dict[str, Any]) -> None:
@@ -118,6 +118,8 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.iteration = int(state["iteration"])
         self.best = state.get("best")
+        if hasattr(self.train_set, "load_state_dict"):
+            self.train_set.load_state_dict(state.get("data", {}))
         rngs = state["rng"]
         set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
 
@@ -132,6 +134,7 @@ class Trainer:
             "rng": distributed.all_gather_objects(rng_state()),
             "config": config_to_yaml(self.cfg),
             "label_map": self.label_map.to_dict(),
+            "data": self.train_set.state_dict() if hasattr(self.train_set, "state_dict") else {},
         }
 
     def save(self, name: str) -> None:
@@ -154,6 +157,7 @@ class Trainer:
         tic = time.perf_counter()
         while self.iteration < max_iters:
             epoch, offset = position(self.train_loader, self.iteration)
+            self.task.before_epoch(self.model, epoch, self.device)
             self.train_loader.sampler.set_epoch(epoch)
             self.train_loader.sampler.set_start(offset * self.train_loader.batch_size)
             self.train_set.set_epoch(epoch)
@@ -214,7 +218,7 @@ class Trainer:
         return row
 
     def _log_row(self, losses: dict[str, float], elapsed: float) -> dict[str, Any]:
-        losses = {**losses, **self.sampling_row()}
+        losses = {**losses, **self.sampling_row(), **self.task.log_stats()}
         if self.world > 1:
             gathered = distributed.all_gather_objects(losses)
             losses = {k: float(np.mean([g[k] for g in gathered])) for k in losses}
@@ -228,21 +232,20 @@ class Trainer:
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, out_dir: Path, log: MetricsLog | None = None, final: bool = False) -> dict[str, Any]:
         distributed.broadcast_buffers(self.model)
-        results = predict(self.model, self.val_loader, self.device, self.label_map, self.amp, self.progress)
-        reports: dict[str, Any] = {}
+        reports = self.task.evaluate(self.model, self.val_loader, self.device, self.label_map, self.train_freq,
+                                     out_dir, self.amp, self.progress)
         improved = False
         if distributed.is_main():
-            reports = evaluate_and_write(self.val_set.coco, results, self.label_map, self.train_freq,
-                                         self.cfg.evaluation, out_dir, self.with_masks)
-            metric = select_metric(reports, self.cfg.train.best_metric)
-            row = {"iter": self.iteration, **flat_metrics(reports)}
+            flat = self.task.flat_metrics(reports)
+            metric = select_metric(flat, self.cfg.train.best_metric or self.task.default_metric)
+            row = {"iter": self.iteration, **flat}
             if log is not None:
                 log.write(row, prefix="val")
             improved = metric is not None and (self.best is None or metric > self.best)
             if improved:
                 self.best = metric
             if final:
-                print("\n" + "\n\n".join(format_table(r) for r in reports.values()))
+                print("\n" + self.task.format(reports))
                 print(f"\nrun folder: {self.work_dir}")
         improved = distributed.broadcast_object(improved if distributed.is_main() else None)
         self.best = distributed.broadcast_object(self.best)
@@ -251,30 +254,9 @@ class Trainer:
         return reports
 
 
-def evaluate_and_write(coco_gt: Any, results: dict[str, list], label_map: LabelMap,
-                       train_freq: dict[int, dict[str, int]] | None, ecfg: DictConfig, out_dir: Path,
-                       with_masks: bool) -> dict[str, Any]:
-    """Evaluate bbox (and segm) results, and write the results JSON and reports to ``out_dir``."""
-    reports = {}
-    for iou_type in ("bbox", "segm") if with_masks else ("bbox",):
-        atomic_write_json(out_dir / f"results_{iou_type}.json", results[iou_type])
-        reports[iou_type] = evaluate_coco(coco_gt, results[iou_type], iou_type, label_map, train_freq,
-                                          tuple(ecfg.frequency_thresholds), ecfg.max_dets)
-    write_reports(out_dir, reports)
-    return reports
-
-
-def flat_metrics(reports: dict[str, Any]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for iou_type, r in reports.items():
-        out.update({f"{iou_type}_{k}": v for k, v in r["stats"].items()})
-        out[f"{iou_type}_mAP_macro"] = r["mAP_macro"]
-        out.update({f"{iou_type}_{k}": v for k, v in r["groups"].items()})
-    return out
-
-
-def select_metric(reports: dict[str, Any], name: str) -> float | None:
-    flat = flat_metrics(reports)
+def select_metric(flat: dict[str, float | None], name: str) -> float | None:
     if name not in flat:
         raise ConfigError(f"train.best_metric '{name}' is not an evaluation metric; choose from {sorted(flat)}")
     return flat[name]
+
+

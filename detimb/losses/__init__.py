@@ -1,13 +1,17 @@
-"""Classification and box regression losses, and objective balancers."""
+"""Classification, segmentation and box regression losses, and objective balancers."""
 
 from detimb.losses.balancers import BALANCERS, CARL, BalanceContext, FixedWeights, GuidedLoss, init_classification_prior
 from detimb.losses.classification import CLS_LOSSES, BinaryCrossEntropyLoss, CrossEntropyLoss, SigmoidFocalLoss
+from detimb.losses.segmentation import (
+    AsymmetricFocalLoss, AsymmetricLargeMarginLoss, DiceLoss, FocalLoss, binary_as_two_class,
+)
 from detimb.losses.regression import (
     BOX_LOSSES, BalancedL1Loss, BoxLoss, CIoULoss, DIoULoss, GIoULoss, IoULoss, L1Loss, SmoothL1Loss,
 )
 
 __all__ = [
-    "BALANCERS", "BOX_LOSSES", "CARL", "CLS_LOSSES", "BalanceContext", "BalancedL1Loss", "BinaryCrossEntropyLoss",
-    "BoxLoss", "CIoULoss", "CrossEntropyLoss", "DIoULoss", "FixedWeights", "GIoULoss", "GuidedLoss", "IoULoss",
-    "L1Loss", "SigmoidFocalLoss", "SmoothL1Loss", "init_classification_prior",
+    "BALANCERS", "BOX_LOSSES", "CARL", "CLS_LOSSES", "AsymmetricFocalLoss", "AsymmetricLargeMarginLoss",
+    "BalanceContext", "BalancedL1Loss", "BinaryCrossEntropyLoss", "BoxLoss", "CIoULoss", "CrossEntropyLoss",
+    "DIoULoss", "DiceLoss", "FixedWeights", "FocalLoss", "GIoULoss", "GuidedLoss", "IoULoss", "L1Loss",
+    "SigmoidFocalLoss", "SmoothL1Loss", "binary_as_two_class", "init_classification_prior",
 ]

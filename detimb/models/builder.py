@@ -26,10 +26,13 @@ from detimb.errors import ConfigError
 from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES, SigmoidFocalLoss, init_classification_prior
 from detimb.models.backbones import BACKBONES, probe_outputs
 from detimb.models.heads import DetimbRetinaNet, DetimbRetinaNetHead, DetimbRoIHeads, DetimbRPN
+from detimb.models.heads.dense import DenseHead
 from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLevelsRoIAlign
 from detimb.models.necks import NECKS, BackboneWithNeck
 from detimb.models.transform import DetectionTransform
-from detimb.registry import Registry
+from detimb.models.segmentor import SemanticSegmentor
+from detimb.models.transform import SegmentationTransform
+from detimb.registry import Registry, closest
 from detimb.samplers import SAMPLERS, FocalSampler
 
 DETECTORS = Registry("detector")
@@ -80,6 +83,21 @@ def _sampler_and_loss(head_cfg: DictConfig, where: str, class_counts: list[int] 
 
 def _balancer(head_cfg: DictConfig, where: str) -> nn.Module | None:
     return None if head_cfg.balancer is None else _build_slot(BALANCERS, head_cfg.balancer, f"{where}.balancer")
+
+
+MASK_PIXEL_LOSSES = ("cross_entropy", "focal", "dice")
+
+
+def _mask_loss(roi_cfg: DictConfig) -> nn.Module | None:
+    """``model.roi_head.loss_mask``: null keeps torchvision's BCE; else one of the pixel
+    losses that read the same on a binary mask (class weights and rare classes do not)."""
+    if roi_cfg.loss_mask is None:
+        return None
+    spec = to_dict(roi_cfg.loss_mask)
+    if spec.get("type") not in MASK_PIXEL_LOSSES or spec.get("class_weight") is not None:
+        raise ConfigError(f"model.roi_head.loss_mask: choose one of {', '.join(MASK_PIXEL_LOSSES)} (without"
+                          f" class_weight) or null for torchvision's BCE; got {spec}")
+    return CLS_LOSSES.build(spec, "model.roi_head.loss_mask")
 
 
 def _two_stage(cfg: DictConfig, num_classes: int, with_masks: bool, class_counts: list[int] | None) -> GeneralizedRCNN:
@@ -134,6 +152,7 @@ def _two_stage(cfg: DictConfig, num_classes: int, with_masks: bool, class_counts
         loss_bbox=_build_slot(BOX_LOSSES, roi_cfg.loss_bbox, "model.roi_head.loss_bbox"),
         balancer=_balancer(roi_cfg, "model.roi_head"),
         add_gt_as_proposals=roi_cfg.add_gt_as_proposals,
+        loss_mask=_mask_loss(roi_cfg) if with_masks else None,
         **mask_parts,
     )
     return GeneralizedRCNN(backbone, rpn, roi_heads, _transform(cfg))
@@ -177,6 +196,64 @@ def retinanet(cfg: DictConfig, num_classes: int, class_counts: list[int] | None 
     )
 
 
+SEGMENTORS = Registry("segmentation model")
+
+
+def _dense_loss(spec: dict[str, Any], label_map: LabelMap, class_counts: list[int] | None, where: str) -> nn.Module:
+    factory = CLS_LOSSES.get(spec.get("type", ""), where)
+    params = inspect.signature(factory).parameters
+    extra: dict[str, Any] = {}
+    if "rare_classes" in spec:
+        spec = {**spec, "rare_classes": label_map.labels_of(spec["rare_classes"], f"{where}.rare_classes")}
+    if "class_counts" in params:
+        extra["class_counts"] = class_counts
+    loss = CLS_LOSSES.build(spec, where, **extra)
+    if getattr(loss, "form", "softmax") != "softmax":
+        raise ConfigError(f"{where}: '{spec['type']}' is a {loss.form} loss; the dense head is a softmax classifier."
+                          " Choose from " + ", ".join(n for n in CLS_LOSSES.names()
+                                                      if CLS_LOSSES.get(n).form == "softmax"))
+    return loss
+
+
+@SEGMENTORS.register("semantic_seg")
+def semantic_seg(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | None = None,
+                 ignore_index: int = 255) -> SemanticSegmentor:
+    """Semantic segmentation: backbone + neck + dense head (Panoptic FPN's semantic branch).
+    ``class_counts``: training pixels per class (for class-weighted losses)."""
+    backbone, levels = build_backbone_with_neck(cfg)
+    levels = [name for name in levels if name != "pool"]
+    h = cfg.head
+    if h.type != "dense":
+        raise ConfigError(f"model.head.type: only 'dense' exists, got {h.type!r}")
+    head = DenseHead(backbone.out_channels, len(levels), label_map.num_classes,
+                     _build_slot(SAMPLERS, h.sampler, "model.head.sampler"),
+                     _dense_loss(to_dict(h.loss), label_map, class_counts, "model.head.loss"),
+                     channels=h.channels, ignore_index=ignore_index)
+    t = cfg.transform
+    transform = SegmentationTransform(t.resize, t.min_size, t.max_size, list(t.image_mean), list(t.image_std),
+                                      t.size_divisible, ignore_index)
+    return SemanticSegmentor(backbone, levels, head, transform)
+
+
+def build_model(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | None = None,
+                ignore_index: int = 255) -> nn.Module:
+    """The detector or segmentation model ``cfg.model`` describes (see ``build_detector``)."""
+    if cfg.type in SEGMENTORS.names():
+        model: nn.Module = SEGMENTORS.get(cfg.type)(cfg, label_map, class_counts, ignore_index)
+        if cfg.weights:
+            state = torch.load(cfg.weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state.get("model", state))
+        return model
+    if cfg.type not in DETECTORS.names():
+        raise ConfigError(f"model.type: unknown model {cfg.type!r}"
+                          f"{closest(str(cfg.type), DETECTORS.names() + SEGMENTORS.names())}")
+    return build_detector(cfg, label_map, class_counts)
+
+
+def is_segmentation(cfg: DictConfig) -> bool:
+    return cfg.type in SEGMENTORS.names()
+
+
 def build_detector(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | None = None) -> nn.Module:
     """The detector ``cfg.model`` describes, for the classes of ``label_map``; loads
     ``cfg.model.weights`` (a local file) when set. ``class_counts``: training instances per
@@ -193,4 +270,5 @@ def uses_masks(cfg: DictConfig) -> bool:
     return cfg.type == "mask_rcnn"
 
 
-__all__ = ["DETECTORS", "build_backbone_with_neck", "build_detector", "uses_masks"]
+__all__ = ["DETECTORS", "SEGMENTORS", "build_backbone_with_neck", "build_detector", "build_model", "is_segmentation",
+           "uses_masks"]

@@ -6,9 +6,11 @@ from detimb.samplers.instance_balanced import InstanceBalancedSampler
 from detimb.samplers.iou_balanced import IoUBalancedSampler
 from detimb.samplers.isr_p import ISRPSampler
 from detimb.samplers.ohem import OHEMSampler
+from detimb.samplers.pixels import ClassBalancedPixelSampler, OHEMPixelSampler, RandomPixelSampler
 from detimb.samplers.random import AllSampler, RandomSampler
 
 __all__ = [
-    "SAMPLERS", "AllSampler", "Candidates", "FocalSampler", "ISRPSampler", "IoUBalancedSampler",
-    "InstanceBalancedSampler", "OHEMSampler", "RandomSampler", "Sampler", "SoftSampler",
+    "SAMPLERS", "AllSampler", "Candidates", "ClassBalancedPixelSampler", "FocalSampler", "ISRPSampler",
+    "InstanceBalancedSampler", "IoUBalancedSampler", "OHEMPixelSampler", "OHEMSampler", "RandomPixelSampler",
+    "RandomSampler", "Sampler", "SoftSampler",
 ]

@@ -1,4 +1,4 @@
-"""The sampler interface shared by detection heads and (later) dense prediction.
+"""The sampler interface shared by detection heads and dense prediction.
 
 A sampler turns the candidates of each image (anchors, proposals, pixels) into one
 weight per candidate. Hard samplers give 0 or 1; soft samplers any non-negative real,
@@ -41,9 +41,12 @@ class Sampler(ABC):
 
     Ignored candidates always get 0. ``needs_losses``: the head must fill
     ``Candidates.losses`` (scoring every candidate without gradient) before calling.
+    ``needs_geometry``: the sampler ranks by IoU or ground-truth instance, which pixels of
+    a dense head do not have.
     """
 
     needs_losses: bool = False
+    needs_geometry: bool = False
     soft: bool = False
 
     @abstractmethod

@@ -33,6 +33,8 @@ class InstanceBalancedSampler(Sampler):
     negatives drawn uniformly; quotas as the random sampler's. Defaults: num=512,
     pos_fraction=0.25."""
 
+    needs_geometry = True
+
     def __init__(self, num: int = 512, pos_fraction: float = 0.25) -> None:
         check_num(num, pos_fraction)
         self.num, self.pos_fraction = num, pos_fraction

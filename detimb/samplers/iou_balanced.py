@@ -26,6 +26,8 @@ class IoUBalancedSampler(Sampler):
     floor_fraction=0, pos='instance_balanced'.
     """
 
+    needs_geometry = True
+
     def __init__(self, num: int = 512, pos_fraction: float = 0.25, num_bins: int = 3, floor_thr: float = -1.0,
                  floor_fraction: float = 0.0, pos: str = "instance_balanced") -> None:
         check_num(num, pos_fraction)

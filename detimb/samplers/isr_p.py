@@ -24,6 +24,8 @@ class ISRPSampler(SoftSampler):
     bias=0. Used in the RoI head, which supplies the predicted-box IoUs.
     """
 
+    needs_geometry = True
+
     def __init__(self, k: float = 2.0, bias: float = 0.0, base: dict[str, Any] | None = None) -> None:
         if not 0.0 <= bias <= 1.0 or k < 0:
             raise ValueError(f"need 0 <= bias <= 1 and k >= 0, got bias={bias}, k={k}")

@@ -7,10 +7,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss
+from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss, project_masks_on_boxes
 from torchvision.ops import box_iou
 
 from detimb.losses.balancers import BalanceContext
+from detimb.losses.segmentation import binary_as_two_class
 from detimb.models.heads.common import apply_balancer, batch_gt_ids, box_loss_inputs
 from detimb.samplers import Candidates, Sampler
 from detimb.samplers.stats import delta_iou, sampling_stats
@@ -27,7 +28,9 @@ class DetimbRoIHeads(RoIHeads):
     ``loss_cls(logits, labels, w, n)`` and ``loss_bbox(deltas_pos, targets_pos, w_pos, n)``
     divided by the number ``n`` of kept proposals, as torchvision's ``fastrcnn_loss``. Soft
     samplers reweigh the classification loss from the logits and set its normaliser.
-    ``balancer`` (optional) reweighs the resulting terms. The mask loss is torchvision's.
+    ``balancer`` (optional) reweighs the resulting terms. The mask loss is torchvision's
+    (per-pixel BCE on the matched class's mask) unless ``loss_mask`` gives a pixel loss of
+    ``detimb.losses`` (see ``pixel_mask_loss``).
     ``sampling_stats`` holds what the last training step kept. Inference is torchvision's.
     """
 
@@ -37,7 +40,8 @@ class DetimbRoIHeads(RoIHeads):
                  loss_cls: nn.Module, loss_bbox: nn.Module,
                  balancer: nn.Module | None = None,
                  add_gt_as_proposals: bool = True, mask_roi_pool: nn.Module | None = None,
-                 mask_head: nn.Module | None = None, mask_predictor: nn.Module | None = None) -> None:
+                 mask_head: nn.Module | None = None, mask_predictor: nn.Module | None = None,
+                 loss_mask: nn.Module | None = None) -> None:
         super().__init__(box_roi_pool, box_head, box_predictor, fg_iou_thresh, bg_iou_thresh, 512, 0.25,
                          tuple(bbox_reg_weights), score_thresh, nms_thresh, detections_per_img,
                          mask_roi_pool=mask_roi_pool, mask_head=mask_head, mask_predictor=mask_predictor)
@@ -46,6 +50,7 @@ class DetimbRoIHeads(RoIHeads):
         self.loss_bbox = loss_bbox
         self.balancer = balancer
         self.add_gt_as_proposals = add_gt_as_proposals
+        self.loss_mask = loss_mask
         self.sampling_stats: dict[str, Tensor] = {}
         self.balance_stats: dict[str, Tensor] = {}
 
@@ -163,7 +168,25 @@ class DetimbRoIHeads(RoIHeads):
             mask_matched = [m[i] for m, i in zip(samples["matched_idxs"], positive)]
             mask_features = self.mask_roi_pool(features, mask_proposals, image_shapes)
             mask_logits = self.mask_predictor(self.mask_head(mask_features))
-            losses["loss_mask"] = maskrcnn_loss(mask_logits, mask_proposals, [t["masks"] for t in targets],
-                                                [t["labels"] for t in targets], mask_matched)
+            args = (mask_logits, mask_proposals, [t["masks"] for t in targets], [t["labels"] for t in targets],
+                    mask_matched)
+            losses["loss_mask"] = maskrcnn_loss(*args) if self.loss_mask is None else pixel_mask_loss(self.loss_mask,
+                                                                                                       *args)
         losses, self.balance_stats = apply_balancer(self.balancer, losses, context)
         return [], losses
+
+
+def pixel_mask_loss(loss: nn.Module, mask_logits: Tensor, proposals: list[Tensor], gt_masks: list[Tensor],
+                    gt_labels: list[Tensor], matched: list[Tensor]) -> Tensor:
+    """Mask R-CNN's mask loss with a pixel loss of ``detimb.losses`` (cross_entropy, focal,
+    dice): each RoI's mask logits for its class are binary logits ``x``; as softmax logits
+    ``[0, x]`` they feed the softmax loss, so cross_entropy equals torchvision's BCE. Targets
+    are torchvision's RoIAlign-projected masks, binarised at 0.5; every pixel of every
+    positive RoI is a candidate, averaged."""
+    size = mask_logits.shape[-1]
+    labels = torch.cat([lab[idx] for lab, idx in zip(gt_labels, matched)])
+    targets = torch.cat([project_masks_on_boxes(m, p, i, size) for m, p, i in zip(gt_masks, proposals, matched)])
+    if targets.numel() == 0:
+        return mask_logits.sum() * 0
+    logits = mask_logits[torch.arange(labels.shape[0], device=labels.device), labels]
+    return loss(binary_as_two_class(logits.reshape(-1)), (targets.reshape(-1) >= 0.5).long(), None, targets.numel())

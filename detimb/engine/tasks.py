@@ -1,0 +1,166 @@
+"""What differs between training a detector and a segmentation model: data, model, scoring.
+
+The trainer owns the loop; a task supplies the datasets, the model, the evaluation and
+the between-epoch work (hard example reintroduction).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import DataLoader
+
+from detimb.data.label_map import LabelMap
+from detimb.data.loader import build_datasets, build_segmentation_datasets
+from detimb.engine import distributed
+from detimb.engine.coco_eval import evaluate_coco, format_table, write_reports
+from detimb.engine.hard_examples import HardExampleMiner
+from detimb.engine.inference import predict
+from detimb.engine.seg_eval import (
+    format_segmentation_table, predict_confusions, segmentation_report, write_segmentation_reports,
+)
+from detimb.models.builder import build_model, is_segmentation, uses_masks
+from detimb.utils import atomic_write_json
+
+
+class DetectionTask:
+    """Faster R-CNN, RetinaNet, Mask R-CNN: COCO boxes (and masks), pycocotools scoring."""
+
+    default_metric = "bbox_mAP"
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.with_masks = uses_masks(cfg.model)
+
+    def build_datasets(self, seed: int, progress: bool = False) -> tuple[Any, Any]:
+        return build_datasets(self.cfg.data, self.with_masks, seed)
+
+    def class_counts(self, train_set: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]]) -> list[int]:
+        """Training instances per class, for class-weighted losses."""
+        return [train_freq[cid]["instances"] for cid in label_map.coco_ids]
+
+    def build_model(self, label_map: LabelMap, counts: list[int] | None) -> nn.Module:
+        return build_model(self.cfg.model, label_map, counts)
+
+    def attach(self, train_set: Any, rank: int, world: int) -> None:
+        """Set up between-epoch work over the training set."""
+
+    def before_epoch(self, model: nn.Module, epoch: int, device: torch.device) -> None:
+        """Work between epochs (runs on every rank)."""
+
+    def log_stats(self) -> dict[str, float]:
+        return {}
+
+    def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
+                 train_freq: dict[int, dict[str, int]] | None, out_dir: Path, amp: bool, progress: bool
+                 ) -> dict[str, Any]:
+        """Score ``model`` on ``loader`` and write the reports (rank 0; other ranks get {})."""
+        results = predict(model, loader, device, label_map, amp, progress)
+        if not distributed.is_main():
+            return {}
+        return evaluate_and_write(loader.dataset.coco, results, label_map, train_freq, self.cfg.evaluation, out_dir,
+                                  self.with_masks)
+
+    def flat_metrics(self, reports: dict[str, Any]) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for iou_type, r in reports.items():
+            out.update({f"{iou_type}_{k}": v for k, v in r["stats"].items()})
+            out[f"{iou_type}_mAP_macro"] = r["mAP_macro"]
+            out.update({f"{iou_type}_{k}": v for k, v in r["groups"].items()})
+        return out
+
+    @staticmethod
+    def format(reports: dict[str, Any]) -> str:
+        return "\n\n".join(format_table(r) for r in reports.values())
+
+
+class SegmentationTask(DetectionTask):
+    """Semantic segmentation from COCO masks: class maps, patches, Dice/IoU scoring."""
+
+    default_metric = "mDice_global"
+
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__(cfg)
+        self.with_masks = False
+        self.miner: HardExampleMiner | None = None
+
+    def build_datasets(self, seed: int, progress: bool = False) -> tuple[Any, Any]:
+        return build_segmentation_datasets(self.cfg.data, seed, progress)
+
+    def class_counts(self, train_set: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]]) -> list[int]:
+        """Training pixels per class (annotation areas), for class-weighted losses."""
+        area: dict[int, float] = defaultdict(float)
+        for a in train_set.records.data["annotations"]:
+            if not a.get("iscrowd", 0):
+                area[a["category_id"]] += float(a.get("area", a["bbox"][2] * a["bbox"][3]))
+        return [round(area[cid]) for cid in label_map.coco_ids]
+
+    def build_model(self, label_map: LabelMap, counts: list[int] | None) -> nn.Module:
+        return build_model(self.cfg.model, label_map, counts, self.cfg.data.ignore_index)
+
+    def attach(self, train_set: Any, rank: int, world: int) -> None:
+        hard = self.cfg.data.train.hard_examples
+        if hard.enabled:
+            self.miner = HardExampleMiner(hard, train_set, self.cfg.data.val_batch_size, rank, world,
+                                          self.cfg.train.seed)
+
+    def before_epoch(self, model: nn.Module, epoch: int, device: torch.device) -> None:
+        if self.miner is not None:
+            self.miner.before_epoch(model, epoch, device)
+
+    def log_stats(self) -> dict[str, float]:
+        return dict(self.miner.stats) if self.miner is not None else {}
+
+    def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
+                 train_freq: dict[int, dict[str, int]] | None, out_dir: Path, amp: bool, progress: bool
+                 ) -> dict[str, Any]:
+        confusions = predict_confusions(model, loader, device, label_map.num_classes, self.cfg.data.ignore_index,
+                                        amp, progress)
+        if not distributed.is_main():
+            return {}
+        ecfg = self.cfg.evaluation
+        regions = {name: label_map.labels_of(list(members), f"evaluation.regions.{name}")
+                   for name, members in ecfg.regions.items()}
+        report = segmentation_report(confusions, label_map, train_freq, tuple(ecfg.frequency_thresholds), regions)
+        write_segmentation_reports(out_dir, report)
+        return {"semantic": report}
+
+    def flat_metrics(self, reports: dict[str, Any]) -> dict[str, float | None]:
+        if not reports:
+            return {}
+        report = reports["semantic"]
+        shown = set(self.cfg.evaluation.metrics)
+        out = {k: v for k, v in report["summary"].items()
+               if not (k.startswith(("mDice", "Dice")) and "dice" not in shown)
+               and not (k.startswith("mIoU") and "iou" not in shown)}
+        for e in report["per_class"][1:]:
+            for key in ("dice", "iou"):
+                if key in shown:
+                    out[f"{key}/{e['name']}"] = e[key]
+        return out
+
+    @staticmethod
+    def format(reports: dict[str, Any]) -> str:
+        return format_segmentation_table(reports["semantic"])
+
+
+def make_task(cfg: DictConfig) -> DetectionTask:
+    return SegmentationTask(cfg) if is_segmentation(cfg.model) else DetectionTask(cfg)
+
+
+def evaluate_and_write(coco_gt: Any, results: dict[str, list], label_map: LabelMap,
+                       train_freq: dict[int, dict[str, int]] | None, ecfg: DictConfig, out_dir: Path,
+                       with_masks: bool) -> dict[str, Any]:
+    """Evaluate bbox (and segm) results, and write the results JSON and reports to ``out_dir``."""
+    reports = {}
+    for iou_type in ("bbox", "segm") if with_masks else ("bbox",):
+        atomic_write_json(out_dir / f"results_{iou_type}.json", results[iou_type])
+        reports[iou_type] = evaluate_coco(coco_gt, results[iou_type], iou_type, label_map, train_freq,
+                                          tuple(ecfg.frequency_thresholds), ecfg.max_dets)
+    write_reports(out_dir, reports)
+    return reports
