@@ -225,8 +225,12 @@ def semantic_seg(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] |
     h = cfg.head
     if h.type != "dense":
         raise ConfigError(f"model.head.type: only 'dense' exists, got {h.type!r}")
-    head = DenseHead(backbone.out_channels, len(levels), label_map.num_classes,
-                     _build_slot(SAMPLERS, h.sampler, "model.head.sampler"),
+    sampler = _build_slot(SAMPLERS, h.sampler, "model.head.sampler")
+    if sampler.needs_geometry:
+        raise ConfigError(f"model.head.sampler: '{h.sampler['type']}' ranks by box IoU or ground-truth instance,"
+                          " which pixels do not have; choose from "
+                          + ", ".join(n for n in SAMPLERS.names() if not SAMPLERS.get(n).needs_geometry))
+    head = DenseHead(backbone.out_channels, len(levels), label_map.num_classes, sampler,
                      _dense_loss(to_dict(h.loss), label_map, class_counts, "model.head.loss"),
                      channels=h.channels, ignore_index=ignore_index)
     t = cfg.transform

@@ -60,6 +60,10 @@ def test_every_sampler_in_every_stage_of_every_detector(tiny_config, tiny_shapes
     head = {"sampler": {"type": sampler}}
     if sampler in ("random", "instance_balanced", "iou_balanced", "ohem"):
         head["sampler"].update(num=32, pos_fraction=0.5)
+    if sampler in ("random_pixels", "class_balanced_pixels"):
+        head["sampler"].update(num=32)
+    if sampler == "ohem_pixels":
+        head["sampler"].update(min_kept=16)
     if stage == "retina_head" and sampler == "focal":
         head["loss_cls"] = {"type": "binary_cross_entropy"}
     _, model = train_step(tiny_config(detector, model={stage: head}), tiny_shapes)
@@ -82,7 +86,8 @@ def test_every_balancer_in_every_stage_of_every_detector(tiny_config, tiny_shape
     assert any(k.startswith("raw/") for k in head.balance_stats)
 
 
-CLS_BY_STAGE = {"rpn": ["binary_cross_entropy", "sigmoid_focal"], "roi_head": ["cross_entropy"],
+SOFTMAX_LOSSES = [n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form == "softmax"]
+CLS_BY_STAGE = {"rpn": ["binary_cross_entropy", "sigmoid_focal"], "roi_head": SOFTMAX_LOSSES,
                 "retina_head": ["binary_cross_entropy", "sigmoid_focal"]}
 
 

@@ -145,7 +145,8 @@ def test_instance_balanced_shares_by_hand():
 
 
 def test_registry_holds_every_sampler():
-    assert set(SAMPLERS.names()) == {"all", "random", "instance_balanced", "iou_balanced", "ohem", "focal", "isr_p"}
+    assert set(SAMPLERS.names()) == {"all", "random", "instance_balanced", "iou_balanced", "ohem", "focal", "isr_p",
+                                     "random_pixels", "class_balanced_pixels", "ohem_pixels"}
 
 
 def test_bad_settings_are_refused():
