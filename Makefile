@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install demo test dataset benchmark clean
+.PHONY: install demo demo-seg test dataset benchmark clean
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ dataset: data/shapes/annotations/train.json
 
 demo: $(STAMP) dataset
 	$(PY) tools/train.py --config configs/demo/faster_rcnn_shapes.yaml
+
+demo-seg: $(STAMP) dataset
+	$(PY) tools/train.py --config configs/demo/semantic_seg_shapes.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q tests

@@ -14,5 +14,6 @@ if __name__ == "__main__":
     config, work = sys.argv[1], Path(sys.argv[2])
     trainer = Trainer(load_config(config), work, progress=False)
     trainer.train()
-    torch.save(trainer.model.state_dict(), work / f"rank{trainer.rank}.pth")
+    data = trainer.train_set.state_dict() if hasattr(trainer.train_set, "state_dict") else {}
+    torch.save({"model": trainer.model.state_dict(), "data": data}, work / f"rank{trainer.rank}.pth")
     distributed.cleanup()

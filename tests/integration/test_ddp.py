@@ -5,14 +5,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import REPO, write_config
 
+# segmentation on patches with hard examples: 8 patches per epoch, 2 per rank per step
+SEGMENTATION = {"model": {"head": {"channels": 8}}, "data": {"batch_size": 2, "train": {
+    "patch_sampler": {"type": "class_balanced", "patch_size": 32, "patches_per_epoch": 8},
+    "hard_examples": {"enabled": True, "confidence": 0.99}}}}
 
-def test_two_gloo_ranks_end_identical(tiny_shapes, tmp_path):
-    cfg = write_config(tmp_path, tiny_shapes, "faster_rcnn",
-                       train={"schedule": {"max_iters": 3}, "eval_interval": 2, "log_interval": 1})
+
+@pytest.mark.parametrize("model_type,overrides", [("faster_rcnn", {}), ("semantic_seg", SEGMENTATION)],
+                         ids=["faster_rcnn", "semantic_seg_hard_examples"])
+def test_two_gloo_ranks_end_identical(tiny_shapes, tmp_path, model_type, overrides):
+    cfg = write_config(tmp_path, tiny_shapes, model_type,
+                       train={"schedule": {"max_iters": 3}, "eval_interval": 2, "log_interval": 1}, **overrides)
     work = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
@@ -22,9 +30,12 @@ def test_two_gloo_ranks_end_identical(tiny_shapes, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     a = torch.load(work / "rank0.pth", weights_only=True)
     b = torch.load(work / "rank1.pth", weights_only=True)
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["data"] == b["data"]  # both ranks reintroduce the same hard patches
+    if model_type == "semantic_seg":
+        assert a["data"]["hard"][1]  # epoch 1 (from iteration 3) opens with epoch 0's hard patches
     first = torch.load(work / "last.pth", weights_only=True)
     assert first["iteration"] == 3 and len(first["rng"]) == 2
     assert (work / "eval.json").exists()
