@@ -8,20 +8,21 @@ from detimb.samplers import ClassBalancedPixelSampler, OHEMPixelSampler, RandomP
 from tests.samplers.helpers import cands
 
 
-def test_ohem_pixels_threshold_keeps_low_confidence_pixels():
-    # true-class probabilities chosen by hand; the loss is -ln p
+def hand_map():
+    """Eight pixels with true-class probabilities chosen by hand (loss -ln p); pixel 6 ignored."""
     probs = [0.9, 0.2, 0.65, 0.71, 0.05, 0.99, 0.5, 0.8]
-    labels = [0, 1, 1, 0, 2, 0, -1, 0]
-    c = cands(labels, losses=[-math.log(p) for p in probs])
+    return cands([0, 1, 1, 0, 2, 0, -1, 0], losses=[-math.log(p) for p in probs])
+
+
+def test_ohem_pixels_threshold_keeps_low_confidence_pixels():
+    c = hand_map()
     (w,) = OHEMPixelSampler(thresh=0.7, min_kept=1)([c])
     # p < 0.7 and not ignored: indices 1 (0.2), 2 (0.65), 4 (0.05); index 6 is ignored
     assert w.tolist() == [0, 1, 1, 0, 1, 0, 0, 0]
 
 
 def test_ohem_pixels_min_kept_raises_the_threshold():
-    probs = [0.9, 0.2, 0.65, 0.71, 0.05, 0.99, 0.5, 0.8]
-    labels = [0, 1, 1, 0, 2, 0, -1, 0]
-    c = cands(labels, losses=[-math.log(p) for p in probs])
+    c = hand_map()
     # 5 per image: the five least confident valid pixels are 0.05, 0.2, 0.65, 0.71, 0.8
     (w,) = OHEMPixelSampler(thresh=0.7, min_kept=5)([c])
     assert w.tolist() == [0, 1, 1, 1, 1, 0, 0, 1]
