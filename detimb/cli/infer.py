@@ -1,0 +1,100 @@
+"""``tools/infer.py``: sliced inference over large scenes; COCO results, GeoJSON for GeoTIFFs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from detimb.config import load_config
+from detimb.data.coco_validate import read_coco_json
+from detimb.data.label_map import LabelMap
+from detimb.engine.checkpoint import load_checkpoint
+from detimb.engine.merge import MATCHES, MERGES
+from detimb.engine.sliced import SliceSettings, coco_records, sliced_predict, write_geojson
+from detimb.errors import DetimbError
+from detimb.models.builder import build_model, is_segmentation
+from detimb.utils import atomic_write_json
+
+SCENE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Detect objects in large scenes tile by tile and merge the tiles'"
+                                            " predictions back onto each scene.")
+    p.add_argument("--config", required=True)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--images", nargs="+", required=True, help="scene files or folders of scenes")
+    p.add_argument("--out", required=True, help="output folder: results_bbox.json (+ <scene>.geojson)")
+    p.add_argument("--coco", help="COCO file naming the scenes: its image ids go into the results (for eval)")
+    p.add_argument("--tile", type=int, nargs="+", default=[512], metavar="PX", help="tile size: S or H W")
+    p.add_argument("--overlap", type=float, default=0.2, help="ratio (< 1) or pixels")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--full-image", action="store_true", help="also run the whole scene at once (small scenes)")
+    p.add_argument("--merge", choices=MERGES, default="greedy_nmm")
+    p.add_argument("--match", choices=MATCHES, default="ios")
+    p.add_argument("--match-thr", type=float, default=0.5)
+    p.add_argument("--class-agnostic", action="store_true")
+    p.add_argument("--score-thr", type=float, default=0.0)
+    p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
+    return p.parse_args(argv)
+
+
+def scene_files(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in SCENE_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DetimbError(f"--images: {p} does not exist")
+    if not out:
+        raise DetimbError(f"--images: no scenes ({', '.join(SCENE_SUFFIXES)}) in {paths}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.cfg_options)
+        if is_segmentation(cfg.model):
+            raise DetimbError("tools/infer.py runs detectors; this config is a segmentation model")
+        state = load_checkpoint(args.checkpoint)
+        label_map = LabelMap.from_dict(state["label_map"])
+        model = build_model(cfg.model, label_map)
+        model.load_state_dict(state["model"])
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model.to(device)
+        size = tuple(args.tile) if len(args.tile) == 2 else (args.tile[0], args.tile[0])
+        settings = SliceSettings(size, args.overlap, args.batch_size, args.full_image, args.merge, args.match,  # type: ignore[arg-type]
+                                 args.match_thr, args.class_agnostic, args.score_thr)
+        scenes = scene_files(args.images)
+        ids = {}
+        if args.coco:
+            ids = {Path(im["file_name"]).name: im["id"] for im in read_coco_json(args.coco)["images"]}
+        out = Path(args.out)
+        results, images = [], []
+        for n, path in enumerate(scenes, start=1):
+            image_id = ids.get(path.name, n if not ids else None)
+            if image_id is None:
+                raise DetimbError(f"--coco {args.coco}: no image named {path.name}")
+            pred = sliced_predict(model, path, settings, device)
+            results += coco_records(pred, image_id, label_map)
+            images.append({"id": image_id, "file_name": path.name, "width": pred["width"], "height": pred["height"]})
+            if pred["crs"]:
+                write_geojson(out / f"{path.stem}.geojson", pred, label_map)
+            print(f"{path.name}: {pred['tiles']} tiles, {len(pred['boxes'])} detections after {args.merge}")
+        atomic_write_json(out / "results_bbox.json", results)
+        atomic_write_json(out / "images.json", images)
+        print(f"written to {out}")
+    except DetimbError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""Tiling large images and rasters with their annotations (no torch needed)."""
+
+from detimb.data.tiling.grid import EDGE_POLICIES, Tile, tile_grid
+from detimb.data.tiling.tiler import Scene, TileOptions, run_tiling, tile_scene
+
+__all__ = ["EDGE_POLICIES", "Scene", "Tile", "TileOptions", "run_tiling", "tile_grid", "tile_scene"]

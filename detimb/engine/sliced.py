@@ -1,0 +1,109 @@
+"""Sliced inference: a detector over the tiles of a large scene, predictions merged back.
+
+The scene is read in row bands (``detimb.data.tiling.raster``), tiles go through the
+model in batches, their boxes are shifted by the tile origin, an optional full-image
+pass is added, and overlapping boxes are merged (``detimb.engine.merge``). Results come
+back in the scene's pixels and, for georeferenced rasters, as GeoJSON in its CRS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from detimb.data.label_map import LabelMap
+from detimb.data.tiling.grid import tile_grid
+from detimb.data.tiling.raster import RasterSource
+from detimb.engine.merge import merge_predictions
+from detimb.utils import atomic_write_json
+
+
+@dataclass
+class SliceSettings:
+    """Tile size (h, w), overlap (ratio or pixels), batch size, full-image pass, and the
+    merge: method nms | greedy_nmm, match iou | ios above ``threshold``, class-agnostic or not."""
+
+    size: tuple[int, int] = (512, 512)
+    overlap: float = 0.2
+    batch_size: int = 4
+    full_image: bool = False
+    method: str = "greedy_nmm"
+    match: str = "ios"
+    threshold: float = 0.5
+    class_agnostic: bool = False
+    score_threshold: float = 0.0
+
+
+def to_tensor(pixels: np.ndarray) -> Tensor:
+    """(bands, h, w) raster pixels -> (3, h, w) float in [0, 1] (integers scaled by their type's
+    maximum; one band repeated; bands beyond three dropped)."""
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).float()
+    if np.issubdtype(pixels.dtype, np.integer):
+        x = x / float(np.iinfo(pixels.dtype).max)
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    return x[:3]
+
+
+@torch.no_grad()
+def sliced_predict(model: nn.Module, path: str | Path, settings: SliceSettings, device: torch.device
+                   ) -> dict[str, Any]:
+    """Merged predictions for one scene: ``boxes`` (N, 4) xyxy scene pixels, ``scores``,
+    ``labels``, and the scene's ``width``, ``height``, ``transform``, ``crs``, ``tiles``."""
+    model.eval()
+    boxes, scores, labels = [], [], []
+
+    def run(batch: list[tuple[Tensor, int, int]]) -> None:
+        outputs = model([im.to(device) for im, _, _ in batch])
+        for out, (_, x0, y0) in zip(outputs, batch):
+            keep = out["scores"] >= settings.score_threshold
+            boxes.append(out["boxes"][keep].cpu() + torch.tensor([x0, y0, x0, y0], dtype=torch.float32))
+            scores.append(out["scores"][keep].cpu())
+            labels.append(out["labels"][keep].cpu())
+
+    with RasterSource(path) as src:
+        grid = tile_grid(src.height, src.width, *settings.size, overlap=settings.overlap, edge="shift")
+        batch: list[tuple[Tensor, int, int]] = []
+        for _, tile, pixels in src.tiles(grid):
+            batch.append((to_tensor(pixels), tile.x0, tile.y0))
+            if len(batch) == settings.batch_size:
+                run(batch)
+                batch = []
+        if batch:
+            run(batch)
+        if settings.full_image:
+            run([(to_tensor(src.ds.read(src.bands)), 0, 0)])
+        info = {"width": src.width, "height": src.height, "tiles": len(grid),
+                "transform": src.transform if src.georeferenced else None,
+                "crs": src.crs.to_string() if src.georeferenced else None}
+    merged = merge_predictions(torch.cat(boxes) if boxes else torch.zeros(0, 4), torch.cat(scores) if scores else
+                               torch.zeros(0), torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64),
+                               settings.method, settings.match, settings.threshold, settings.class_agnostic)
+    return {"boxes": merged[0], "scores": merged[1], "labels": merged[2], **info}
+
+
+def coco_records(pred: dict[str, Any], image_id: int, label_map: LabelMap) -> list[dict[str, Any]]:
+    out = []
+    for (x0, y0, x1, y1), s, lab in zip(pred["boxes"].tolist(), pred["scores"].tolist(), pred["labels"].tolist()):
+        out.append({"image_id": image_id, "category_id": label_map.coco_id(int(lab)), "score": round(float(s), 5),
+                    "bbox": [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)]})
+    return out
+
+
+def write_geojson(path: Path, pred: dict[str, Any], label_map: LabelMap) -> None:
+    """Boxes as polygons in the raster's CRS (named in a ``crs`` member, as GDAL reads it)."""
+    t = pred["transform"]
+    features = []
+    for (x0, y0, x1, y1), s, lab in zip(pred["boxes"].tolist(), pred["scores"].tolist(), pred["labels"].tolist()):
+        ring = [t * (x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
+        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in ring]]},
+                         "properties": {"label": label_map.names[int(lab) - 1],
+                                        "category_id": label_map.coco_id(int(lab)), "score": float(s)}})
+    data = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": pred["crs"]}},
+            "features": features}
+    atomic_write_json(path, data)
