@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from detimb.data.label_map import LabelMap
 from detimb.data.tiling.grid import tile_grid
-from detimb.data.tiling.raster import RasterSource
+from detimb.data.tiling.raster import RasterSource, apply_affine
 from detimb.engine.merge import merge_predictions
 from detimb.utils import atomic_write_json
 
@@ -100,7 +100,7 @@ def write_geojson(path: Path, pred: dict[str, Any], label_map: LabelMap) -> None
     t = pred["transform"]
     features = []
     for (x0, y0, x1, y1), s, lab in zip(pred["boxes"].tolist(), pred["scores"].tolist(), pred["labels"].tolist()):
-        ring = [t * (x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
+        ring = [apply_affine(t, x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
         features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in ring]]},
                          "properties": {"label": label_map.names[int(lab) - 1],
                                         "category_id": label_map.coco_id(int(lab)), "score": float(s)}})

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from shapely.geometry import shape
 
+from detimb.data.tiling.raster import apply_affine
 from detimb.errors import DatasetError
 
 
@@ -46,7 +47,7 @@ def geojson_annotations(path: str | Path, transform: Any, label_field: str = "la
         polygons = []
         for poly in getattr(geom, "geoms", [geom]):
             xy = np.asarray(poly.exterior.coords)
-            cols, rows = inverse * (xy[:, 0], xy[:, 1])
+            cols, rows = apply_affine(inverse, xy[:, 0], xy[:, 1])
             polygons.append([round(float(v), 3) for v in np.stack([cols, rows], 1)[:-1].reshape(-1)])
         flat = np.concatenate([np.asarray(p).reshape(-1, 2) for p in polygons])
         x0, y0 = flat.min(0)

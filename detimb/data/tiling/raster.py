@@ -143,3 +143,8 @@ def write_tile(path: Path, pixels: np.ndarray, fmt: str, crs: Any = None, transf
             raise DatasetError(f"{path}: OpenCV could not encode the tile as {fmt}")
         tmp.write_bytes(data.tobytes())
     os.replace(tmp, path)
+
+
+def apply_affine(t: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    """Map pixel (x, y) (scalars or arrays) through an affine transform (a b c / d e f)."""
+    return t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f

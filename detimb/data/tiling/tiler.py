@@ -189,11 +189,11 @@ def _job(scene: Scene, options: TileOptions, out: Path) -> tuple[int, dict[str, 
 
 
 def check_output(out: Path, inputs: list[Path]) -> None:
-    """Refuse an output folder that is, contains or lies inside an input."""
+    """Refuse an output folder that is an input, contains one, or lies inside an input folder."""
     out = out.resolve()
     for p in inputs:
         p = p.resolve()
-        if out == p or p.is_relative_to(out) or out.is_relative_to(p if p.is_dir() else p.parent):
+        if out == p or p.is_relative_to(out) or (p.is_dir() and out.is_relative_to(p)):
             raise DatasetError(f"--out {out} overlaps the input {p}; tiles are written to a new folder. Fix: choose"
                                " a folder outside the inputs")
 

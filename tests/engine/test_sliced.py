@@ -1,0 +1,78 @@
+"""Sliced inference over a generated GeoTIFF, with a detector whose answers are known; the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+from torch import nn
+
+from detimb.cli import infer
+from detimb.data.label_map import LabelMap
+from detimb.engine.sliced import SliceSettings, coco_records, sliced_predict, write_geojson
+from detimb.engine.trainer import Trainer
+
+SQUARES = [(10, 12, 30, 32), (150, 100, 181, 131)]  # x0, y0, x1, y1 in scene pixels
+
+
+class BrightBox(nn.Module):
+    """'Detects' the bounding box of the bright pixels of each tile (label 1, score 1)."""
+
+    def forward(self, images):
+        out = []
+        for im in images:
+            ys, xs = torch.nonzero(im[0] > 0.5, as_tuple=True)
+            if len(xs):
+                box = torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=torch.float32)
+                out.append({"boxes": box, "scores": torch.ones(1), "labels": torch.ones(1, dtype=torch.int64)})
+            else:
+                out.append({"boxes": torch.zeros(0, 4), "scores": torch.zeros(0),
+                            "labels": torch.zeros(0, dtype=torch.int64)})
+        return out
+
+
+@pytest.fixture
+def scene(tmp_path):
+    pixels = np.zeros((3, 150, 200), dtype=np.uint8)
+    for x0, y0, x1, y1 in SQUARES:
+        pixels[:, y0:y1, x0:x1] = 255
+    path = tmp_path / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=200, height=150, count=3, dtype="uint8", crs="EPSG:32617",
+                       transform=from_origin(400000.0, 3300000.0, 0.1, 0.1)) as dst:
+        dst.write(pixels)
+    return path
+
+
+def test_pieces_cut_by_tiles_merge_back_into_whole_objects(scene, tmp_path):
+    settings = SliceSettings(size=(64, 64), overlap=0.25, batch_size=3, method="greedy_nmm", match="ios")
+    pred = sliced_predict(BrightBox(), scene, settings, torch.device("cpu"))
+    assert pred["tiles"] == 4 * 3  # x: 0, 48, 96, 136; y: 0, 48, 86
+    assert sorted(map(tuple, pred["boxes"].tolist())) == [tuple(map(float, s)) for s in SQUARES]
+    nms = sliced_predict(BrightBox(), scene, SliceSettings(size=(64, 64), overlap=0.25, method="nms", match="iou"),
+                         torch.device("cpu"))
+    assert len(nms["boxes"]) > 2  # NMS by IoU keeps the cut pieces: why NMM by IoS is the default
+    label_map = LabelMap((7,), ("tree",))
+    records = coco_records(pred, 5, label_map)
+    assert {r["category_id"] for r in records} == {7} and sorted(r["bbox"] for r in records)[0] == [10, 12, 20, 20]
+    write_geojson(tmp_path / "out.geojson", pred, label_map)
+    geo = json.loads((tmp_path / "out.geojson").read_text())
+    assert geo["crs"]["properties"]["name"] == "EPSG:32617"
+    ring = next(f for f in geo["features"] if f["geometry"]["coordinates"][0][0][0] < 400002)["geometry"]
+    # pixel (10, 12) -> 400000 + 10 * 0.1, 3300000 - 12 * 0.1
+    assert ring["coordinates"][0][0] == pytest.approx([400001.0, 3299998.8])
+
+
+def test_infer_cli_writes_results_and_geojson(tiny_config, tmp_path, scene, capsys):
+    cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 1}, "eval_interval": 100})
+    Trainer(cfg, tmp_path / "run", progress=False).train()
+    code = infer.main(["--config", str(tmp_path / "run" / "config.yaml"), "--checkpoint",
+                       str(tmp_path / "run" / "last.pth"), "--images", str(scene), "--out", str(tmp_path / "preds"),
+                       "--tile", "64", "--overlap", "0.2", "--full-image"])
+    assert code == 0 and "scene.tif: 12 tiles" in capsys.readouterr().out
+    results = json.loads((tmp_path / "preds" / "results_bbox.json").read_text())
+    assert all(r["image_id"] == 1 and len(r["bbox"]) == 4 for r in results)
+    geo = json.loads((tmp_path / "preds" / "scene.geojson").read_text())
+    assert geo["type"] == "FeatureCollection" and len(geo["features"]) == len(results)
+    assert json.loads((tmp_path / "preds" / "images.json").read_text())[0]["width"] == 200
