@@ -39,9 +39,17 @@ class RasterSource:
     ``bands``: 1-based band indices to keep (default all). Georeferenced when the file has
     a CRS and a non-identity transform."""
 
-    def __init__(self, path: str | Path, bands: list[int] | None = None) -> None:
+    def __init__(self, path: str | Path, bands: list[int] | None = None, cache_mb: int = 64) -> None:
         self.path = Path(path)
-        self.ds = open_raster(path)
+        # Each row is read once and kept in our own band buffer, so GDAL's block cache (by
+        # default 5% of RAM) only grows memory with the scene; keep it small.
+        self._env = rasterio.Env(GDAL_CACHEMAX=cache_mb)
+        self._env.__enter__()
+        try:
+            self.ds = open_raster(path)
+        except DatasetError:
+            self._env.__exit__(None, None, None)
+            raise
         self.width, self.height = self.ds.width, self.ds.height
         self.bands = list(bands) if bands else list(range(1, self.ds.count + 1))
         if any(not 1 <= b <= self.ds.count for b in self.bands):
@@ -54,6 +62,7 @@ class RasterSource:
 
     def close(self) -> None:
         self.ds.close()
+        self._env.__exit__(None, None, None)
 
     def __enter__(self) -> "RasterSource":
         return self
