@@ -143,8 +143,9 @@ def tile_name(file_name: str, tile: Tile, fmt: str) -> str:
     return f"{stem.as_posix()}_x{tile.x0}_y{tile.y0}.{fmt}"
 
 
-def tile_scene(scene: Scene, options: TileOptions, out: Path) -> dict[str, Any]:
-    """Tile one scene; returns (and writes to ``out/.parts``) its tiles and annotations."""
+def tile_scene(scene: Scene, options: TileOptions, out: Path, progress: bool = False) -> dict[str, Any]:
+    """Tile one scene; returns (and writes to ``out/.parts``) its tiles and annotations.
+    ``progress``: a bar over the tiles of a large scene (200 tiles or more)."""
     with RasterSource(scene.path, options.bands) as src:
         record = dict(scene.record)
         if record.get("width") not in (None, src.width) or record.get("height") not in (None, src.height):
@@ -157,7 +158,9 @@ def tile_scene(scene: Scene, options: TileOptions, out: Path) -> dict[str, Any]:
         candidates = tile_candidates(boxes, grid)
         images, annotations = [], []
         stats = {"tiles_in_grid": len(grid), "dropped_empty": 0, "dropped_nodata": 0}
-        for index, tile, pixels in src.tiles(grid):
+        tiles = tqdm(src.tiles(grid), total=len(grid), desc=Path(scene.path).name, unit="tile", leave=False,
+                     disable=not progress or len(grid) < 200)
+        for index, tile, pixels in tiles:
             anns = clip_annotations(scene.annotations, boxes, candidates[index], tile, src.width, src.height,
                                     options.min_visible)
             drop_draw = np.random.default_rng([options.seed, scene.index, index]).random()
@@ -184,8 +187,8 @@ def tile_scene(scene: Scene, options: TileOptions, out: Path) -> dict[str, Any]:
     return part
 
 
-def _job(scene: Scene, options: TileOptions, out: Path) -> tuple[int, dict[str, int]]:
-    return scene.index, tile_scene(scene, options, out)["stats"]
+def _job(scene: Scene, options: TileOptions, out: Path, progress: bool = False) -> tuple[int, dict[str, int]]:
+    return scene.index, tile_scene(scene, options, out, progress)["stats"]
 
 
 def check_output(out: Path, inputs: list[Path]) -> None:
@@ -227,7 +230,7 @@ def run_tiling(scenes: list[Scene], categories: list[dict[str, Any]], options: T
                 bar.update(1)
     else:
         for s in todo:
-            _job(s, options, out)
+            _job(s, options, out, progress)
             bar.update(1)
     bar.close()
     return _assemble(scenes, categories, parts, final, settings)
