@@ -1,0 +1,46 @@
+"""The efficacy runner's --quick path end to end, its resumption, and the report's arithmetic."""
+
+import json
+
+import pytest
+
+from benchmarks.efficacy import report, run
+from benchmarks.efficacy.matrix import DETECTION, SEGMENTATION
+
+
+def test_every_entry_names_a_shipped_config():
+    from tests.conftest import REPO
+
+    names = [e.name for e in DETECTION + SEGMENTATION]
+    assert len(names) == len(set(names))
+    assert all((REPO / e.config).is_file() for e in DETECTION + SEGMENTATION)
+    assert all(e.baseline in names for e in DETECTION + SEGMENTATION)
+
+
+def test_quick_matrix_runs_resumes_and_reports(tmp_path, capsys):
+    args = ["--quick", "--datasets", "shapes", "--results", str(tmp_path / "runs"), "--data-root",
+            str(tmp_path / "data")]
+    assert run.main(args) == 0
+    files = sorted(p.relative_to(tmp_path / "runs").as_posix() for p in (tmp_path / "runs").rglob("*.json"))
+    assert files == ["shapes/baseline/seed0.json", "shapes/repeat_factor/seed0.json",
+                     "shapes/seg_baseline/seed0.json", "shapes/seg_class_balanced_patches/seed0.json"]
+    summary = json.loads((tmp_path / "runs/shapes/baseline/seed0.json").read_text())
+    assert {"mAP", "APr", "APc", "APf"} <= set(summary["metrics"]) and len(summary["per_class"]) == 6
+    capsys.readouterr()
+    assert run.main(args) == 0  # a second call trains nothing
+    assert "4 runs, 4 already done" in capsys.readouterr().out
+    path = report.write_results(tmp_path / "runs", tmp_path, ["python benchmarks/efficacy/run.py --quick"])
+    text = path.read_text()
+    assert "## Detection on shapes" in text and "## Segmentation on shapes" in text
+    assert (tmp_path / "detection_shapes.png").stat().st_size > 0
+
+
+def test_differences_are_paired_by_seed_and_verdicts_need_the_spread():
+    runs = {"baseline": {0: {"metrics": {"APr": 0.10}}, 1: {"metrics": {"APr": 0.30}}, 2: {"metrics": {"APr": 0.2}}},
+            "x": {0: {"metrics": {"APr": 0.15}}, 1: {"metrics": {"APr": 0.35}}, 2: {"metrics": {"APr": 0.25}},
+                  3: {"metrics": {"APr": 0.9}}}}
+    mean, std, n = report.difference(runs, "x", "baseline", "APr")
+    assert (mean, std, n) == (pytest.approx(0.05), pytest.approx(0.0, abs=1e-12), 3)  # seed 3 has no pair
+    assert report.verdict((0.05, 0.01, 3)) == "reproduced"
+    assert report.verdict((0.05, 0.08, 3)) == "same direction, within the spread"
+    assert report.verdict((-0.01, 0.001, 3)) == "not reproduced"
