@@ -176,6 +176,12 @@ def write_results(results: Path, out: Path, commands: list[str]) -> Path:
              " (mean ± std over seeds). Groups follow LVIS: rare <= 10 training images < common <= 100 <"
              " frequent. Segmentation scores pool each class's pixels over the validation split (`*_global`).", "",
              "Commands:", "", "```", *commands, "```", ""]
+    counts = [len(s) for d in runs.values() for s in d.values()]
+    missing = [f"{d}/{e.name}" for d in sorted(runs) for e in DETECTION if e.name not in runs[d]]
+    if counts and (min(counts) < 3 or missing):
+        lines += [f"**Partial matrix**: {min(counts)} to {max(counts)} seeds per entry"
+                  + (f"; not yet run: {', '.join(missing)}" if missing else "")
+                  + ". Verdicts with fewer than 3 seeds are provisional; `run.py` resumes the matrix.", ""]
     all_claims = []
     for dataset in sorted(runs):
         sec, claims = section(f"Detection on {dataset}", runs[dataset], det_names, DET_COLUMNS, "APr", "AP",
