@@ -114,7 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     for s in args.seeds:
         jobs += [(e, d, s, args.iters) for d in args.datasets for e in detection]
         jobs += [(e, "shapes", s, args.seg_iters) for e in segmentation]
-    todo = [j for j in jobs if not (results / j[1] / j[0].name / f"seed{j[2]}.json").is_file()]
+    todo = []
+    for entry, dataset, seed, iters in jobs:
+        path = results / dataset / entry.name / f"seed{seed}.json"
+        if not path.is_file():
+            todo.append((entry, dataset, seed, iters))
+        elif json.loads(path.read_text())["iters"] != iters:
+            raise SystemExit(f"{path} was trained for {json.loads(path.read_text())['iters']} iterations, this"
+                             f" matrix asks {iters}: use another --results folder or the same --iters")
     print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done", flush=True)
     data = {d: build_dataset(d, Path(args.data_root), args.quick) for d in {j[1] for j in todo}}
     tic = time.perf_counter()

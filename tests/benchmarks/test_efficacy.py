@@ -44,3 +44,12 @@ def test_differences_are_paired_by_seed_and_verdicts_need_the_spread():
     assert report.verdict((0.05, 0.01, 3)) == "reproduced"
     assert report.verdict((0.05, 0.08, 3)) == "same direction, within the spread"
     assert report.verdict((-0.01, 0.001, 3)) == "not reproduced"
+
+
+def test_runs_of_another_budget_are_not_mixed_in(tmp_path):
+    done = tmp_path / "runs" / "shapes" / "baseline" / "seed0.json"
+    done.parent.mkdir(parents=True)
+    done.write_text(json.dumps({"iters": 99}))
+    with pytest.raises(SystemExit, match="trained for 99 iterations"):
+        run.main(["--only", "baseline", "--seeds", "0", "--datasets", "shapes", "--no-segmentation", "--iters", "5",
+                  "--results", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data")])
