@@ -21,8 +21,8 @@ def idx_dir(tmp_path):
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 60), ("t10k", 30)):
         images = np.zeros((n, 28, 28), dtype=np.uint8)
-        images[:, 6:22, 8:20] = 200  # a garment-like block; its value tags the split below
-        images[:, 14, 14] = 11 if prefix == "train" else 22
+        images[:, 6:22, 8:20] = 200  # a garment-like block
+        images[:, 14, 14] = 11 if prefix == "train" else 22  # which file a garment came from
         write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 3, n))
     return tmp_path
