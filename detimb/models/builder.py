@@ -226,13 +226,12 @@ def semantic_seg(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] |
     if h.type != "dense":
         raise ConfigError(f"model.head.type: only 'dense' exists, got {h.type!r}")
     sampler = _build_slot(SAMPLERS, h.sampler, "model.head.sampler")
-    if sampler.needs_geometry:
-        raise ConfigError(f"model.head.sampler: '{h.sampler['type']}' ranks by box IoU or ground-truth instance,"
-                          " which pixels do not have; choose from "
-                          + ", ".join(n for n in SAMPLERS.names() if not SAMPLERS.get(n).needs_geometry))
-    head = DenseHead(backbone.out_channels, len(levels), label_map.num_classes, sampler,
-                     _dense_loss(to_dict(h.loss), label_map, class_counts, "model.head.loss"),
-                     channels=h.channels, ignore_index=ignore_index)
+    try:
+        head = DenseHead(backbone.out_channels, len(levels), label_map.num_classes, sampler,
+                         _dense_loss(to_dict(h.loss), label_map, class_counts, "model.head.loss"),
+                         channels=h.channels, ignore_index=ignore_index)
+    except ValueError as err:  # the head refuses samplers that need box geometry
+        raise ConfigError(f"model.head.sampler: {err}") from err
     t = cfg.transform
     transform = SegmentationTransform(t.resize, t.min_size, t.max_size, list(t.image_mean), list(t.image_std),
                                       t.size_divisible, ignore_index)

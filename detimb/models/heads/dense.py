@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detimb.samplers import Candidates, Sampler
+from detimb.samplers import SAMPLERS, Candidates, Sampler
 
 
 class DenseHead(nn.Module):
@@ -32,10 +32,10 @@ class DenseHead(nn.Module):
     def __init__(self, in_channels: int, num_levels: int, num_classes: int, sampler: Sampler, loss: nn.Module,
                  channels: int = 128, ignore_index: int = 255) -> None:
         super().__init__()
-        if getattr(sampler, "needs_geometry", False):
+        if sampler.needs_geometry:
+            fitting = ", ".join(n for n in SAMPLERS.names() if not SAMPLERS.get(n).needs_geometry)
             raise ValueError(f"{type(sampler).__name__} ranks by box IoU or ground-truth instance, which pixels do"
-                             " not have; use all, random, random_pixels, class_balanced_pixels, ohem, ohem_pixels"
-                             " or focal")
+                             f" not have; choose from {fitting}")
         self.levels = nn.ModuleList(
             nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
                           nn.ReLU(inplace=True))
