@@ -18,7 +18,7 @@ def test_every_entry_names_a_shipped_config():
 
 
 def test_quick_matrix_runs_resumes_and_reports(tmp_path, capsys):
-    args = ["--quick", "--datasets", "shapes", "--results", str(tmp_path / "runs"), "--data-root",
+    args = ["--quick", "--workers", "2", "--datasets", "shapes", "--results", str(tmp_path / "runs"), "--data-root",
             str(tmp_path / "data")]
     assert run.main(args) == 0
     files = sorted(p.relative_to(tmp_path / "runs").as_posix() for p in (tmp_path / "runs").rglob("*.json"))
