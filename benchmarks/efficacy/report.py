@@ -60,6 +60,12 @@ def difference(runs: dict[str, dict[int, dict[str, Any]]], entry: str, base: str
     return mean, std, len(seeds)
 
 
+def at_floor(runs: dict[str, dict[int, dict[str, Any]]], entry: str, base: str, name: str) -> bool:
+    """Both score exactly 0 on every paired seed: the budget never learned the metric's classes."""
+    seeds = set(runs.get(entry, {})) & set(runs.get(base, {}))
+    return bool(seeds) and all(metric(runs[x][s], name) == 0 for s in seeds for x in (entry, base))
+
+
 def fmt(mean: float, std: float, signed: bool = False) -> str:
     if np.isnan(mean):
         return "-"
@@ -78,13 +84,13 @@ def verdict(d: tuple[float, float, int] | None) -> str:
 
 
 def table(runs: dict[str, dict[int, dict[str, Any]]], names: list[str], columns: tuple[str, ...]) -> list[str]:
-    head = ["method", "family", "seeds", *columns, f"Δ{columns[0]}", f"Δ{columns[1]}", "baseline"]
+    head = ["method", "family", "seeds", *columns, *(f"Δ{c}" for c in columns[:3]), "baseline"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in names:
         entry, seeds = ENTRIES[name], runs[name]
         cells = [name, entry.family, str(len(seeds))]
         cells += [fmt(*stats([metric(r, c) for r in seeds.values()])) for c in columns]
-        for c in columns[:2]:
+        for c in columns[:3]:
             d = difference(runs, name, entry.baseline, c)
             cells.append(fmt(d[0], d[1], signed=True) if d else "-")
         cells.append(entry.baseline)
@@ -158,8 +164,24 @@ def section(title: str, runs: dict[str, dict[int, dict[str, Any]]], names: list[
         e = ENTRIES[n]
         if e.claim:
             d = difference(runs, n, e.baseline, e.metric)
-            claims.append((n, e.claim, e.metric, fmt(d[0], d[1], signed=True) if d else "-", verdict(d)))
+            v = "not measurable: 0 for both on every seed" if at_floor(runs, n, e.baseline, e.metric) else verdict(d)
+            claims.append((n, e.claim, e.metric, fmt(d[0], d[1], signed=True) if d else "-", v))
     return lines, claims
+
+
+def sessions_table(results: Path) -> list[str]:
+    """The matrix's invocations (``run.py`` logs each): machine, parallelism and wall time."""
+    path = results / "sessions.jsonl"
+    if not path.is_file():
+        return [f"Machine: {cpu_name()} (wall time not logged).", ""]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = ["Wall time of the matrix, per `run.py` invocation:", "",
+             "| started (UTC) | machine | cores | runs at once | threads per run | runs trained | wall time |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['started']} | {r['cpu']} | {r['cores']} | {r['workers']} | {r.get('threads_per_run') or '-'} |"
+              f" {r['runs_trained']} | {r['wall_s'] / 60:.1f} min |" for r in rows]
+    total = sum(r["wall_s"] for r in rows)
+    return [*lines, "", f"Total wall time: {total / 3600:.2f} h.", ""]
 
 
 def write_results(results: Path, out: Path, commands: list[str]) -> Path:
@@ -168,14 +190,18 @@ def write_results(results: Path, out: Path, commands: list[str]) -> Path:
     seg_names = [e.name for e in SEGMENTATION]
     n_runs = sum(len(s) for d in runs.values() for s in d.values())
     seconds = sum(r["seconds"] for d in runs.values() for s in d.values() for r in s.values())
-    iters = sorted({r["iters"] for d in runs.values() for s in d.values() for r in s.values()})
+    det_iters = sorted({r["iters"] for d in runs.values() for n, s in d.items() for r in s.values()
+                        if n in ENTRIES and ENTRIES[n] in DETECTION})
+    seg_iters = sorted({r["iters"] for d in runs.values() for n, s in d.items() for r in s.values()
+                        if n in ENTRIES and ENTRIES[n] in SEGMENTATION})
     lines = ["# Efficacy: what each remedy does to the rare classes", "",
-             f"Machine: {cpu_name()}, 2 cores, CPU only. {n_runs} runs, {seconds / 3600:.2f} h of training and"
-             f" evaluation in all; iterations per run: {', '.join(map(str, iters))}. Every entry of a table"
-             " trains on the same data with the same schedule; differences are paired by seed"
-             " (mean ± std over seeds). Groups follow LVIS: rare <= 10 training images < common <= 100 <"
-             " frequent. Segmentation scores pool each class's pixels over the validation split (`*_global`).", "",
-             "Commands:", "", "```", *commands, "```", ""]
+             f"{n_runs} runs, {seconds / 3600:.2f} h of training and evaluation summed over runs; iterations per"
+             f" detection run: {', '.join(map(str, det_iters)) or '-'}, per segmentation run:"
+             f" {', '.join(map(str, seg_iters)) or '-'}. Every entry of a table trains on the same data with the"
+             " same schedule; differences are paired by seed (mean ± std over seeds). Groups follow LVIS:"
+             " rare <= 10 training images < common <= 100 < frequent. Segmentation scores pool each class's"
+             " pixels over the validation split (`*_global`).", "",
+             *sessions_table(results), "Commands:", "", "```", *commands, "```", ""]
     counts = [len(s) for d in runs.values() for s in d.values()]
     missing = [f"{d}/{e.name}" for d in sorted(runs) for e in DETECTION if e.name not in runs[d]]
     if counts and (min(counts) < 3 or missing):
@@ -206,9 +232,22 @@ def write_results(results: Path, out: Path, commands: list[str]) -> Path:
     if best:
         lines += ["## Best remedy for the rare classes", ""]
         for dataset in sorted({b[3] for b in best}):
-            m, s, k, _, n = max(b for b in best if b[3] == dataset)
-            lines.append(f"- {dataset}: `{n}` changes APr by {m:+.3f} ± {s:.3f} over the Faster R-CNN baseline"
-                         f" ({k} paired seeds).")
+            here = [b for b in best if b[3] == dataset]
+            combos = [b for b in here if ENTRIES[b[4]].family == "published"]
+            for label, pool in (("best single change or combination", here), ("best published combination", combos)):
+                if pool and max(pool)[0] > 0:
+                    m, s, k, _, n = max(pool)
+                    lines.append(f"- {dataset}, {label}: `{n}` changes APr by {m:+.3f} ± {s:.3f} over the"
+                                 f" Faster R-CNN baseline ({k} paired seeds).")
+                elif pool:
+                    lines.append(f"- {dataset}, {label}: none raised APr over the Faster R-CNN baseline.")
+        lines.append("")
+    failed = [c for c in all_claims if c[-1] == "not reproduced" or c[-1].startswith("not measurable")]
+    if failed:
+        lines += ["## Where a method did not help", "",
+                  "Mean difference at or below zero on the metric its paper claims at this budget, or that metric"
+                  " at 0 for the method and its baseline alike:", ""]
+        lines += [f"- {c[0]}: `{c[1]}` ({c[3]} {c[4]}; {c[5]})" for c in failed]
         lines.append("")
     path = out / "RESULTS.md"
     atomic_write_text(path, "\n".join(lines))

@@ -9,7 +9,9 @@ small JSON in ``--results``; an existing JSON is never redone, so a crashed or s
 matrix continues where it stopped. ``report.py`` turns the JSONs into RESULTS.md.
 ``--workers``: runs trained at once, the cores split between them (on 2 cores, two
 one-thread runs finish 1.7x more runs per hour than one two-thread run: these models are
-too small to keep two threads busy). ``--quick``: a tiny dataset, two entries per task, one seed, a few iterations (minutes).
+too small to keep two threads busy). Each invocation that trains adds a line (machine, workers,
+wall time) to ``sessions.jsonl`` beside the runs. ``--quick``: a tiny dataset, two entries per
+task, one seed, a few iterations (minutes).
 """
 
 from __future__ import annotations
@@ -23,16 +25,18 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import cpu_name  # noqa: E402
 from benchmarks.efficacy.matrix import DETECTION, SEGMENTATION, Entry  # noqa: E402
 from detimb.data.fashion import DEBIAN_DIR, FashionSpec, make_fashion_dataset  # noqa: E402
 from detimb.data.synthetic import ShapesSpec, make_shapes_dataset  # noqa: E402
-from detimb.utils import atomic_write_json  # noqa: E402
+from detimb.utils import atomic_write_json, atomic_write_text  # noqa: E402
 
 
 def build_dataset(name: str, root: Path, quick: bool) -> Path:
@@ -97,6 +101,13 @@ def run_one(entry: Entry, dataset: str, data: Path, seed: int, iters: int, out: 
                             "iters": iters, "seconds": round(seconds, 1), **summarise(entry, report)}, indent=1)
 
 
+def log_session(results: Path, record: dict[str, Any]) -> None:
+    """One line per invocation in ``sessions.jsonl``: the matrix's wall time and machine, for the report."""
+    path = results / "sessions.jsonl"
+    before = path.read_text() if path.is_file() else ""
+    atomic_write_text(path, before + json.dumps(record) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["shapes", "fashion"])
@@ -144,11 +155,19 @@ def main(argv: list[str] | None = None) -> int:
         run_one(entry, dataset, data[dataset], seed, iters, out, args.quick, threads)
         return out
 
-    with ThreadPoolExecutor(workers) as pool:  # map yields in order; a failed run raises here, the others finish
-        for n, out in enumerate(pool.map(train, todo), start=1):
-            summary = json.loads(out.read_text())
-            print(f"[{n}/{len(todo)}] {summary['dataset']} {summary['entry']} seed {summary['seed']}:"
-                  f" {summary['metrics']} ({(time.perf_counter() - tic) / 60:.1f} min so far)", flush=True)
+    started, trained = datetime.now(timezone.utc), 0
+    try:
+        with ThreadPoolExecutor(workers) as pool:  # map yields in order; a failed run raises here, the others finish
+            for n, out in enumerate(pool.map(train, todo), start=1):
+                summary, trained = json.loads(out.read_text()), n
+                print(f"[{n}/{len(todo)}] {summary['dataset']} {summary['entry']} seed {summary['seed']}:"
+                      f" {summary['metrics']} ({(time.perf_counter() - tic) / 60:.1f} min so far)", flush=True)
+    finally:
+        if todo and not args.quick:
+            log_session(results, {"started": started.isoformat(timespec="seconds"), "cpu": cpu_name(),
+                                  "cores": os.cpu_count(), "workers": workers, "threads_per_run": threads,
+                                  "iters": args.iters, "seg_iters": args.seg_iters, "runs_trained": trained,
+                                  "wall_s": round(time.perf_counter() - tic, 1)})
     if args.quick:
         shutil.rmtree(Path(args.data_root) / "shapes_quick", ignore_errors=True)
     return 0

@@ -53,3 +53,11 @@ def test_runs_of_another_budget_are_not_mixed_in(tmp_path):
     with pytest.raises(SystemExit, match="trained for 99 iterations"):
         run.main(["--only", "baseline", "--seeds", "0", "--datasets", "shapes", "--no-segmentation", "--iters", "5",
                   "--results", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data")])
+
+
+def test_a_metric_both_runs_score_zero_on_is_not_a_verdict():
+    zero = {"metrics": {"APr": 0.0}}
+    runs = {"baseline": {0: zero, 1: zero}, "x": {0: zero, 1: zero}, "y": {0: zero, 1: {"metrics": {"APr": 0.2}}}}
+    assert report.at_floor(runs, "x", "baseline", "APr")
+    assert not report.at_floor(runs, "y", "baseline", "APr")
+    assert not report.at_floor(runs, "missing", "baseline", "APr")  # no paired seed: nothing to say
