@@ -44,6 +44,15 @@ def test_differences_are_paired_by_seed_and_verdicts_need_the_spread():
     assert report.verdict((0.05, 0.01, 3)) == "reproduced"
     assert report.verdict((0.05, 0.08, 3)) == "same direction, within the spread"
     assert report.verdict((-0.01, 0.001, 3)) == "not reproduced"
+    assert report.verdict((0.002, 0.0004, 3)) == "reproduced, but under 0.005"  # consistent, too small to act on
+    assert report.verdict((0.0049, 0.001, 3)) == "reproduced"  # printed as +0.005: judged as printed
+
+
+def test_a_claim_to_match_fails_only_when_clearly_below():
+    assert report.verdict((0.003, 0.004, 3), "matches") == "reproduced"
+    assert report.verdict((-0.006, 0.010, 3), "matches") == "reproduced: below by less than the spread"
+    assert report.verdict((-0.011, 0.009, 3), "matches") == "not reproduced: below by more than the spread"
+    assert report.verdict((-0.011, 0.009, 3)) == "not reproduced"  # the same numbers against a claim to raise
 
 
 def test_runs_of_another_budget_are_not_mixed_in(tmp_path):
@@ -61,3 +70,13 @@ def test_a_metric_both_runs_score_zero_on_is_not_a_verdict():
     assert report.at_floor(runs, "x", "baseline", "APr")
     assert not report.at_floor(runs, "y", "baseline", "APr")
     assert not report.at_floor(runs, "missing", "baseline", "APr")  # no paired seed: nothing to say
+
+
+def test_a_best_remedy_line_shows_what_the_tail_gain_cost_the_head():
+    def r(apr: float, apf: float) -> dict:
+        return {"metrics": {"mAP": (apr + apf) / 2, "APr": apr, "APc": 0.0, "APf": apf}}
+
+    runs = {"baseline": {0: r(0.0, 0.5), 1: r(0.1, 0.5)}, "class_aware": {0: r(0.2, 0.4), 1: r(0.3, 0.3)}}
+    line = report.tradeoff(runs, "class_aware", report.DET_COLUMNS)
+    # by hand: APr +0.2 both seeds; APf -0.1 and -0.2 -> mean -0.15, sample std 0.0707; mAP +0.05 and +0.0
+    assert line == "mAP +0.025 ± 0.035, APr +0.200 ± 0.000, APc +0.000 ± 0.000, APf -0.150 ± 0.071"
