@@ -28,6 +28,19 @@ def test_base_files_merge_deeply_in_list_order(tmp_path):
     assert cfg.model.rpn.sampler == {"type": "random", "num": 256, "pos_fraction": 0.5}  # schema default
 
 
+def test_two_bases_sharing_a_base_keep_both_changes(tmp_path):
+    # the diamond of configs/combined/: libra and class_aware both start from the demo config
+    write(tmp_path / "demo.yaml", {"data": DATA, "model": {"neck": {"type": "fpn"}}, "train": {"seed": 1}})
+    write(tmp_path / "libra.yaml", {"_base_": "demo.yaml", "model": {"neck": {"type": "bfp", "base": "fpn"}}})
+    write(tmp_path / "cas.yaml", {"_base_": "demo.yaml", "data": {"train": {"sampler": {"type": "class_aware"}}}})
+    write(tmp_path / "both.yaml", {"_base_": ["libra.yaml", "cas.yaml"]})
+    cfg = load_config(tmp_path / "both.yaml")
+    assert cfg.model.neck.type == "bfp"  # not reset by demo.yaml merged again under cas.yaml
+    assert cfg.data.train.sampler == {"type": "class_aware"}
+    write(tmp_path / "later.yaml", {"_base_": ["libra.yaml", "cas.yaml"], "train": {"seed": 3}})
+    assert load_config(tmp_path / "later.yaml").train.seed == 3  # the file itself still comes last
+
+
 def test_slot_whose_type_changes_is_replaced_not_merged(tmp_path):
     write(tmp_path / "a.yaml", {"data": DATA, "model": {"roi_head": {"sampler": {"type": "random", "num": 64}}}})
     write(tmp_path / "b.yaml", {"_base_": "a.yaml", "model": {"roi_head": {"sampler": {"type": "ohem"}}}})

@@ -1,7 +1,9 @@
 """Load YAML configs with ``_base_`` inheritance and dotted overrides, validated by the schema.
 
 Layers merge in order: every ``_base_`` file (recursively, in list order), then the file
-itself, then command-line overrides. Each layer is merged into the schema on its own, so
+itself, then command-line overrides. A file reached twice (two bases sharing the demo
+config) is merged once, where it is first reached: merging it again would undo what the
+first base changed. Each layer is merged into the schema on its own, so
 an unknown key or a wrong type is reported against the file (or override) that wrote it.
 A module slot (a mapping with a ``type``) whose ``type`` changes is replaced whole, not
 merged: switching ``sampler: {type: random, num: 512}`` to ``{type: focal}`` must not
@@ -55,6 +57,14 @@ def _layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[str, dict[str
         layers += _layers((path.parent / base), (*seen, path))
     layers.append((str(path), data))
     return layers
+
+
+def _once(layers: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Each file's first layer only, order kept."""
+    kept: dict[str, dict[str, Any]] = {}
+    for source, data in layers:
+        kept.setdefault(source, data)
+    return list(kept.items())
 
 
 def _clear_changed_slots(cfg: DictConfig, data: dict[str, Any]) -> None:
@@ -119,7 +129,7 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
 def load_config(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> DictConfig:
     """Load, merge and validate a config; returns a read-only DictConfig of the schema."""
     cfg = OmegaConf.structured(Config)
-    for source, data in _layers(Path(path)):
+    for source, data in _once(_layers(Path(path))):
         cfg = _merge_layer(cfg, source, data)
     override_data = parse_overrides(overrides)
     if override_data:
