@@ -23,6 +23,7 @@ class Entry:
     kind: str = "raises"  # "raises" or "matches"
     overrides: tuple[str, ...] = field(default_factory=tuple)
     baseline: str = "baseline"
+    builds_on: str = ""  # for a combination: the entry it adds to, reported against it as well
 
 
 DETECTION = [
@@ -54,6 +55,10 @@ DETECTION = [
     Entry("pisa", "configs/published/pisa.yaml", "published", "PISA (ISR-P + CARL) raises AP", "mAP"),
     Entry("sampling_free_faster_rcnn", "configs/published/sampling_free_faster_rcnn.yaml", "published",
           "sampling-free Faster R-CNN matches or beats sampling", "mAP", kind="matches"),
+    # the best rare-class remedy (class-aware sampling) with a published combination on top
+    Entry("class_aware_libra", "configs/combined/class_aware_libra.yaml", "combined", builds_on="class_aware"),
+    Entry("class_aware_sampling_free", "configs/combined/class_aware_sampling_free.yaml", "combined",
+          builds_on="class_aware"),
     # one-stage: focal loss against plain cross-entropy on every anchor (prior-initialised)
     Entry("retinanet_focal", "configs/demo/retinanet_shapes.yaml", "one-stage",
           "RetinaNet: the focal loss beats CE on all anchors", "mAP", baseline="retinanet_ce"),

@@ -94,11 +94,13 @@ def verdict(d: tuple[float, float, int] | None, kind: str = "raises") -> str:
     return "not reproduced"
 
 
-def tradeoff(runs: dict[str, dict[int, dict[str, Any]]], name: str, columns: tuple[str, ...]) -> str:
-    """The method's paired change on every column, to show what a tail gain cost the head."""
+def tradeoff(runs: dict[str, dict[int, dict[str, Any]]], name: str, columns: tuple[str, ...],
+             base: str | None = None) -> str:
+    """The method's paired change on every column (against its baseline unless ``base``
+    is given), to show what a tail gain cost the head."""
     parts = []
     for c in columns:
-        d = difference(runs, name, ENTRIES[name].baseline, c)
+        d = difference(runs, name, base or ENTRIES[name].baseline, c)
         if d:
             parts.append(f"{c} {d[0]:+.3f} ± {d[1]:.3f}")
     return ", ".join(parts)
@@ -258,18 +260,25 @@ def write_results(results: Path, out: Path, commands: list[str]) -> Path:
                   " column, so a tail gain paid for in APf shows.", ""]
         for dataset in sorted({b[0] for b in best}):
             here = [b for b in best if b[0] == dataset]
-            combos = [b for b in here if ENTRIES[b[1]].family == "published"]
+            combos = [b for b in here if ENTRIES[b[1]].family in ("published", "combined")]
             top_r, top_c = (max(here, key=lambda b: b[col][0]) for col in (2, 3))
             picks = [("best for APr and APc", top_r, 2)] if top_r is top_c else [("best for APr", top_r, 2),
                                                                                   ("best for APc", top_c, 3)]
             if combos:
-                picks.append(("best published combination for APr", max(combos, key=lambda b: b[2][0]), 2))
-            for label, top, col in picks:
-                if top[col][0] > 0:
-                    lines.append(f"- {dataset}, {label}: `{top[1]}` ({top[col][2]} seeds):"
-                                 f" {tradeoff(runs[dataset], top[1], DET_COLUMNS)}.")
+                top_combo = max(combos, key=lambda b: b[2][0])
+                if top_combo is top_r:
+                    picks[0] = (picks[0][0] + ", a combination", top_r, 2)
                 else:
+                    picks.append(("best combination for APr", top_combo, 2))
+            for label, top, col in picks:
+                if top[col][0] <= 0:
                     lines.append(f"- {dataset}, {label}: none raised it over the baseline.")
+                    continue
+                lines.append(f"- {dataset}, {label}: `{top[1]}` ({top[col][2]} seeds):"
+                             f" {tradeoff(runs[dataset], top[1], DET_COLUMNS)}.")
+                part = ENTRIES[top[1]].builds_on
+                if part and part in runs[dataset]:
+                    lines.append(f"  Over `{part}` alone: {tradeoff(runs[dataset], top[1], DET_COLUMNS, part)}.")
         lines.append("")
     failed = [c for c in all_claims if c[-1].startswith("not ")]
     if failed:

@@ -15,6 +15,7 @@ def test_every_entry_names_a_shipped_config():
     assert len(names) == len(set(names))
     assert all((REPO / e.config).is_file() for e in DETECTION + SEGMENTATION)
     assert all(e.baseline in names for e in DETECTION + SEGMENTATION)
+    assert all(e.builds_on in names for e in DETECTION + SEGMENTATION if e.builds_on)
 
 
 def test_quick_matrix_runs_resumes_and_reports(tmp_path, capsys):
@@ -80,3 +81,6 @@ def test_a_best_remedy_line_shows_what_the_tail_gain_cost_the_head():
     line = report.tradeoff(runs, "class_aware", report.DET_COLUMNS)
     # by hand: APr +0.2 both seeds; APf -0.1 and -0.2 -> mean -0.15, sample std 0.0707; mAP +0.05 and +0.0
     assert line == "mAP +0.025 ± 0.035, APr +0.200 ± 0.000, APc +0.000 ± 0.000, APf -0.150 ± 0.071"
+    # against another entry (a combination over its part): the same pairs, the other way round
+    back = report.tradeoff(runs, "baseline", ("APr", "APf"), base="class_aware")
+    assert back == "APr -0.200 ± 0.000, APf +0.150 ± 0.071"
