@@ -230,8 +230,8 @@ def write_results(results: Path, out: Path, commands: list[str]) -> Path:
     missing = [f"{d}/{e.name}" for d in sorted(runs) for e in DETECTION if e.name not in runs[d]]
     if counts and (min(counts) < 3 or missing):
         lines += [f"**Partial matrix**: {min(counts)} to {max(counts)} seeds per entry"
-                  + (f"; not yet run: {', '.join(missing)}" if missing else "")
-                  + ". Verdicts with fewer than 3 seeds are provisional; `run.py` resumes the matrix.", ""]
+                  + (f"; not in these results: {', '.join(missing)}" if missing else "")
+                  + ". Verdicts with fewer than 3 seeds are provisional; `run.py` resumes a stopped matrix.", ""]
     all_claims = []
     for dataset in sorted(runs):
         sec, claims = section(f"Detection on {dataset}", runs[dataset], det_names, DET_COLUMNS, "APr", "AP",
@@ -262,8 +262,10 @@ def write_results(results: Path, out: Path, commands: list[str]) -> Path:
             here = [b for b in best if b[0] == dataset]
             combos = [b for b in here if ENTRIES[b[1]].family in ("published", "combined")]
             top_r, top_c = (max(here, key=lambda b: b[col][0]) for col in (2, 3))
-            picks = [("best for APr and APc", top_r, 2)] if top_r is top_c else [("best for APr", top_r, 2),
-                                                                                  ("best for APc", top_c, 3)]
+            # one line for both only where both rose: a fold must not hide an APc gain behind an APr loss
+            fold = top_r is top_c and top_r[2][0] > 0 and top_r[3][0] > 0
+            picks = [("best for APr and APc", top_r, 2)] if fold else [("best for APr", top_r, 2),
+                                                                       ("best for APc", top_c, 3)]
             if combos:
                 top_combo = max(combos, key=lambda b: b[2][0])
                 if top_combo is top_r:

@@ -84,3 +84,21 @@ def test_a_best_remedy_line_shows_what_the_tail_gain_cost_the_head():
     # against another entry (a combination over its part): the same pairs, the other way round
     back = report.tradeoff(runs, "baseline", ("APr", "APf"), base="class_aware")
     assert back == "APr -0.200 ± 0.000, APf +0.150 ± 0.071"
+
+
+def test_an_apc_gain_is_not_hidden_behind_the_same_entrys_apr_loss(tmp_path):
+    # at 2500 iterations repeat_factor was best on both columns yet lowered APr: it must get an APc line
+    def put(entry: str, seed: int, apr: float, apc: float) -> None:
+        path = tmp_path / "runs" / "shapes" / entry / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"dataset": "shapes", "entry": entry, "seed": seed, "iters": 10, "seconds": 1.0,
+                                    "metrics": {"mAP": 0.5, "APr": apr, "APc": apc, "APf": 0.7},
+                                    "per_class": {"crescent": apr}, "groups": {"crescent": "rare"}}))
+
+    for seed in (0, 1):
+        put("baseline", seed, 0.14, 0.45)
+        put("repeat_factor", seed, 0.10, 0.50)
+        put("class_aware", seed, 0.05, 0.30)
+    text = report.write_results(tmp_path / "runs", tmp_path, ["x"]).read_text()
+    assert "- shapes, best for APr: none raised it over the baseline." in text
+    assert "- shapes, best for APc: `repeat_factor` (2 seeds)" in text
