@@ -18,7 +18,7 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -208,7 +208,7 @@ def sessions_table(results: Path) -> list[str]:
     return [*lines, "", f"Total wall time: {total / 3600:.2f} h.", ""]
 
 
-def write_results(results: Path, out: Path, commands: list[str]) -> Path:
+def write_results(results: Path, out: Path, commands: list[str], notes: Sequence[str] = ()) -> Path:
     runs = load(results)
     det_names = [e.name for e in DETECTION]
     seg_names = [e.name for e in SEGMENTATION]
@@ -226,6 +226,7 @@ def write_results(results: Path, out: Path, commands: list[str]) -> Path:
              " rare <= 10 training images < common <= 100 < frequent. Segmentation scores pool each class's"
              " pixels over the validation split (`*_global`).", "",
              *sessions_table(results), "Commands:", "", "```", *commands, "```", ""]
+    lines += [line for note in notes for line in (f"**Note**: {note}", "")]
     counts = [len(s) for d in runs.values() for s in d.values()]
     missing = [f"{d}/{e.name}" for d in sorted(runs) for e in DETECTION if e.name not in runs[d]]
     if counts and (min(counts) < 3 or missing):
@@ -300,9 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default=str(REPO / "benchmarks/efficacy/runs"))
     p.add_argument("--out", default=str(REPO / "benchmarks/efficacy"))
     p.add_argument("--command", action="append", default=[], help="a command line to record in RESULTS.md")
+    p.add_argument("--note", action="append", default=[],
+                   help="a paragraph to record under the commands (e.g. where results at another schedule are)")
     args = p.parse_args(argv)
     commands = args.command or ["python benchmarks/efficacy/run.py", "python benchmarks/efficacy/report.py"]
-    print(write_results(Path(args.results), Path(args.out), commands))
+    print(write_results(Path(args.results), Path(args.out), commands, args.note))
     return 0
 
 

@@ -30,9 +30,11 @@ def test_quick_matrix_runs_resumes_and_reports(tmp_path, capsys):
     capsys.readouterr()
     assert run.main(args) == 0  # a second call trains nothing
     assert "4 runs, 4 already done" in capsys.readouterr().out
-    path = report.write_results(tmp_path / "runs", tmp_path, ["python benchmarks/efficacy/run.py --quick"])
+    path = report.write_results(tmp_path / "runs", tmp_path, ["python benchmarks/efficacy/run.py --quick"],
+                                ["longer schedule: iters_2500/RESULTS.md"])
     text = path.read_text()
     assert "## Detection on shapes" in text and "## Segmentation on shapes" in text
+    assert text.index("**Note**: longer schedule: iters_2500/RESULTS.md") < text.index("## Detection on shapes")
     assert (tmp_path / "detection_shapes.png").stat().st_size > 0
 
 
