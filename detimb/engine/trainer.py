@@ -31,6 +31,7 @@ from detimb.engine.metrics_log import MetricsLog
 from detimb.engine.optim import build_optimizer, build_scheduler
 from detimb.engine.tasks import DetectionTask, make_task
 from detimb.errors import ConfigError, TrainingError
+from detimb.models.heads.objective import HeadObjective
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -203,14 +204,15 @@ class Trainer:
         return {k: float(v.detach()) for k, v in losses.items()}
 
     def sampling_row(self) -> dict[str, float]:
-        """What each head's sampler kept at the last step: ``rpn/pos_per_image``,
-        ``roi_heads/neg_mean_iou``, ``roi_heads/pos_frac/<class>``, ..."""
+        """What each head's objective kept and balanced at the last step, under the head's
+        name: ``rpn/pos_per_image``, ``roi_heads/neg_mean_iou``, ``roi_heads/pos_frac/<class>``,
+        ``roi_heads/raw/loss_classifier``, ..."""
         row: dict[str, float] = {}
         for name, module in self.model.named_modules():
-            if name.endswith("balancer"):
-                continue  # its stats reach the log through its head
-            stats = {**getattr(module, "sampling_stats", {}), **getattr(module, "balance_stats", {})}
-            for key, value in stats.items():
+            if not isinstance(module, HeadObjective):
+                continue
+            name = name.removeprefix("module.").removesuffix(".objective")
+            for key, value in module.stats.items():
                 if key == "pos_class_frac":
                     row.update({f"{name}/pos_frac/{cls}": float(v) for cls, v in zip(self.label_map.names, value)})
                 else:

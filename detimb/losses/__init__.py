@@ -1,7 +1,9 @@
 """Classification, segmentation and box regression losses, and objective balancers."""
 
 from detimb.losses.balancers import BALANCERS, CARL, BalanceContext, FixedWeights, GuidedLoss, init_classification_prior
-from detimb.losses.classification import CLS_LOSSES, BinaryCrossEntropyLoss, CrossEntropyLoss, SigmoidFocalLoss
+from detimb.losses.classification import (
+    CLS_LOSSES, BinaryCrossEntropyLoss, ClassificationLoss, CrossEntropyLoss, Form, SigmoidFocalLoss,
+)
 from detimb.losses.segmentation import (
     AsymmetricFocalLoss, AsymmetricLargeMarginLoss, DiceLoss, FocalLoss, binary_as_two_class,
 )
@@ -11,7 +13,8 @@ from detimb.losses.regression import (
 
 __all__ = [
     "BALANCERS", "BOX_LOSSES", "CARL", "CLS_LOSSES", "AsymmetricFocalLoss", "AsymmetricLargeMarginLoss",
-    "BalanceContext", "BalancedL1Loss", "BinaryCrossEntropyLoss", "BoxLoss", "CIoULoss", "CrossEntropyLoss",
+    "BalanceContext", "BalancedL1Loss", "BinaryCrossEntropyLoss", "BoxLoss", "CIoULoss", "ClassificationLoss",
+    "CrossEntropyLoss", "Form",
     "DIoULoss", "DiceLoss", "FixedWeights", "FocalLoss", "GIoULoss", "GuidedLoss", "IoULoss", "L1Loss",
     "SigmoidFocalLoss", "SmoothL1Loss", "binary_as_two_class", "init_classification_prior",
 ]

@@ -10,23 +10,27 @@ of the last step for the training log (the heads add the raw, unbalanced terms).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detimb.losses.classification import Form
 from detimb.registry import Registry
 
 BALANCERS = Registry("balancer")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BalanceContext:
-    """cls_logits (N, C) of the kept candidates; labels (N,) (>= 1 foreground class);
-    positive: indices of the positives in those N; box_loss (P,) the positives' unreduced
-    box loss (with its loss_weight, graph kept); avg_factor: the box term's normaliser;
-    sigmoid: whether the classifier is per-class sigmoid (else softmax); cls_term and
+    """What a head's objective hands its balancer.
+
+    cls_logits: (N, C) or (N,) logits of the kept candidates; labels: (N,) (>= 1
+    foreground class); positive: indices of the positives in those N; box_loss: (P,) the
+    positives' unreduced box loss (with its loss_weight and sampler weight, graph kept);
+    avg_factor: the box term's normaliser; form: the classifier's form; cls_term and
     reg_term: the names of the head's two terms."""
 
     cls_logits: Tensor
@@ -34,7 +38,7 @@ class BalanceContext:
     positive: Tensor
     box_loss: Tensor
     avg_factor: float
-    sigmoid: bool
+    form: Form
     cls_term: str
     reg_term: str
 
@@ -43,7 +47,7 @@ class Balancer(nn.Module):
     """Base: ``adds_terms`` is True for balancers that add a loss term (not allowed in the
     RPN, whose torchvision forward expects exactly two)."""
 
-    adds_terms = False
+    adds_terms: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -91,7 +95,7 @@ class CARL(Balancer):
             return {**losses, "loss_carl": context.cls_logits.sum() * 0.0}
         labels = context.labels[pos]
         logits = context.cls_logits[pos]
-        if context.sigmoid:
+        if context.form is Form.SIGMOID:
             scores = (logits.sigmoid() if logits.dim() == 1 else logits.sigmoid()[torch.arange(len(pos)), labels])
         else:
             scores = F.softmax(logits, dim=-1)[torch.arange(len(pos)), labels]
@@ -103,19 +107,28 @@ class CARL(Balancer):
 @BALANCERS.register("guided")
 class GuidedLoss(Balancer):
     """Guided loss (Chen et al., "Is Heuristic Sampling Necessary in Training Deep Object
-    Detectors?", TIP 2021): the classification term is scaled by ``r = L_reg / L_cls``,
-    computed without gradient, so both terms have the same magnitude. ``mode='per_iter'``
-    (the paper): r from each iteration. ``mode='frozen'`` (the authors' code): r averaged
-    over the first ``warmup_iters`` training iterations (and across ranks), then fixed;
-    during warm-up each iteration uses its own r. Pair it with sampler ``all``, plain
-    BCE/CE and a prior-initialised classification bias (``init_prior``). Defaults:
-    mode='per_iter', warmup_iters=100."""
+    Detectors?", TIP 2021; released code ``ChenJoya/sampling-free``,
+    ``maskrcnn_benchmark/modeling/sampling_free.py``, ``guided_loss_scaling``): the
+    classification term is scaled by ``r = L_reg / L_cls``, computed without gradient, so
+    both terms have the same magnitude, then multiplied by ``cls_multiplier`` (the
+    released RoI box head doubles it, ``box_head/loss.py``; its RPN and RetinaNet do not).
 
-    def __init__(self, mode: str = "per_iter", warmup_iters: int = 100) -> None:
+    ``mode='per_iter'`` (the default, and what the released code at commit 5f133dc does
+    in all three heads): r from each iteration. ``mode='frozen'``: r averaged over the
+    first ``warmup_iters`` iterations (and across ranks), then fixed; during warm-up each
+    iteration uses its own r. The released code has no frozen mode; it is detimb's
+    variant of the paper's remark that the ratio settles early, kept for comparison.
+    Pair it with sampler ``all``, plain BCE/CE and a prior-initialised classification
+    bias (``init_prior`` or ``optimal_prior``). Defaults: mode='per_iter',
+    warmup_iters=100, cls_multiplier=1."""
+
+    def __init__(self, mode: str = "per_iter", warmup_iters: int = 100, cls_multiplier: float = 1.0) -> None:
         super().__init__()
         if mode not in ("per_iter", "frozen"):
             raise ValueError(f"guided mode must be 'per_iter' or 'frozen', got {mode!r}")
-        self.mode, self.warmup_iters = mode, warmup_iters
+        if cls_multiplier <= 0:
+            raise ValueError(f"guided cls_multiplier must be > 0, got {cls_multiplier}")
+        self.mode, self.warmup_iters, self.cls_multiplier = mode, warmup_iters, cls_multiplier
         self.register_buffer("ratio_sum", torch.zeros((), dtype=torch.float64))
         self.register_buffer("count", torch.zeros((), dtype=torch.int64))
 
@@ -135,7 +148,7 @@ class GuidedLoss(Balancer):
                 else:
                     ratio = (self.ratio_sum / self.count).to(ratio.dtype)
         self.balance_stats = {"guided_ratio": ratio}
-        return {**losses, context.cls_term: cls * ratio}
+        return {**losses, context.cls_term: cls * ratio * self.cls_multiplier}
 
 
 def init_classification_prior(bias: Tensor, prior: float, softmax: bool) -> None:

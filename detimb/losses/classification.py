@@ -1,10 +1,16 @@
 """Classification losses with the shape contract of detimb's heads.
 
+Every loss subclasses ``ClassificationLoss``, which states its ``form`` (softmax over
+background + K classes, or per-class sigmoid) and gives
 ``forward(logits, targets, weight=None, avg_factor=None) -> scalar``, where ``weight`` is
-the sampler's per-candidate weight and ``avg_factor`` the head's normaliser.
+the sampler's per-candidate weight and ``avg_factor`` the objective's normaliser, and
+``candidate_loss(logits, targets) -> (N,)``, what samplers that rank by loss (OHEM) see.
 """
 
 from __future__ import annotations
+
+import enum
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +21,46 @@ from detimb.losses.reduce import weighted_sum
 from detimb.registry import Registry
 
 CLS_LOSSES = Registry("classification loss")
+
+
+class Form(enum.Enum):
+    """A classifier's output form: ``SOFTMAX`` over background + K classes, targets (N,)
+    int64; ``SIGMOID`` per class, targets one-hot (N, C) or (N,) float in {0, 1}."""
+
+    SOFTMAX = "softmax"
+    SIGMOID = "sigmoid"
+
+
+class ClassificationLoss(nn.Module):
+    """Base of every classification (and pixel) loss.
+
+    Subclasses set ``form`` and implement ``elementwise`` (the unreduced, unweighted loss:
+    (N,) or (N, C)); ``uses_class_counts`` says the constructor takes the training set's
+    ``class_counts`` (the builder passes them); ``applies_focal_factor`` says the loss
+    already has the focal factor (the focal sampler must not add it again). ``forward`` is
+    ``loss_weight * sum(weight * elementwise) / avg_factor`` (``detimb.losses.reduce``).
+    """
+
+    form: ClassVar[Form]
+    uses_class_counts: ClassVar[bool] = False
+    applies_focal_factor: ClassVar[bool] = False
+
+    def __init__(self, loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.loss_weight = loss_weight
+
+    def elementwise(self, logits: Tensor, targets: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, logits: Tensor, targets: Tensor, weight: Tensor | None = None,
+                avg_factor: float | Tensor | None = None) -> Tensor:
+        return self.loss_weight * weighted_sum(self.elementwise(logits, targets), weight, avg_factor)
+
+    def candidate_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """(N,) each candidate's loss (summed over classes for sigmoid losses), with
+        ``loss_weight``: what a sampler that ranks by loss sees."""
+        loss = self.elementwise(logits, targets)
+        return self.loss_weight * (loss.sum(dim=tuple(range(1, loss.dim()))) if loss.dim() > 1 else loss)
 
 
 def class_weights(kind: str | list[float], counts: list[int], beta: float) -> torch.Tensor:
@@ -40,7 +86,7 @@ def class_weights(kind: str | list[float], counts: list[int], beta: float) -> to
 
 
 @CLS_LOSSES.register("cross_entropy")
-class CrossEntropyLoss(nn.Module):
+class CrossEntropyLoss(ClassificationLoss):
     """Softmax cross-entropy (torchvision's Fast R-CNN classifier loss), optionally with
     class weights computed from the training set's instance counts (``class_weight``:
     null, 'inverse_freq', 'effective_num' with ``beta``, or a list of K + 1 weights).
@@ -51,12 +97,12 @@ class CrossEntropyLoss(nn.Module):
     class_weight null, beta 0.999.
     """
 
-    form = "softmax"
+    form = Form.SOFTMAX
+    uses_class_counts = True
 
     def __init__(self, loss_weight: float = 1.0, class_weight: str | list[float] | None = None, beta: float = 0.999,
                  class_counts: list[int] | None = None) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
+        super().__init__(loss_weight)
         self.class_weight = class_weight
         self.needs_counts = isinstance(class_weight, str) and class_counts is None
         if class_weight is None:
@@ -72,49 +118,40 @@ class CrossEntropyLoss(nn.Module):
             self.needs_counts = False
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, logits: Tensor, targets: Tensor, weight: Tensor | None = None,
-                avg_factor: float | Tensor | None = None) -> Tensor:
+    def elementwise(self, logits: Tensor, targets: Tensor) -> Tensor:
         if self.needs_counts:
             raise ValueError(f"class_weight '{self.class_weight}' needs the training set's class counts;"
                              " build the model with class_counts (the trainer does)")
-        loss = F.cross_entropy(logits, targets, weight=self.weights, reduction="none")
-        return self.loss_weight * weighted_sum(loss, weight, avg_factor)
+        return F.cross_entropy(logits, targets, weight=self.weights, reduction="none")
 
 
 @CLS_LOSSES.register("binary_cross_entropy")
-class BinaryCrossEntropyLoss(nn.Module):
+class BinaryCrossEntropyLoss(ClassificationLoss):
     """Sigmoid binary cross-entropy on logits (torchvision's RPN objectness loss).
 
     logits (N,) or (N, C), targets of the same shape in {0, 1}. Default loss_weight 1.0.
     """
 
-    form = "sigmoid"
+    form = Form.SIGMOID
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
-
-    def forward(self, logits: Tensor, targets: Tensor, weight: Tensor | None = None,
-                avg_factor: float | Tensor | None = None) -> Tensor:
-        loss = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
-        return self.loss_weight * weighted_sum(loss, weight, avg_factor)
+    def elementwise(self, logits: Tensor, targets: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
 
 
 @CLS_LOSSES.register("sigmoid_focal")
-class SigmoidFocalLoss(nn.Module):
+class SigmoidFocalLoss(ClassificationLoss):
     """Sigmoid focal loss (Lin et al., ICCV 2017) via ``torchvision.ops.sigmoid_focal_loss``.
 
     ``FL = alpha_t * (1 - p_t)^gamma * BCE``; alpha < 0 disables alpha. Defaults alpha=0.25,
     gamma=2.0, loss_weight 1.0. logits (N, C), targets (N, C) one-hot float.
     """
 
-    form = "sigmoid"
+    form = Form.SIGMOID
+    applies_focal_factor = True
 
     def __init__(self, alpha: float = 0.25, gamma: float = 2.0, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.alpha, self.gamma, self.loss_weight = alpha, gamma, loss_weight
+        super().__init__(loss_weight)
+        self.alpha, self.gamma = alpha, gamma
 
-    def forward(self, logits: Tensor, targets: Tensor, weight: Tensor | None = None,
-                avg_factor: float | Tensor | None = None) -> Tensor:
-        loss = sigmoid_focal_loss(logits, targets.to(logits.dtype), self.alpha, self.gamma, reduction="none")
-        return self.loss_weight * weighted_sum(loss, weight, avg_factor)
+    def elementwise(self, logits: Tensor, targets: Tensor) -> Tensor:
+        return sigmoid_focal_loss(logits, targets.to(logits.dtype), self.alpha, self.gamma, reduction="none")

@@ -11,6 +11,7 @@ proposals and pass the matched ground-truth boxes.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +25,10 @@ BOX_LOSSES = Registry("box regression loss")
 
 
 class BoxLoss(nn.Module):
-    """``loss_weight * sum(w * per_box) / avg_factor``."""
+    """``loss_weight * sum(w * per_box) / avg_factor``. ``needs_boxes``: the loss takes
+    decoded xyxy boxes (the IoU family) rather than encoded deltas."""
 
-    needs_boxes = False
+    needs_boxes: ClassVar[bool] = False
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from detimb.losses.classification import CLS_LOSSES
-from detimb.losses.reduce import weighted_sum
+from detimb.losses.classification import CLS_LOSSES, ClassificationLoss, Form
 
 
 def _rare_mask(targets: Tensor, rare: Tensor) -> Tensor:
@@ -22,44 +21,43 @@ def _rare_mask(targets: Tensor, rare: Tensor) -> Tensor:
     return torch.isin(targets, rare) if rare.numel() else torch.zeros_like(targets, dtype=torch.bool)
 
 
-class _RareClasses(nn.Module):
-    form = "softmax"
+class _RareClasses(ClassificationLoss):
+    form = Form.SOFTMAX
 
     def __init__(self, rare_classes: list[int] | None, loss_weight: float) -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         if any(int(c) < 1 for c in rare_classes or []):
             raise ValueError(f"rare_classes are foreground labels (>= 1), got {rare_classes}")
         self.register_buffer("rare", torch.tensor([int(c) for c in rare_classes or []], dtype=torch.int64),
                              persistent=False)
-        self.loss_weight = loss_weight
 
 
 @CLS_LOSSES.register("focal")
-class FocalLoss(nn.Module):
+class FocalLoss(ClassificationLoss):
     """Softmax focal loss (Lin et al., ICCV 2017) for multi-class candidates:
     ``FL = -alpha_t (1 - p_t)^gamma log p_t`` with ``p_t`` the softmax probability of the
     true class; ``alpha_t`` is alpha for foreground and 1 - alpha for background, alpha
     None disables it. Defaults: gamma=2.0, alpha=None, loss_weight=1.0."""
 
-    form = "softmax"
+    form = Form.SOFTMAX
+    applies_focal_factor = True
 
     def __init__(self, gamma: float = 2.0, alpha: float | None = None, loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         if gamma < 0 or (alpha is not None and not 0.0 <= alpha <= 1.0):
             raise ValueError(f"need gamma >= 0 and alpha in [0, 1] or null, got gamma={gamma}, alpha={alpha}")
-        self.gamma, self.alpha, self.loss_weight = gamma, alpha, loss_weight
+        self.gamma, self.alpha = gamma, alpha
 
-    def forward(self, logits: Tensor, targets: Tensor, weight: Tensor | None = None,
-                avg_factor: float | Tensor | None = None) -> Tensor:
+    def elementwise(self, logits: Tensor, targets: Tensor) -> Tensor:
         log_p = F.log_softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1)
         loss = -((1 - log_p.exp()) ** self.gamma) * log_p
         if self.alpha is not None:
             loss = loss * torch.where(targets > 0, self.alpha, 1 - self.alpha)
-        return self.loss_weight * weighted_sum(loss, weight, avg_factor)
+        return loss
 
 
 @CLS_LOSSES.register("dice")
-class DiceLoss(nn.Module):
+class DiceLoss(ClassificationLoss):
     """Soft Dice loss (Milletari et al., V-Net, 3DV 2016), one term per class.
 
     With p the softmax probabilities and y the one-hot targets, summed over the batch's
@@ -69,14 +67,18 @@ class DiceLoss(nn.Module):
     weighted by ``class_weight`` (C values) when given. ``include_background`` False leaves
     class 0 out. ``avg_factor`` is ignored: Dice is a ratio. Defaults: smooth=0, eps=1e-7,
     include_background=True, class_weight=None, loss_weight=1.0.
+
+    Dice is a ratio over the batch and has no per-candidate value, so samplers that rank by
+    loss see each candidate's cross-entropy (``candidate_loss``): the pixel term that
+    mmsegmentation's hard pixel mining ranks by.
     """
 
-    form = "softmax"
+    form = Form.SOFTMAX
 
     def __init__(self, smooth: float = 0.0, eps: float = 1e-7, include_background: bool = True,
                  class_weight: list[float] | None = None, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.smooth, self.eps, self.include_background, self.loss_weight = smooth, eps, include_background, loss_weight
+        super().__init__(loss_weight)
+        self.smooth, self.eps, self.include_background = smooth, eps, include_background
         self.register_buffer("class_weight", None if class_weight is None else torch.tensor(class_weight).float(),
                              persistent=False)
 
@@ -102,6 +104,9 @@ class DiceLoss(nn.Module):
             return logits.sum() * 0.0
         return self.loss_weight * ((1 - dice) * w).sum() / w.sum()
 
+    def candidate_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        return self.loss_weight * F.cross_entropy(logits, targets, reduction="none")
+
 
 @CLS_LOSSES.register("asymmetric_large_margin")
 class AsymmetricLargeMarginLoss(_RareClasses):
@@ -118,12 +123,10 @@ class AsymmetricLargeMarginLoss(_RareClasses):
             raise ValueError(f"margin must be >= 0, got {margin}")
         self.margin = margin
 
-    def forward(self, logits: Tensor, targets: Tensor, weight: Tensor | None = None,
-                avg_factor: float | Tensor | None = None) -> Tensor:
+    def elementwise(self, logits: Tensor, targets: Tensor) -> Tensor:
         shift = F.one_hot(targets, logits.shape[1]).to(logits.dtype) * self.margin
         shift = shift * _rare_mask(targets, self.rare)[:, None].to(logits.dtype)
-        loss = F.cross_entropy(logits - shift, targets, reduction="none")
-        return self.loss_weight * weighted_sum(loss, weight, avg_factor)
+        return F.cross_entropy(logits - shift, targets, reduction="none")
 
 
 @CLS_LOSSES.register("asymmetric_focal")
@@ -134,17 +137,18 @@ class AsymmetricFocalLoss(_RareClasses):
     focal loss would also shrink the rare classes' loss as they start to overfit).
     Defaults: gamma=2.0, rare_classes=[] (plain focal), loss_weight=1.0."""
 
+    applies_focal_factor = True
+
     def __init__(self, gamma: float = 2.0, rare_classes: list[int] | None = None, loss_weight: float = 1.0) -> None:
         super().__init__(rare_classes, loss_weight)
         if gamma < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma}")
         self.gamma = gamma
 
-    def forward(self, logits: Tensor, targets: Tensor, weight: Tensor | None = None,
-                avg_factor: float | Tensor | None = None) -> Tensor:
+    def elementwise(self, logits: Tensor, targets: Tensor) -> Tensor:
         log_p = F.log_softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1)
         factor = torch.where(_rare_mask(targets, self.rare), torch.ones_like(log_p), (1 - log_p.exp()) ** self.gamma)
-        return self.loss_weight * weighted_sum(-factor * log_p, weight, avg_factor)
+        return -factor * log_p
 
 
 def binary_as_two_class(logits: Tensor) -> Tensor:

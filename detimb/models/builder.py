@@ -7,12 +7,12 @@ state dicts are interchangeable); RetinaNet is torchvision's with detimb's head.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
+from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
@@ -23,11 +23,12 @@ from torchvision.ops import MultiScaleRoIAlign
 from detimb.config import to_dict
 from detimb.data.label_map import LabelMap
 from detimb.errors import ConfigError
-from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES, SigmoidFocalLoss, init_classification_prior
+from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES, ClassificationLoss, Form, init_classification_prior
 from detimb.models.backbones import BACKBONES, probe_outputs
 from detimb.models.heads import DetimbRetinaNet, DetimbRetinaNetHead, DetimbRoIHeads, DetimbRPN
 from detimb.models.heads.dense import DenseHead
 from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLevelsRoIAlign
+from detimb.models.heads.objective import Averaging, HeadObjective, TermNames
 from detimb.models.necks import NECKS, BackboneWithNeck
 from detimb.models.transform import DetectionTransform
 from detimb.models.segmentor import SemanticSegmentor
@@ -36,6 +37,13 @@ from detimb.registry import Registry, closest
 from detimb.samplers import SAMPLERS, FocalSampler
 
 DETECTORS = Registry("detector")
+
+RPN_TERMS = TermNames(cls="loss_objectness", box="loss_rpn_box_reg")
+ROI_TERMS = TermNames(cls="loss_classifier", box="loss_box_reg")
+RETINA_TERMS = TermNames(cls="classification", box="bbox_regression")
+DENSE_TERMS = TermNames(cls="loss_seg", box=None)
+RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # torchvision's RegionProposalNetwork
+RETINA_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # torchvision's RetinaNet
 
 
 def build_backbone_with_neck(cfg: DictConfig) -> tuple[BackboneWithNeck, list[str]]:
@@ -60,29 +68,49 @@ def _build_slot(registry: Registry, spec: Any, where: str) -> Any:
     return registry.build(to_dict(spec), where)
 
 
-HEAD_FORMS = {"model.rpn": "sigmoid", "model.roi_head": "softmax", "model.retina_head": "sigmoid"}
+def build_classification_loss(spec: dict[str, Any], where: str, form: Form, class_counts: list[int] | None,
+                              label_map: LabelMap | None = None) -> ClassificationLoss:
+    """A head's classification loss, of the head's classifier ``form``. Losses that weigh
+    classes by frequency receive the training set's ``class_counts``; ``rare_classes``
+    given as category ids or names become label indices."""
+    factory = CLS_LOSSES.get(spec.get("type", ""), where)
+    if "rare_classes" in spec and label_map is not None:
+        spec = {**spec, "rare_classes": label_map.labels_of(spec["rare_classes"], f"{where}.rare_classes")}
+    loss = CLS_LOSSES.build(spec, where, **({"class_counts": class_counts} if factory.uses_class_counts else {}))
+    if loss.form is not form:
+        raise ConfigError(f"{where}: '{spec['type']}' is a {loss.form.value} loss but this head's classifier is"
+                          f" {form.value}; choose from "
+                          + ", ".join(n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form is form))
+    return loss
 
 
-def _sampler_and_loss(head_cfg: DictConfig, where: str, class_counts: list[int] | None) -> tuple[Any, Any]:
-    """A head's sampler and classification loss, refusing a focal factor applied twice.
-    Losses that weigh classes by frequency receive the training set's ``class_counts``."""
+def build_objective(head_cfg: DictConfig, where: str, form: Form, terms: TermNames, box_coder: BoxCoder | None,
+                    averaging: Averaging = Averaging.BATCH, class_counts: list[int] | None = None,
+                    label_map: LabelMap | None = None) -> HeadObjective:
+    """The objective of one head from its config slots (``sampler``, ``loss_cls`` or the
+    dense head's ``loss``, ``loss_bbox``, ``balancer``), refusing a focal factor applied
+    twice and a balancer that adds a term where the head cannot return it."""
     sampler = _build_slot(SAMPLERS, head_cfg.sampler, f"{where}.sampler")
-    spec = to_dict(head_cfg.loss_cls)
-    factory = CLS_LOSSES.get(spec.get("type", ""), f"{where}.loss_cls")
-    takes_counts = "class_counts" in inspect.signature(factory).parameters
-    loss = CLS_LOSSES.build(spec, f"{where}.loss_cls", **({"class_counts": class_counts} if takes_counts else {}))
-    if getattr(loss, "form", HEAD_FORMS[where]) != HEAD_FORMS[where]:
-        raise ConfigError(f"{where}.loss_cls: '{spec['type']}' is a {loss.form} loss but this head's classifier is"
-                          f" {HEAD_FORMS[where]}; choose from "
-                          + ", ".join(n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form == HEAD_FORMS[where]))
-    if isinstance(sampler, FocalSampler) and isinstance(loss, SigmoidFocalLoss):
+    cls_key = "loss" if terms.box is None else "loss_cls"
+    loss = build_classification_loss(to_dict(head_cfg[cls_key]), f"{where}.{cls_key}", form, class_counts, label_map)
+    if isinstance(sampler, FocalSampler) and loss.applies_focal_factor:
         raise ConfigError(f"{where}: the focal sampler already applies the focal factor; with it use"
-                          f" loss_cls: {{type: binary_cross_entropy}} (or cross_entropy), not sigmoid_focal")
-    return sampler, loss
+                          f" loss_cls: {{type: binary_cross_entropy}} (or cross_entropy), not {head_cfg[cls_key].type}")
+    loss_bbox = None if terms.box is None else _build_slot(BOX_LOSSES, head_cfg.loss_bbox, f"{where}.loss_bbox")
+    balancer = None if head_cfg.get("balancer") is None else _build_slot(BALANCERS, head_cfg.balancer,
+                                                                          f"{where}.balancer")
+    if balancer is not None and balancer.adds_terms and where == "model.rpn":
+        raise ConfigError(f"{where}.balancer: {head_cfg.balancer.type} adds a loss term, which the RPN cannot"
+                          " return beside the RoI head's; use it in model.roi_head or model.retina_head")
+    return HeadObjective(sampler, loss, loss_bbox, box_coder, terms, averaging=averaging, balancer=balancer)
 
 
-def _balancer(head_cfg: DictConfig, where: str) -> nn.Module | None:
-    return None if head_cfg.balancer is None else _build_slot(BALANCERS, head_cfg.balancer, f"{where}.balancer")
+def _init_prior(bias: torch.Tensor, head_cfg: DictConfig, objective: HeadObjective, form: Form) -> None:
+    """Set a classifier's bias from the head's ``init_prior`` or, without one, from its
+    sampler's ``classifier_prior`` (the focal sampler's 0.01)."""
+    prior = head_cfg.init_prior if head_cfg.init_prior is not None else objective.sampler.classifier_prior
+    if prior is not None:
+        init_classification_prior(bias, prior, softmax=form is Form.SOFTMAX)
 
 
 MASK_PIXEL_LOSSES = ("cross_entropy", "focal", "dice")
@@ -100,27 +128,22 @@ def _mask_loss(roi_cfg: DictConfig) -> nn.Module | None:
     return CLS_LOSSES.build(spec, "model.roi_head.loss_mask")
 
 
-def _two_stage(cfg: DictConfig, num_classes: int, with_masks: bool, class_counts: list[int] | None) -> GeneralizedRCNN:
+def _two_stage(cfg: DictConfig, label_map: LabelMap, with_masks: bool, class_counts: list[int] | None
+               ) -> GeneralizedRCNN:
+    num_classes = label_map.num_classes
     backbone, levels = build_backbone_with_neck(cfg)
     anchors = _anchor_generator(cfg, levels)
     channels = backbone.out_channels
     rpn_cfg, roi_cfg = cfg.rpn, cfg.roi_head
     rpn_head = RPNHead(channels, anchors.num_anchors_per_location()[0])
-    if rpn_cfg.init_prior is not None:
-        init_classification_prior(rpn_head.cls_logits.bias, rpn_cfg.init_prior, softmax=False)
-    rpn_balancer = _balancer(rpn_cfg, "model.rpn")
-    if getattr(rpn_balancer, "adds_terms", False):
-        raise ConfigError("model.rpn.balancer: carl adds a loss term, which the RPN cannot return;"
-                          " use it in model.roi_head or model.retina_head")
+    rpn_objective = build_objective(rpn_cfg, "model.rpn", Form.SIGMOID, RPN_TERMS, BoxCoder(RPN_BOX_WEIGHTS))
+    _init_prior(rpn_head.cls_logits.bias, rpn_cfg, rpn_objective, Form.SIGMOID)
     rpn = DetimbRPN(
         anchors, rpn_head,
         rpn_cfg.fg_iou_thresh, rpn_cfg.bg_iou_thresh,
         {"training": rpn_cfg.pre_nms_top_n_train, "testing": rpn_cfg.pre_nms_top_n_test},
         {"training": rpn_cfg.post_nms_top_n_train, "testing": rpn_cfg.post_nms_top_n_test},
-        rpn_cfg.nms_thresh, rpn_cfg.score_thresh,
-        *_sampler_and_loss(rpn_cfg, "model.rpn", None),
-        loss_bbox=_build_slot(BOX_LOSSES, rpn_cfg.loss_bbox, "model.rpn.loss_bbox"),
-        balancer=rpn_balancer,
+        rpn_cfg.nms_thresh, rpn_cfg.score_thresh, rpn_objective,
     )
     roi_levels = [name for name in levels if name != "pool"]
     size = roi_cfg.roi_output_size
@@ -140,17 +163,16 @@ def _two_stage(cfg: DictConfig, num_classes: int, with_masks: bool, class_counts
         box_pool = MultiScaleRoIAlign(roi_levels, size, roi_cfg.sampling_ratio)
         box_head = TwoMLPHead(channels * size**2, roi_cfg.representation_size)
     predictor = FastRCNNPredictor(roi_cfg.representation_size, num_classes)
-    if roi_cfg.init_prior is not None:
-        init_classification_prior(predictor.cls_score.bias, roi_cfg.init_prior, softmax=True)
+    roi_objective = build_objective(roi_cfg, "model.roi_head", Form.SOFTMAX, ROI_TERMS,
+                                    BoxCoder(tuple(roi_cfg.bbox_reg_weights)), class_counts=class_counts,
+                                    label_map=label_map)
+    _init_prior(predictor.cls_score.bias, roi_cfg, roi_objective, Form.SOFTMAX)
     roi_heads = DetimbRoIHeads(
         box_pool,
         box_head,
         predictor,
         roi_cfg.fg_iou_thresh, roi_cfg.bg_iou_thresh, tuple(roi_cfg.bbox_reg_weights),
-        roi_cfg.score_thresh, roi_cfg.nms_thresh, roi_cfg.detections_per_img,
-        *_sampler_and_loss(roi_cfg, "model.roi_head", class_counts),
-        loss_bbox=_build_slot(BOX_LOSSES, roi_cfg.loss_bbox, "model.roi_head.loss_bbox"),
-        balancer=_balancer(roi_cfg, "model.roi_head"),
+        roi_cfg.score_thresh, roi_cfg.nms_thresh, roi_cfg.detections_per_img, roi_objective,
         add_gt_as_proposals=roi_cfg.add_gt_as_proposals,
         loss_mask=_mask_loss(roi_cfg) if with_masks else None,
         **mask_parts,
@@ -165,30 +187,28 @@ def _transform(cfg: DictConfig) -> DetectionTransform:
 
 
 @DETECTORS.register("faster_rcnn")
-def faster_rcnn(cfg: DictConfig, num_classes: int, class_counts: list[int] | None = None) -> GeneralizedRCNN:
+def faster_rcnn(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | None = None) -> GeneralizedRCNN:
     """Faster R-CNN (Ren et al., NeurIPS 2015) with torchvision's defaults."""
-    return _two_stage(cfg, num_classes, False, class_counts)
+    return _two_stage(cfg, label_map, with_masks=False, class_counts=class_counts)
 
 
 @DETECTORS.register("mask_rcnn")
-def mask_rcnn(cfg: DictConfig, num_classes: int, class_counts: list[int] | None = None) -> GeneralizedRCNN:
+def mask_rcnn(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | None = None) -> GeneralizedRCNN:
     """Mask R-CNN (He et al., ICCV 2017) with torchvision's defaults."""
-    return _two_stage(cfg, num_classes, True, class_counts)
+    return _two_stage(cfg, label_map, with_masks=True, class_counts=class_counts)
 
 
 @DETECTORS.register("retinanet")
-def retinanet(cfg: DictConfig, num_classes: int, class_counts: list[int] | None = None) -> DetimbRetinaNet:
+def retinanet(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | None = None) -> DetimbRetinaNet:
     """RetinaNet (Lin et al., ICCV 2017) with torchvision's defaults."""
+    num_classes = label_map.num_classes
     backbone, levels = build_backbone_with_neck(cfg)
     anchors = _anchor_generator(cfg, levels)
     h = cfg.retina_head
-    head = DetimbRetinaNetHead(
-        backbone.out_channels, anchors.num_anchors_per_location()[0], num_classes,
-        *_sampler_and_loss(h, "model.retina_head", class_counts),
-        loss_bbox=_build_slot(BOX_LOSSES, h.loss_bbox, "model.retina_head.loss_bbox"),
-        prior_probability=h.prior_probability,
-        balancer=_balancer(h, "model.retina_head"),
-    )
+    objective = build_objective(h, "model.retina_head", Form.SIGMOID, RETINA_TERMS, BoxCoder(RETINA_BOX_WEIGHTS),
+                                averaging=Averaging.IMAGE, class_counts=class_counts, label_map=label_map)
+    head = DetimbRetinaNetHead(backbone.out_channels, anchors.num_anchors_per_location()[0], num_classes, objective,
+                               prior_probability=h.prior_probability)
     return DetimbRetinaNet(
         backbone, num_classes, anchors, head, _transform(cfg), score_thresh=h.score_thresh,
         nms_thresh=h.nms_thresh, detections_per_img=h.detections_per_img, fg_iou_thresh=h.fg_iou_thresh,
@@ -197,22 +217,6 @@ def retinanet(cfg: DictConfig, num_classes: int, class_counts: list[int] | None 
 
 
 SEGMENTORS = Registry("segmentation model")
-
-
-def _dense_loss(spec: dict[str, Any], label_map: LabelMap, class_counts: list[int] | None, where: str) -> nn.Module:
-    factory = CLS_LOSSES.get(spec.get("type", ""), where)
-    params = inspect.signature(factory).parameters
-    extra: dict[str, Any] = {}
-    if "rare_classes" in spec:
-        spec = {**spec, "rare_classes": label_map.labels_of(spec["rare_classes"], f"{where}.rare_classes")}
-    if "class_counts" in params:
-        extra["class_counts"] = class_counts
-    loss = CLS_LOSSES.build(spec, where, **extra)
-    if getattr(loss, "form", "softmax") != "softmax":
-        raise ConfigError(f"{where}: '{spec['type']}' is a {loss.form} loss; the dense head is a softmax classifier."
-                          " Choose from " + ", ".join(n for n in CLS_LOSSES.names()
-                                                      if CLS_LOSSES.get(n).form == "softmax"))
-    return loss
 
 
 @SEGMENTORS.register("semantic_seg")
@@ -225,10 +229,10 @@ def semantic_seg(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] |
     h = cfg.head
     if h.type != "dense":
         raise ConfigError(f"model.head.type: only 'dense' exists, got {h.type!r}")
-    sampler = _build_slot(SAMPLERS, h.sampler, "model.head.sampler")
+    objective = build_objective(h, "model.head", Form.SOFTMAX, DENSE_TERMS, None, class_counts=class_counts,
+                                label_map=label_map)
     try:
-        head = DenseHead(backbone.out_channels, len(levels), label_map.num_classes, sampler,
-                         _dense_loss(to_dict(h.loss), label_map, class_counts, "model.head.loss"),
+        head = DenseHead(backbone.out_channels, len(levels), label_map.num_classes, objective,
                          channels=h.channels, ignore_index=ignore_index)
     except ValueError as err:  # the head refuses samplers that need box geometry
         raise ConfigError(f"model.head.sampler: {err}") from err
@@ -262,7 +266,7 @@ def build_detector(cfg: DictConfig, label_map: LabelMap, class_counts: list[int]
     ``cfg.model.weights`` (a local file) when set. ``class_counts``: training instances per
     class in label order, for losses that weigh classes by frequency."""
     factory: Callable[..., nn.Module] = DETECTORS.get(cfg.type, "model.type")
-    model = factory(cfg, label_map.num_classes, class_counts)
+    model = factory(cfg, label_map, class_counts)
     if cfg.weights:
         state = torch.load(cfg.weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state.get("model", state))

@@ -1,6 +1,8 @@
 """Candidate samplers: candidates in, one weight per candidate out (0/1 hard, real soft)."""
 
-from detimb.samplers.base import SAMPLERS, Candidates, Sampler, SoftSampler
+from detimb.samplers.base import (
+    SAMPLERS, Candidates, Normalization, ReweightContext, Sampler, SamplerNeeds, SoftSampler,
+)
 from detimb.samplers.focal import FocalSampler
 from detimb.samplers.instance_balanced import InstanceBalancedSampler
 from detimb.samplers.iou_balanced import IoUBalancedSampler
@@ -11,6 +13,7 @@ from detimb.samplers.random import AllSampler, RandomSampler
 
 __all__ = [
     "SAMPLERS", "AllSampler", "Candidates", "ClassBalancedPixelSampler", "FocalSampler", "ISRPSampler",
+    "Normalization", "ReweightContext", "SamplerNeeds",
     "InstanceBalancedSampler", "IoUBalancedSampler", "OHEMPixelSampler", "OHEMSampler", "RandomPixelSampler",
     "RandomSampler", "Sampler", "SoftSampler",
 ]

@@ -2,14 +2,25 @@
 
 A sampler turns the candidates of each image (anchors, proposals, pixels) into one
 weight per candidate. Hard samplers give 0 or 1; soft samplers any non-negative real,
-computed from the current predictions. A head then reduces its losses as
-``sum(w * l) / normalizer``. Everything runs on the candidates' device, vectorized.
+computed from the current predictions. A head's objective (``detimb.models.heads.
+objective``) then reduces its losses as ``sum(w * l) / normalizer``, the normaliser
+chosen by the sampler's ``normalization``, the same rule in every head:
+
+- ``Normalization.KEPT``: both terms are divided by the number of kept candidates
+  (torchvision's Faster R-CNN with its random sampler; OHEM; Libra's samplers; ISR-P,
+  whose weights keep the positives' loss sum so its base sampler's normaliser holds).
+- ``Normalization.POSITIVES``: both terms are divided by the number of positives, at
+  least 1 (RetinaNet: the focal loss, and ``all`` candidates without sampling).
+
+Everything runs on the candidates' device, vectorized.
 """
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -21,13 +32,13 @@ SAMPLERS = Registry("sampler")
 
 @dataclass
 class Candidates:
-    """One image's candidates, as a head hands them to its sampler.
+    """One image's candidates, as a head's objective hands them to its sampler.
 
     labels: (N,) int64, >= 1 foreground (the class; 1 in the RPN), 0 background, -1 ignored.
     ious: (N,) float, IoU with the best-matching ground truth (0 when the image has none).
     gt_index: (N,) int64, index of that ground truth in the image (meaningful where labels > 0).
-    losses: (N,) float, the current loss of each candidate without gradient; filled only
-        for samplers with ``needs_losses``.
+    losses: (N,) float, the current loss of each candidate without gradient, under the
+        head's configured losses; filled only for samplers whose ``needs.losses``.
     """
 
     labels: Tensor
@@ -36,18 +47,58 @@ class Candidates:
     losses: Tensor | None = None
 
 
+@dataclass(frozen=True)
+class SamplerNeeds:
+    """What a sampler needs from the head, in one typed field.
+
+    losses: ``Candidates.losses`` filled with each candidate's classification loss.
+    box_losses: the positives' box loss added to ``Candidates.losses`` (OHEM's
+        ``with_box_loss``); implies ``losses``.
+    geometry: box IoUs or ground-truth instances (``Candidates.ious``/``gt_index``), which
+        pixels of a dense head do not have.
+    """
+
+    losses: bool = False
+    box_losses: bool = False
+    geometry: bool = False
+
+
+class Normalization(enum.Enum):
+    """What a sampler's objective divides both loss terms by (see the module docstring)."""
+
+    KEPT = "kept"
+    POSITIVES = "positives"
+
+
+@dataclass(frozen=True)
+class ReweightContext:
+    """What a soft sampler may read besides logits and targets, for the N kept candidates.
+
+    gt_ids: (N,) int64 ground-truth ids unique across the batch (meaningful where labels > 0).
+    pred_ious: (N,) float IoU of each positive's predicted box with its ground truth (0
+        elsewhere, and everywhere in heads without boxes).
+    loss: (N,) the per-candidate classification loss under the head's loss, without gradient.
+    """
+
+    gt_ids: Tensor
+    pred_ious: Tensor
+    loss: Tensor
+
+
 class Sampler(ABC):
     """Hard sampler: ``__call__`` returns one (N_i,) float 0/1 tensor per image.
 
-    Ignored candidates always get 0. ``needs_losses``: the head must fill
-    ``Candidates.losses`` (scoring every candidate without gradient) before calling.
-    ``needs_geometry``: the sampler ranks by IoU or ground-truth instance, which pixels of
-    a dense head do not have.
+    Ignored candidates always get 0. ``needs`` says what the head must supply;
+    ``normalization`` which normaliser its objective uses; ``classifier_prior``, when set,
+    is the foreground probability the head's classifier bias starts from (soft samplers
+    that weigh every candidate need it, or the first iterations drown in easy
+    negatives).
     """
 
-    needs_losses: bool = False
-    needs_geometry: bool = False
-    soft: bool = False
+    needs: ClassVar[SamplerNeeds] = SamplerNeeds()
+    normalization: ClassVar[Normalization] = Normalization.KEPT
+    soft: ClassVar[bool] = False
+    classifier_prior: float | None = None
 
     @abstractmethod
     def __call__(self, candidates: list[Candidates]) -> list[Tensor]:
@@ -55,9 +106,10 @@ class Sampler(ABC):
 
 
 class SoftSampler(Sampler):
-    """Soft sampler: keeps every non-ignored candidate, then ``reweight`` returns real
-    weights from the predictions (keeping their graph, so the weight's gradient is part of
-    the loss's, as in the focal loss). The head normalises by the number of positives."""
+    """Soft sampler: keeps every non-ignored candidate (or those of a base sampler), then
+    ``reweight`` returns real weights from the predictions, which multiply the kept
+    candidates' weights (keeping their graph where the sampler says so, as the focal loss
+    does)."""
 
     soft = True
 
@@ -65,11 +117,7 @@ class SoftSampler(Sampler):
         return [(c.labels >= 0).to(torch.float32) for c in candidates]
 
     @abstractmethod
-    def normalizer(self, num_kept: int, num_pos: int) -> float:
-        """What the head divides the weighted classification loss by."""
-
-    @abstractmethod
-    def reweight(self, logits: Tensor, targets: Tensor, labels: Tensor, **context: Tensor) -> Tensor:
+    def reweight(self, logits: Tensor, targets: Tensor, labels: Tensor, context: ReweightContext) -> Tensor:
         """Weights for the kept candidates' loss elements.
 
         logits: (N, C) class scores (softmax heads) or (N, C)/(N,) logits (sigmoid heads).

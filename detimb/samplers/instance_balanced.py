@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from detimb.samplers.base import SAMPLERS, Candidates, Sampler, check_num, pick_per_group, pick_random, quota
+from detimb.samplers.base import (
+    SAMPLERS, Candidates, Sampler, SamplerNeeds, check_num, pick_per_group, pick_random, quota,
+)
 
 
 def instance_balanced_positives(c: Candidates, num_pos: int) -> Tensor:
@@ -33,7 +35,7 @@ class InstanceBalancedSampler(Sampler):
     negatives drawn uniformly; quotas as the random sampler's. Defaults: num=512,
     pos_fraction=0.25."""
 
-    needs_geometry = True
+    needs = SamplerNeeds(geometry=True)
 
     def __init__(self, num: int = 512, pos_fraction: float = 0.25) -> None:
         check_num(num, pos_fraction)

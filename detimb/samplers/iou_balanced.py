@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from detimb.samplers.base import SAMPLERS, Candidates, Sampler, check_num, pick_per_group, pick_random, quota
+from detimb.samplers.base import (
+    SAMPLERS, Candidates, Sampler, SamplerNeeds, check_num, pick_per_group, pick_random, quota,
+)
 from detimb.samplers.instance_balanced import instance_balanced_positives
 
 
@@ -26,7 +28,7 @@ class IoUBalancedSampler(Sampler):
     floor_fraction=0, pos='instance_balanced'.
     """
 
-    needs_geometry = True
+    needs = SamplerNeeds(geometry=True)
 
     def __init__(self, num: int = 512, pos_fraction: float = 0.25, num_bins: int = 3, floor_thr: float = -1.0,
                  floor_fraction: float = 0.0, pos: str = "instance_balanced") -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from detimb.samplers.base import SAMPLERS, Candidates, SoftSampler, group_rank
+from detimb.samplers.base import SAMPLERS, Candidates, ReweightContext, SamplerNeeds, SoftSampler, group_rank
 
 
 @SAMPLERS.register("isr_p")
@@ -20,11 +20,13 @@ class ISRPSampler(SoftSampler):
     ``IoU + n_max - r`` (n_max: the most positives any class has). Rank h maps to
     ``u = (n_max - h) / n_max`` and the weight ``(bias + (1 - bias) * u)^k``; weights are
     rescaled so the weighted positive classification loss equals the unweighted one.
-    Negatives keep weight 1. No gradient flows through the weights. Defaults: k=2,
-    bias=0. Used in the RoI head, which supplies the predicted-box IoUs.
+    Negatives keep weight 1. No gradient flows through the weights. Because the weights
+    keep the positives' loss sum, both terms keep the base sampler's normaliser, the number
+    kept (``Normalization.KEPT``; mmdetection's PISA heads divide by the kept samples too).
+    Defaults: k=2, bias=0. Any head that has boxes supplies the predicted-box IoUs.
     """
 
-    needs_geometry = True
+    needs = SamplerNeeds(geometry=True)
 
     def __init__(self, k: float = 2.0, bias: float = 0.0, base: dict[str, Any] | None = None) -> None:
         if not 0.0 <= bias <= 1.0 or k < 0:
@@ -34,31 +36,25 @@ class ISRPSampler(SoftSampler):
         if self.base.soft:
             raise ValueError("isr_p's base must be a hard sampler")
         self.k, self.bias = k, bias
-        self.needs_losses = self.base.needs_losses
+        self.needs = SamplerNeeds(losses=self.base.needs.losses, box_losses=self.base.needs.box_losses, geometry=True)
 
     def __call__(self, candidates: list[Candidates]) -> list[Tensor]:
         return self.base(candidates)
 
-    def normalizer(self, num_kept: int, num_pos: int) -> float:
-        return float(max(1, num_kept))  # the base sampler's: ISR-P keeps the loss sum
-
     @torch.no_grad()
-    def reweight(self, logits: Tensor, targets: Tensor, labels: Tensor, **context: Tensor) -> Tensor:
-        """context: ``gt_ids`` (N,) ground-truth ids unique across the batch, ``pred_ious`` (N,)
-        IoU of each predicted box with its ground truth, ``loss`` (N,) or (N, C) the
-        per-candidate classification loss."""
+    def reweight(self, logits: Tensor, targets: Tensor, labels: Tensor, context: ReweightContext) -> Tensor:
         weight = torch.ones(labels.shape, dtype=logits.dtype, device=logits.device)
         positive = torch.where(labels > 0)[0]
         if positive.numel() == 0:
             return weight
         classes = labels[positive]
-        ious = context["pred_ious"][positive].to(torch.float64)
+        ious = context.pred_ious[positive].to(torch.float64)
         n_max = int(torch.bincount(classes).max())
-        local = group_rank(context["gt_ids"][positive], -ious)
+        local = group_rank(context.gt_ids[positive], -ious)
         hlr = group_rank(classes, -(ious + n_max - local))
         u = (n_max - hlr).to(logits.dtype) / n_max
         w = (self.bias + (1 - self.bias) * u) ** self.k
-        loss = context["loss"]
+        loss = context.loss
         loss = (loss.sum(dim=1) if loss.dim() > 1 else loss)[positive]
         weighted = (loss * w).sum()
         if weighted > 0:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from detimb.samplers.base import SAMPLERS, Candidates, Sampler, check_num, pick_top, quota
+from detimb.samplers.base import SAMPLERS, Candidates, Sampler, SamplerNeeds, check_num, pick_top, quota
 
 
 @SAMPLERS.register("ohem")
 class OHEMSampler(Sampler):
     """Online hard example mining (Shrivastava et al., CVPR 2016).
 
-    The head scores every candidate without gradient and hands over its loss
-    (classification loss, plus the box loss of positives when ``with_box_loss``); the
-    sampler keeps the hardest. ``mode='quota'`` (mmdetection's OHEMSampler): the random
+    The head's objective scores every candidate without gradient under the head's own
+    configured losses (its classification loss, plus the positives' box loss when
+    ``with_box_loss``), so OHEM mines by the objective it trains on; the sampler keeps the
+    hardest. ``mode='quota'`` (mmdetection's OHEMSampler): the random
     sampler's quotas (``num``, ``pos_fraction``), filled with the highest-loss positives and
     negatives. ``mode='ratio'``: every positive, and the highest-loss negatives up to
     ``neg_pos_ratio`` per positive; an image without positives keeps ``min_neg``
@@ -24,7 +25,7 @@ class OHEMSampler(Sampler):
     with_box_loss=False.
     """
 
-    needs_losses = True
+    needs = SamplerNeeds(losses=True)
 
     def __init__(self, mode: str = "quota", num: int = 512, pos_fraction: float = 0.25, neg_pos_ratio: float = 3.0,
                  min_neg: int = 0, with_box_loss: bool = False) -> None:
@@ -35,6 +36,7 @@ class OHEMSampler(Sampler):
             raise ValueError("neg_pos_ratio and min_neg must be >= 0")
         self.mode, self.num, self.pos_fraction = mode, num, pos_fraction
         self.neg_pos_ratio, self.min_neg, self.with_box_loss = neg_pos_ratio, min_neg, with_box_loss
+        self.needs = SamplerNeeds(losses=True, box_losses=with_box_loss)
 
     def __call__(self, candidates: list[Candidates]) -> list[Tensor]:
         out = []

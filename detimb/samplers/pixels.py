@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from detimb.samplers.base import SAMPLERS, Candidates, Sampler, pick_per_group, pick_random
+from detimb.samplers.base import SAMPLERS, Candidates, Sampler, SamplerNeeds, pick_per_group, pick_random
 
 
 @SAMPLERS.register("random_pixels")
@@ -55,15 +55,16 @@ class ClassBalancedPixelSampler(Sampler):
 @SAMPLERS.register("ohem_pixels")
 class OHEMPixelSampler(Sampler):
     """Hard pixel mining (OHEM, Shrivastava et al., CVPR 2016, in mmsegmentation's
-    pixel form), over the whole batch. The head supplies each candidate's cross-entropy, so
-    its true-class probability is ``p = exp(-loss)``. With ``thresh``: keep candidates with
+    pixel form), over the whole batch. The head's objective supplies each candidate's loss
+    under the configured loss; for cross-entropy the true-class probability is
+    ``p = exp(-loss)``. With ``thresh``: keep candidates with
     ``p < max(thresh, p_k)``, where ``p_k`` is the (k+1)-th smallest probability and
     ``k = min_kept * batch size``, so at least k candidates of the batch survive (all when
     there are no more than k). Without
     ``thresh`` (top-k mode): keep the ``min_kept * batch size`` highest losses.
     Defaults: thresh=0.7, min_kept=10000."""
 
-    needs_losses = True
+    needs = SamplerNeeds(losses=True)
 
     def __init__(self, thresh: float | None = 0.7, min_kept: int = 10000) -> None:
         if thresh is not None and not 0.0 < thresh <= 1.0:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
 
-from detimb.samplers.base import SAMPLERS, Candidates, Sampler, check_num, pick_random, quota
+from detimb.samplers.base import SAMPLERS, Candidates, Normalization, Sampler, check_num, pick_random, quota
 
 
 @SAMPLERS.register("random")
@@ -43,7 +43,12 @@ class RandomSampler(Sampler):
 @SAMPLERS.register("all")
 class AllSampler(Sampler):
     """Every non-ignored candidate with weight 1 (mmdetection's PseudoSampler): what
-    one-stage detectors such as RetinaNet use, the focal loss doing the balancing."""
+    one-stage detectors such as RetinaNet use, the focal loss doing the balancing. Both
+    terms are divided by the number of positives (``Normalization.POSITIVES``), as
+    torchvision's RetinaNet does and as the sampling-free authors' code divides its box
+    terms (``ChenJoya/sampling-free``): divided by every candidate they would vanish."""
+
+    normalization = Normalization.POSITIVES
 
     def __call__(self, candidates: list[Candidates]) -> list[Tensor]:
         return [(c.labels >= 0).to(torch.float32) for c in candidates]

@@ -31,7 +31,7 @@ def test_segmentation_run_folder_with_hard_examples(tiny_config, tmp_path):
     assert expected <= {p.name for p in work.iterdir()}
     rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if "loss" in r]
-    assert all(r["head/kept_per_image"] > 0 for r in train_rows)
+    assert all(r["head/pos_per_image"] + r["head/neg_per_image"] > 0 for r in train_rows)
     # from epoch 1 on (iteration 4) the hard patches of the epoch before open the epoch
     mined = [r for r in train_rows if "hard/reintroduced" in r]
     assert mined and mined[0]["iter"] == 4 and 0 < mined[0]["hard/reintroduced"] <= 3

@@ -5,12 +5,14 @@ import math
 import pytest
 import torch
 
-from detimb.losses import CARL, BalanceContext, CrossEntropyLoss, GuidedLoss, init_classification_prior
+from detimb.losses import CARL, BalanceContext, CrossEntropyLoss, Form, GuidedLoss, init_classification_prior
 
 
 def context(logits, labels, box_loss, avg=4.0, sigmoid=False):
     labels = torch.as_tensor(labels)
-    return BalanceContext(logits, labels, torch.where(labels > 0)[0], box_loss, avg, sigmoid, "cls", "reg")
+    return BalanceContext(cls_logits=logits, labels=labels, positive=torch.where(labels > 0)[0], box_loss=box_loss,
+                          avg_factor=avg, form=Form.SIGMOID if sigmoid else Form.SOFTMAX, cls_term="cls",
+                          reg_term="reg")
 
 
 def test_carl_value_and_gradient_by_hand():

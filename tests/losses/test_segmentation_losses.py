@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from detimb.losses import (
+    Form,
     CLS_LOSSES, AsymmetricFocalLoss, AsymmetricLargeMarginLoss, DiceLoss, FocalLoss, binary_as_two_class,
 )
 
-SOFTMAX = [n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form == "softmax"]
+SOFTMAX = [n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form is Form.SOFTMAX]
 
 
 def softmax_p(logits, k):

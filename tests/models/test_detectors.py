@@ -7,7 +7,7 @@ import torch
 
 from detimb.data.coco import CocoDetection, collate
 from detimb.errors import ConfigError
-from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES
+from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES, Form
 from detimb.models import BACKBONES, DETECTORS, NECKS, build_detector
 from detimb.samplers import SAMPLERS
 from tests.conftest import RETINA_NECK, TINY_MODEL
@@ -67,8 +67,9 @@ def test_every_sampler_in_every_stage_of_every_detector(tiny_config, tiny_shapes
     if stage == "retina_head" and sampler == "focal":
         head["loss_cls"] = {"type": "binary_cross_entropy"}
     _, model = train_step(tiny_config(detector, model={stage: head}), tiny_shapes)
-    model_stats = [m.sampling_stats for m in model.modules() if getattr(m, "sampling_stats", None)]
-    assert model_stats and all(s["pos_per_image"] >= 0 for s in model_stats)
+    stats = model.rpn.objective.stats if stage == "rpn" else (
+        model.roi_heads.objective.stats if stage == "roi_head" else model.head.objective.stats)
+    assert stats["pos_per_image"] + stats["neg_per_image"] > 0
 
 
 @pytest.mark.parametrize("detector,stage", STAGES)
@@ -83,10 +84,10 @@ def test_every_balancer_in_every_stage_of_every_detector(tiny_config, tiny_shape
     if balancer == "carl":
         assert "loss_carl" in losses
     head = model.rpn if stage == "rpn" else model.roi_heads if stage == "roi_head" else model.head
-    assert any(k.startswith("raw/") for k in head.balance_stats)
+    assert any(k.startswith("raw/") for k in head.objective.stats)
 
 
-SOFTMAX_LOSSES = [n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form == "softmax"]
+SOFTMAX_LOSSES = [n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form is Form.SOFTMAX]
 CLS_BY_STAGE = {"rpn": ["binary_cross_entropy", "sigmoid_focal"], "roi_head": SOFTMAX_LOSSES,
                 "retina_head": ["binary_cross_entropy", "sigmoid_focal"]}
 
@@ -110,7 +111,7 @@ def test_class_weighted_cross_entropy_trains(tiny_config, tiny_shapes, tmp_path,
                                                                        "class_weight": class_weight}}},
                       train={"schedule": {"max_iters": 2}})
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
-    weights = trainer.model.roi_heads.loss_cls.weights
+    weights = trainer.model.roi_heads.objective.loss_cls.weights
     assert weights[0] == 1.0 and weights[-1] > weights[1]  # the rarest class (crescent) weighs most
     trainer.train()
 

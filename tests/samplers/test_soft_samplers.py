@@ -4,12 +4,16 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
 from detimb.losses import BinaryCrossEntropyLoss, CrossEntropyLoss
-from detimb.samplers import FocalSampler, ISRPSampler
+from detimb.samplers import FocalSampler, ISRPSampler, Normalization, ReweightContext
 from tests.samplers.helpers import cands
+
+
+def ctx(n, gt_ids=None, pred_ious=None, loss=None):
+    return ReweightContext(torch.zeros(n, dtype=torch.int64) if gt_ids is None else gt_ids,
+                           torch.zeros(n) if pred_ious is None else pred_ious, torch.ones(n) if loss is None else loss)
 
 
 @pytest.mark.parametrize("alpha", [0.25, -1.0])
@@ -18,7 +22,7 @@ def test_focal_sampler_times_bce_is_torchvision_focal_value_and_gradient(alpha):
     logits = torch.randn(20, 4, requires_grad=True)
     targets = (torch.rand(20, 4) > 0.8).float()
     labels = torch.zeros(20, dtype=torch.int64)
-    w = FocalSampler(alpha=alpha, gamma=2.0).reweight(logits, targets, labels)
+    w = FocalSampler(alpha=alpha, gamma=2.0).reweight(logits, targets, labels, ctx(20))
     ours = BinaryCrossEntropyLoss()(logits, targets, w, 3)
     (g_ours,) = torch.autograd.grad(ours, logits)
     theirs = sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=2.0, reduction="sum") / 3
@@ -31,16 +35,16 @@ def test_softmax_focal_by_hand():
     # two classes, logits (0, 0): p_t = 0.5 for both rows; row 0 background (1 - alpha), row 1 foreground (alpha)
     logits = torch.zeros(2, 2, requires_grad=True)
     labels = torch.tensor([0, 1])
-    w = FocalSampler(alpha=0.25, gamma=2.0).reweight(logits, labels, labels)
+    w = FocalSampler(alpha=0.25, gamma=2.0).reweight(logits, labels, labels, ctx(2))
     assert w.tolist() == pytest.approx([0.75 * 0.25, 0.25 * 0.25])
     loss = CrossEntropyLoss()(logits, labels, w, 1)
     assert loss.item() == pytest.approx((0.75 + 0.25) * 0.25 * math.log(2), rel=1e-6)
-    assert FocalSampler().normalizer(300, 0) == 1.0 and FocalSampler().normalizer(300, 7) == 7.0
+    assert FocalSampler.normalization is Normalization.POSITIVES and ISRPSampler.normalization is Normalization.KEPT
 
 
 def test_focal_form_mismatch_is_refused():
     with pytest.raises(ValueError, match="does not fit"):
-        FocalSampler(form="sigmoid").reweight(torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([0, 1]))
+        FocalSampler(form="sigmoid").reweight(torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([0, 1]), ctx(2))
 
 
 def test_focal_keeps_every_non_ignored_candidate():
@@ -57,12 +61,12 @@ def test_isr_p_by_hand():
     gt_ids = torch.tensor([0, 0, 1, 2, 0])
     ious = torch.tensor([0.9, 0.6, 0.8, 0.7, 0.0])
     logits = torch.zeros(5, 3)
-    w = ISRPSampler(k=2, bias=0).reweight(logits, labels, labels, gt_ids=gt_ids, pred_ious=ious, loss=torch.ones(5))
+    w = ISRPSampler(k=2, bias=0).reweight(logits, labels, labels, ctx(5, gt_ids, ious, torch.ones(5)))
     scale = 36 / 23
     assert w.tolist() == pytest.approx([scale, scale / 9, 4 * scale / 9, scale, 1.0], rel=1e-6)
     # bias 0.5, k 1: 0.5 + 0.5 u -> 1, 2/3, 5/6, 1
-    w = ISRPSampler(k=1, bias=0.5).reweight(logits, labels, labels, gt_ids=gt_ids, pred_ious=ious,
-                                            loss=torch.tensor([2.0, 1.0, 1.0, 1.0, 9.0]))
+    w = ISRPSampler(k=1, bias=0.5).reweight(logits, labels, labels,
+                                            ctx(5, gt_ids, ious, torch.tensor([2.0, 1.0, 1.0, 1.0, 9.0])))
     raw = torch.tensor([1, 2 / 3, 5 / 6, 1])
     loss = torch.tensor([2.0, 1.0, 1.0, 1.0])
     assert w[:4].tolist() == pytest.approx((raw * loss.sum() / (raw * loss).sum()).tolist(), rel=1e-6)
@@ -70,11 +74,10 @@ def test_isr_p_by_hand():
 
 
 def test_isr_p_without_positives_and_base_sampler():
-    w = ISRPSampler().reweight(torch.zeros(2, 3), torch.tensor([0, 0]), torch.tensor([0, 0]),
-                               gt_ids=torch.zeros(2, dtype=torch.int64), pred_ious=torch.zeros(2), loss=torch.ones(2))
+    w = ISRPSampler().reweight(torch.zeros(2, 3), torch.tensor([0, 0]), torch.tensor([0, 0]), ctx(2))
     assert w.tolist() == [1.0, 1.0]
     sampler = ISRPSampler(base={"type": "ohem", "num": 4})
-    assert sampler.needs_losses
+    assert sampler.needs.losses and sampler.needs.geometry
     with pytest.raises(ValueError, match="hard sampler"):
         ISRPSampler(base={"type": "focal"})
 
@@ -93,4 +96,3 @@ def test_delta_iou_equals_iou_of_decoded_boxes():
     b = coder.decode_single(target, anchors)
     want = box_iou(a, b).diagonal()
     assert torch.allclose(delta_iou(pred, target, coder.weights), want, atol=1e-6)
-    assert F.l1_loss(want, want) == 0

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detimb.samplers import SAMPLERS, Candidates, Sampler
+from detimb.models.heads.objective import HeadObjective, Mixup, Predictions, Targets
+from detimb.samplers import SAMPLERS
 
 
 class DenseHead(nn.Module):
@@ -14,36 +15,34 @@ class DenseHead(nn.Module):
     ReLU per pyramid level, each upsampled to the finest level and summed, then a 1x1
     classifier over background + K classes.
 
-    Training: logits are upsampled to the input; each image's pixels become
-    ``Candidates`` (labels: the class map, ignored pixels -1; no IoUs) for ``sampler``;
-    samplers that rank by loss receive each pixel's cross-entropy, computed without
-    gradient. Kept pixels (weight > 0) go to ``loss`` (the ``(N, C)`` / ``(N,)`` contract
-    of ``detimb.losses``) with their weights, normalised by the number kept. Soft samplers
-    reweigh kept pixels from the logits. Mixup targets add ``mask_b`` and ``mix``: the loss
-    is ``L(mask, w * mix) + L(mask_b, w * (1 - mix))``, and samplers see the label with the
-    larger weight.
+    Training: logits are upsampled to the input and every pixel becomes a candidate of
+    ``objective`` (labels: the class map, ignored pixels -1; no boxes or IoUs), the same
+    objective the detection heads use: samplers that rank by loss see each pixel's loss
+    under the configured loss, soft samplers reweigh the kept pixels, and the normaliser
+    is the sampler's (kept pixels, or foreground pixels for the focal sampler). Mixup
+    targets add ``mask_b`` and ``mix``: the loss is ``L(mask, w * mix) + L(mask_b, w *
+    (1 - mix))``, and samplers see the label with the larger weight.
 
     Args:
         in_channels: channels of every neck level. num_levels: levels used (finest first).
-        num_classes: background + K. sampler, loss: from the registries.
+        num_classes: background + K. objective: its sampler must not need box geometry.
         channels: width of the per-level convs (default 128). ignore_index: default 255.
     """
 
-    def __init__(self, in_channels: int, num_levels: int, num_classes: int, sampler: Sampler, loss: nn.Module,
+    def __init__(self, in_channels: int, num_levels: int, num_classes: int, objective: HeadObjective,
                  channels: int = 128, ignore_index: int = 255) -> None:
         super().__init__()
-        if sampler.needs_geometry:
-            fitting = ", ".join(n for n in SAMPLERS.names() if not SAMPLERS.get(n).needs_geometry)
-            raise ValueError(f"{type(sampler).__name__} ranks by box IoU or ground-truth instance, which pixels do"
-                             f" not have; choose from {fitting}")
+        if objective.sampler.needs.geometry:
+            fitting = ", ".join(n for n in SAMPLERS.names() if not SAMPLERS.get(n).needs.geometry)
+            raise ValueError(f"{type(objective.sampler).__name__} ranks by box IoU or ground-truth instance, which"
+                             f" pixels do not have; choose from {fitting}")
         self.levels = nn.ModuleList(
             nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
                           nn.ReLU(inplace=True))
             for _ in range(num_levels))
         self.classifier = nn.Conv2d(channels, num_classes, 1)
-        self.sampler, self.loss = sampler, loss
+        self.objective = objective
         self.num_classes, self.ignore_index = num_classes, ignore_index
-        self.sampling_stats: dict[str, Tensor] = {}
 
     def forward(self, features: list[Tensor]) -> Tensor:
         """features: (B, in_channels, H_l, W_l) per level, finest first -> (B, C, H_0, W_0) logits."""
@@ -53,46 +52,20 @@ class DenseHead(nn.Module):
         return self.classifier(fused)
 
     def _labels(self, mask: Tensor) -> Tensor:
-        return torch.where(mask == self.ignore_index, torch.full_like(mask, -1), mask).flatten(1)
+        return torch.where(mask == self.ignore_index, torch.full_like(mask, -1), mask).flatten()
 
     def losses(self, logits: Tensor, masks: Tensor, masks_b: Tensor | None = None,
                mix: Tensor | None = None) -> dict[str, Tensor]:
         """logits (B, C, H, W); masks, masks_b (B, H, W) int64; mix (B, H, W) float."""
         b, c = logits.shape[:2]
-        flat = logits.permute(0, 2, 3, 1).reshape(b, -1, c)
-        labels_a = self._labels(masks)
-        if masks_b is None or mix is None:
-            labels_b, weight_a = labels_a, torch.ones_like(labels_a, dtype=flat.dtype)
-        else:
-            labels_b, weight_a = self._labels(masks_b), mix.flatten(1).to(flat.dtype)
-        labels = torch.where(weight_a >= 0.5, labels_a, labels_b)
-        losses: list[Tensor | None] = [None] * b
-        if self.sampler.needs_losses:
-            with torch.no_grad():
-                ce = lambda lab: F.cross_entropy(flat.detach().reshape(-1, c), lab.clamp(min=0).reshape(-1),  # noqa: E731
-                                                 reduction="none").view(b, -1)
-                losses = list(weight_a * ce(labels_a) + (1 - weight_a) * ce(labels_b))
-        zeros = torch.zeros(labels.shape[1], dtype=flat.dtype, device=flat.device)
-        weights = torch.stack(self.sampler([Candidates(lab, zeros, torch.zeros_like(lab), loss)
-                                            for lab, loss in zip(labels, losses)]))
-        keep = (weights > 0) & (labels >= 0)
-        kept_logits, w = flat[keep], weights[keep]
-        if self.sampler.soft:
-            w = w * self.sampler.reweight(kept_logits, labels[keep], labels[keep])
-        normalizer = float(max(1, int(keep.sum())))
-        mix_k = weight_a[keep]
-        loss = self.loss(kept_logits, labels_a[keep].clamp(min=0), w * mix_k, normalizer)
-        if masks_b is not None and bool((mix_k < 1).any()):
-            loss = loss + self.loss(kept_logits, labels_b[keep].clamp(min=0), w * (1 - mix_k), normalizer)
-        self._record(labels[keep], b)
-        return {"loss_seg": loss}
-
-    @torch.no_grad()
-    def _record(self, kept: Tensor, num_images: int) -> None:
-        fg = kept[kept > 0]
-        counts = torch.bincount(fg, minlength=self.num_classes)[1:].float()
-        self.sampling_stats = {
-            "kept_per_image": torch.tensor(kept.numel() / max(1, num_images)),
-            "fg_frac": torch.tensor(fg.numel() / max(1, kept.numel())),
-            "pos_class_frac": counts / counts.sum().clamp(min=1),
-        }
+        flat = logits.permute(0, 2, 3, 1).reshape(-1, c)
+        labels = self._labels(masks)
+        mixup = None
+        if masks_b is not None and mix is not None:
+            mixup = Mixup(labels, self._labels(masks_b), mix.flatten().to(flat.dtype))
+            labels = torch.where(mixup.mix >= 0.5, mixup.labels_a, mixup.labels_b)
+        pixels = masks[0].numel()
+        image = torch.arange(b, device=flat.device).repeat_interleave(pixels)
+        zeros = torch.zeros(len(labels), dtype=flat.dtype, device=flat.device)
+        targets = Targets(labels, zeros, torch.zeros_like(labels), image, b, mixup=mixup)
+        return self.objective(targets, Predictions(flat))

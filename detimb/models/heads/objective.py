@@ -1,0 +1,298 @@
+"""The one training objective every detimb head calls: sampler -> losses -> balancer.
+
+A head matches its candidates to ground truth (``matching.match_to_ground_truth``),
+produces logits and box deltas, and hands both to its ``HeadObjective``, built once by
+the builder from the head's config slots. The objective
+
+1. scores every candidate without gradient under the head's own configured losses, when
+   the sampler ranks by loss (``sampler.needs.losses``; OHEM, hard pixel mining);
+2. calls the sampler, one ``Candidates`` per image;
+3. reweighs the kept candidates for soft samplers (focal, ISR-P), multiplying their weights;
+4. divides both terms by the sampler's normaliser (``Normalization``: kept candidates or
+   positives), over the batch or image by image (``Averaging``);
+5. reduces the classification and box losses (``detimb.losses.reduce``);
+6. applies the balancer (fixed weights, CARL, guided loss);
+7. records what was kept and how the terms were balanced (``stats``, for the log).
+
+A new sampler, loss or balancer plugs in here once and works in every head.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection._utils import BoxCoder
+
+from detimb.losses import BalanceContext, BoxLoss, ClassificationLoss, Form
+from detimb.losses.balancers import Balancer
+from detimb.models.heads.matching import Matches
+from detimb.samplers import Candidates, Normalization, ReweightContext, Sampler, SoftSampler
+from detimb.samplers.stats import delta_iou, sampling_stats
+
+
+class Averaging(enum.Enum):
+    """How a head combines its images: ``BATCH``, one normaliser over the whole batch
+    (torchvision's RPN and RoI heads); ``IMAGE``, each image divided by its own count and
+    the images then averaged (torchvision's RetinaNet)."""
+
+    BATCH = "batch"
+    IMAGE = "image"
+
+
+@dataclass(frozen=True)
+class TermNames:
+    """The names of a head's loss terms (torchvision's): ``box`` is None for a head
+    without boxes (the dense head)."""
+
+    cls: str
+    box: str | None
+
+
+@dataclass
+class Mixup:
+    """Mixed targets of a dense head: each candidate's loss is ``mix * L(labels_a) +
+    (1 - mix) * L(labels_b)``. labels_a, labels_b: (N,) int64 (-1 ignored); mix: (N,) float."""
+
+    labels_a: Tensor
+    labels_b: Tensor
+    mix: Tensor
+
+    def select(self, index: Tensor) -> Mixup:
+        return Mixup(self.labels_a[index], self.labels_b[index], self.mix[index])
+
+
+@dataclass
+class Targets:
+    """A batch's candidates after matching, concatenated image after image.
+
+    labels: (N,) int64 as in ``Matches`` (what the sampler sees; with mixup the label of
+        the larger share). ious: (N,) float. gt_index: (N,) int64, within its image.
+    image: (N,) int64, the image each candidate belongs to; num_images: the batch size.
+    boxes: (N, 4) the candidates' own boxes (anchors, proposals), or None for pixels.
+    gt_boxes: (N, 4) the matched ground-truth boxes (zeros where none), or None.
+    mixup: mixed targets of a dense head, or None.
+    """
+
+    labels: Tensor
+    ious: Tensor
+    gt_index: Tensor
+    image: Tensor
+    num_images: int
+    boxes: Tensor | None = None
+    gt_boxes: Tensor | None = None
+    mixup: Mixup | None = None
+
+    @classmethod
+    def from_matches(cls, matches: list[Matches], boxes: list[Tensor], gt_boxes: list[Tensor]) -> Targets:
+        """One image's matches, candidate boxes (N_i, 4) and ground-truth boxes (G_i, 4) each."""
+        device = boxes[0].device
+        matched = [g[m.gt_index] if g.numel() else torch.zeros_like(b) for g, m, b in zip(gt_boxes, matches, boxes)]
+        image = torch.cat([torch.full((len(m.labels),), i, dtype=torch.int64, device=device)
+                           for i, m in enumerate(matches)])
+        return cls(torch.cat([m.labels for m in matches]), torch.cat([m.ious for m in matches]),
+                   torch.cat([m.gt_index for m in matches]), image, len(matches), torch.cat(boxes),
+                   torch.cat(matched).to(boxes[0].dtype))
+
+    def select(self, index: Tensor) -> Targets:
+        pick = lambda t: None if t is None else t[index]  # noqa: E731
+        return replace(self, labels=self.labels[index], ious=self.ious[index], gt_index=self.gt_index[index],
+                       image=self.image[index], boxes=pick(self.boxes), gt_boxes=pick(self.gt_boxes),
+                       mixup=None if self.mixup is None else self.mixup.select(index))
+
+    def sizes(self) -> list[int]:
+        """The number of candidates of each image."""
+        return torch.bincount(self.image, minlength=self.num_images).tolist()
+
+    def gt_ids(self) -> Tensor:
+        """Ground-truth indices made unique across the batch (image i's j -> i * 2^20 + j)."""
+        return self.gt_index + (self.image << 20)
+
+
+@dataclass
+class Predictions:
+    """What a head predicts for the same N candidates as its ``Targets``.
+
+    cls_logits: (N, C) class logits (softmax over background + K, or per-class sigmoid),
+        or (N,) for a single sigmoid output (the RPN's objectness).
+    deltas: (N, 4) encoded box deltas, or (N, C, 4) one set per class (the RoI head: the
+        candidate's label picks its row); None for a head without boxes.
+    """
+
+    cls_logits: Tensor
+    deltas: Tensor | None = None
+
+    def detach(self) -> Predictions:
+        return Predictions(self.cls_logits.detach(), None if self.deltas is None else self.deltas.detach())
+
+
+class HeadObjective(nn.Module):
+    """Sampler, classification loss, box loss and balancer of one head (see the module docstring).
+
+    Args:
+        sampler: from ``detimb.samplers``. loss_cls: a ``ClassificationLoss`` of the
+        head's classifier form. loss_bbox: a ``BoxLoss`` (None for the dense head).
+        box_coder: the head's coder (decodes predicted deltas for IoU-family losses and
+        encodes the regression targets). terms: the head's term names. averaging:
+        ``Averaging.BATCH`` or ``IMAGE``. balancer: optional, from ``detimb.losses``.
+    """
+
+    def __init__(self, sampler: Sampler, loss_cls: ClassificationLoss, loss_bbox: BoxLoss | None,
+                 box_coder: BoxCoder | None, terms: TermNames, averaging: Averaging = Averaging.BATCH,
+                 balancer: Balancer | None = None) -> None:
+        super().__init__()
+        if (loss_bbox is None) != (terms.box is None) or (loss_bbox is not None and box_coder is None):
+            raise ValueError("a head with a box term needs loss_bbox, box_coder and a box term name")
+        self.sampler, self.loss_cls, self.loss_bbox, self.box_coder = sampler, loss_cls, loss_bbox, box_coder
+        self.terms, self.averaging, self.balancer = terms, averaging, balancer
+        self.stats: dict[str, Tensor] = {}
+
+    # -- the parts -----------------------------------------------------------------------
+
+    def cls_targets(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The classification loss's targets: (N,) classes for softmax, (N,) or one-hot
+        (N, C) floats for sigmoid (column = label, as torchvision's RetinaNet)."""
+        labels = labels.clamp(min=0)
+        if self.loss_cls.form is Form.SOFTMAX:
+            return labels
+        if logits.dim() == 1:
+            return (labels > 0).to(logits.dtype)
+        onehot = torch.zeros_like(logits)
+        positive = torch.where(labels > 0)[0]
+        onehot[positive, labels[positive]] = 1.0
+        return onehot
+
+    def box_pairs(self, targets: Targets, deltas: Tensor, positive: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(pred, goal, target deltas) of the positives for the box loss: encoded deltas, or
+        for IoU-family losses the decoded predicted boxes and the matched ground truth."""
+        assert self.box_coder is not None and self.loss_bbox is not None
+        assert targets.boxes is not None and targets.gt_boxes is not None
+        pred = deltas[positive]
+        if pred.dim() == 3:
+            pred = pred[torch.arange(len(positive), device=pred.device), targets.labels[positive]]
+        anchors, gt = targets.boxes[positive], targets.gt_boxes[positive]
+        goal_deltas = self.box_coder.encode_single(gt, anchors)
+        if self.loss_bbox.needs_boxes:
+            return self.box_coder.decode_single(pred, anchors), gt, goal_deltas
+        return pred, goal_deltas, goal_deltas
+
+    def _cls_elementwise_targets(self, targets: Targets, logits: Tensor) -> list[tuple[Tensor, Tensor | None]]:
+        """(targets, share) pairs of the classification loss: one pair, or two under mixup."""
+        if targets.mixup is None:
+            return [(self.cls_targets(logits, targets.labels), None)]
+        m = targets.mixup
+        return [(self.cls_targets(logits, m.labels_a), m.mix), (self.cls_targets(logits, m.labels_b), 1 - m.mix)]
+
+    @torch.no_grad()
+    def candidate_losses(self, targets: Targets, predictions: Predictions) -> Tensor:
+        """(N,) each candidate's loss under the configured losses, without gradient: the
+        classification loss, plus the positives' box loss when the sampler asks."""
+        logits = predictions.cls_logits
+        score = sum(self.loss_cls.candidate_loss(logits, goal) * (1 if share is None else share)
+                    for goal, share in self._cls_elementwise_targets(targets, logits))
+        assert isinstance(score, Tensor)
+        if self.sampler.needs.box_losses and self.loss_bbox is not None and predictions.deltas is not None:
+            positive = torch.where(targets.labels > 0)[0]
+            pred, goal, _ = self.box_pairs(targets, predictions.deltas, positive)
+            score = score.index_add(0, positive, self.loss_bbox.loss_weight * self.loss_bbox.per_box(pred, goal))
+        return score
+
+    def sample(self, targets: Targets, score: Callable[[], Predictions] | None = None) -> Tensor:
+        """(N,) the sampler's weight of each candidate (0 for dropped and ignored ones).
+        ``score`` returns the current predictions of all N candidates; it is called only
+        when the sampler ranks by loss."""
+        losses: list[Tensor | None] = [None] * targets.num_images
+        sizes = targets.sizes()
+        if self.sampler.needs.losses:
+            if score is None:
+                raise ValueError(f"{type(self.sampler).__name__} ranks by loss; this head must pass its predictions")
+            losses = list(self.candidate_losses(targets, score()).split(sizes))
+        per_image = zip(targets.labels.split(sizes), targets.ious.split(sizes), targets.gt_index.split(sizes), losses)
+        weights = torch.cat(self.sampler([Candidates(*parts) for parts in per_image]))
+        return weights.to(targets.ious.dtype) * (targets.labels >= 0)
+
+    def _scale(self, targets: Targets) -> tuple[Tensor | None, float]:
+        """Per-candidate factor and the avg_factor that implement the sampler's normaliser."""
+        counted = targets.labels > 0 if self.sampler.normalization is Normalization.POSITIVES else targets.labels >= 0
+        if self.averaging is Averaging.BATCH:
+            return None, float(max(1, int(counted.sum())))
+        per_image = torch.bincount(targets.image[counted], minlength=targets.num_images).clamp(min=1)
+        return 1.0 / per_image[targets.image].to(targets.ious.dtype), float(max(1, targets.num_images))
+
+    # -- the objective -------------------------------------------------------------------
+
+    def forward(self, targets: Targets, predictions: Predictions, weights: Tensor | None = None) -> dict[str, Tensor]:
+        """The head's loss terms. ``weights``: the sampler's weights of these candidates
+        when the head has sampled already (the RoI head pools only the kept proposals);
+        None samples here, from ``predictions`` without gradient."""
+        if weights is None:
+            weights = self.sample(targets, predictions.detach)
+            keep = torch.where(weights > 0)[0]
+            targets, weights = targets.select(keep), weights[keep]
+            predictions = Predictions(predictions.cls_logits[keep],
+                                      None if predictions.deltas is None else predictions.deltas[keep])
+        logits, labels = predictions.cls_logits, targets.labels
+        positive = torch.where(labels > 0)[0]
+        scale, avg_factor = self._scale(targets)
+        if scale is not None:
+            weights = weights * scale
+        pred_box = goal_box = goal_deltas = None
+        if self.loss_bbox is not None and predictions.deltas is not None:
+            pred_box, goal_box, goal_deltas = self.box_pairs(targets, predictions.deltas, positive)
+        cls_weight = weights
+        if isinstance(self.sampler, SoftSampler):
+            cls_weight = times(cls_weight, self._reweight(self.sampler, targets, predictions, positive, goal_deltas))
+        losses = {self.terms.cls: sum(self.loss_cls(logits, goal, cls_weight if share is None else
+                                                    times(cls_weight, share), avg_factor)
+                                      for goal, share in self._cls_elementwise_targets(targets, logits))}
+        context = None
+        if self.loss_bbox is not None and self.terms.box is not None:
+            per_box = self.loss_bbox.per_box(pred_box, goal_box)  # type: ignore[arg-type]
+            losses[self.terms.box] = self.loss_bbox.reduce(per_box, weights[positive], avg_factor)
+            context = BalanceContext(cls_logits=logits, labels=labels, positive=positive,
+                                     box_loss=self.loss_bbox.loss_weight * per_box * weights[positive],
+                                     avg_factor=avg_factor, form=self.loss_cls.form, cls_term=self.terms.cls,
+                                     reg_term=self.terms.box)
+        self.stats = self._record(targets, logits)
+        if self.balancer is not None and context is not None:
+            raw = {f"raw/{k}": v.detach() for k, v in losses.items()}
+            losses = self.balancer(losses, context)
+            self.stats.update({**raw, **self.balancer.balance_stats})
+        return losses  # type: ignore[return-value]
+
+    def _reweight(self, sampler: SoftSampler, targets: Targets, predictions: Predictions, positive: Tensor,
+                  goal_deltas: Tensor | None) -> Tensor:
+        logits = predictions.cls_logits
+        cls_goal = self._cls_elementwise_targets(targets, logits)[0][0]
+        with torch.no_grad():
+            pred_ious = torch.zeros(len(targets.labels), dtype=logits.dtype, device=logits.device)
+            if goal_deltas is not None and predictions.deltas is not None:
+                pred = predictions.deltas[positive]
+                if pred.dim() == 3:
+                    pred = pred[torch.arange(len(positive), device=pred.device), targets.labels[positive]]
+                assert self.box_coder is not None
+                pred_ious[positive] = delta_iou(pred, goal_deltas, self.box_coder.weights).to(logits.dtype)
+            context = ReweightContext(targets.gt_ids(), pred_ious, self.loss_cls.elementwise(logits.detach(), cls_goal))
+        return sampler.reweight(logits, cls_goal, targets.labels, context)
+
+    @torch.no_grad()
+    def _record(self, targets: Targets, logits: Tensor) -> dict[str, Tensor]:
+        multi_class = logits.dim() > 1 and logits.shape[-1] > 1
+        num_classes = logits.shape[-1] - 1 if multi_class else None
+        stats = sampling_stats(targets.labels, targets.ious, targets.num_images, num_classes)
+        if targets.boxes is None:
+            del stats["neg_mean_iou"]  # pixels have no IoU
+        return stats
+
+
+def times(a: Tensor, b: Tensor) -> Tensor:
+    """The product of two weights of the same N candidates, each (N,) per candidate or
+    (N, C) per loss element: a per-candidate weight applies to every element."""
+    if a.dim() == 1 and b.dim() == 2:
+        return a[:, None] * b
+    if a.dim() == 2 and b.dim() == 1:
+        return a * b[:, None]
+    return a * b
