@@ -24,7 +24,7 @@ from benchmarks.common import REPO, device_name, shapes_overrides, time_steps  #
 from detimb.config import load_config  # noqa: E402
 from detimb.data.coco import CocoDetection, collate  # noqa: E402
 from detimb.models import build_detector  # noqa: E402
-from tests.models.test_equivalence import torchvision_twin  # noqa: E402
+from benchmarks.twins import torchvision_twin  # noqa: E402
 
 
 def main() -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# sampling-free's prior cache: never the user's home from a test run
+os.environ.setdefault("DETIMB_CACHE_DIR", tempfile.mkdtemp(prefix="detimb-test-cache-"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

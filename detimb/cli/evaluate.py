@@ -16,6 +16,7 @@ from detimb.data.label_map import LabelMap
 from detimb.data.loader import build_loader, build_val_dataset
 from detimb.engine.checkpoint import load_checkpoint
 from detimb.engine.coco_eval import class_frequencies, format_table
+from detimb.engine.priors import apply_priors
 from detimb.engine.tasks import evaluate_and_write, make_task
 from detimb.errors import DatasetError, DetimbError
 from detimb.models.builder import is_segmentation
@@ -56,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
             val_set = build_val_dataset(cfg.data, label_map, is_segmentation(cfg.model))
             model = task.build_model(label_map, None)
             model.load_state_dict(state["model"])
+            apply_priors(model, cfg, state.get("priors", {}), set_bias=False)
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
             loader = build_loader(val_set, cfg.data.val_batch_size, cfg.data.num_workers, 0, 1, 0)
             out = Path(args.out or Path(args.checkpoint).parent / "eval")
-            reports = task.evaluate(model.to(device), loader, device, label_map, train_freq, out, False, True)
+            reports = task.evaluate(model.to(device), loader, device, label_map, train_freq, out, amp=False,
+                                    progress=True)
             print(task.format(reports))
             print(f"\nwritten to {out}")
             return 0

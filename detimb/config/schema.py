@@ -54,6 +54,7 @@ class RPNConfig:
     loss_bbox: Dict[str, Any] = _slot(type="smooth_l1", beta=1.0 / 9.0)
     balancer: Optional[Dict[str, Any]] = None
     init_prior: Optional[float] = None
+    optimal_prior: bool = False  # sampling-free's bias from the training set's anchor counts
 
 
 @dataclass
@@ -100,6 +101,8 @@ class RetinaHeadConfig:
     loss_cls: Dict[str, Any] = _slot(type="sigmoid_focal", alpha=0.25, gamma=2.0)
     loss_bbox: Dict[str, Any] = _slot(type="l1")
     balancer: Optional[Dict[str, Any]] = None
+    optimal_prior: bool = False  # sampling-free's bias from the training set's anchor counts
+    adaptive_score_thresh: bool = False  # sampling-free's score_thresh = prior * num_classes
 
 
 @dataclass

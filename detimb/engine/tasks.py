@@ -57,7 +57,7 @@ class DetectionTask:
         return {}
 
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
-                 train_freq: dict[int, dict[str, int]] | None, out_dir: Path, amp: bool, progress: bool
+                 train_freq: dict[int, dict[str, int]] | None, out_dir: Path, *, amp: bool, progress: bool
                  ) -> dict[str, Any]:
         """Score ``model`` on ``loader`` and write the reports (rank 0; other ranks get {})."""
         results = predict(model, loader, device, label_map, amp, progress)
@@ -117,7 +117,7 @@ class SegmentationTask(DetectionTask):
         return dict(self.miner.stats) if self.miner is not None else {}
 
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
-                 train_freq: dict[int, dict[str, int]] | None, out_dir: Path, amp: bool, progress: bool
+                 train_freq: dict[int, dict[str, int]] | None, out_dir: Path, *, amp: bool, progress: bool
                  ) -> dict[str, Any]:
         confusions = predict_confusions(model, loader, device, label_map.num_classes, self.cfg.data.ignore_index,
                                         amp, progress)

@@ -29,6 +29,7 @@ from detimb.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from detimb.engine.coco_eval import class_frequencies
 from detimb.engine.metrics_log import MetricsLog
 from detimb.engine.optim import build_optimizer, build_scheduler
+from detimb.engine.priors import apply_priors, optimal_priors
 from detimb.engine.tasks import DetectionTask, make_task
 from detimb.errors import ConfigError, TrainingError
 from detimb.models.heads.objective import HeadObjective
@@ -89,6 +90,10 @@ class Trainer:
 
         counts = self.task.class_counts(self.train_set, self.label_map, self.train_freq)
         self.model: nn.Module = self.task.build_model(self.label_map, counts).to(self.device)
+        # sampling-free's optimal prior: from the checkpoint on resume, else one counting pass (cached)
+        self.priors: dict[str, float] = {} if resume else optimal_priors(
+            cfg, self.model, self.train_set, self.label_map.num_classes, progress and distributed.is_main())
+        apply_priors(self.model, cfg, self.priors, set_bias=True)
         if load_from:
             self.model.load_state_dict(load_checkpoint(load_from)["model"])
         self.optimizer = build_optimizer(tcfg.optimizer, self.model)
@@ -114,6 +119,8 @@ class Trainer:
             raise ConfigError(f"the checkpoint was trained on classes {saved_map.names}, but the config's training"
                               f" set has {self.label_map.names}. Fix: resume with the same data, or use --load-from")
         self.model.load_state_dict(state["model"])
+        self.priors = dict(state.get("priors", {}))
+        apply_priors(self.model, self.cfg, self.priors, set_bias=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -127,6 +134,7 @@ class Trainer:
     def checkpoint_state(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
+            "priors": self.priors,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -235,7 +243,7 @@ class Trainer:
     def evaluate(self, out_dir: Path, log: MetricsLog | None = None, final: bool = False) -> dict[str, Any]:
         distributed.broadcast_buffers(self.model)
         reports = self.task.evaluate(self.model, self.val_loader, self.device, self.label_map, self.train_freq,
-                                     out_dir, self.amp, self.progress)
+                                     out_dir, amp=self.amp, progress=self.progress)
         improved = False
         if distributed.is_main():
             flat = self.task.flat_metrics(reports)

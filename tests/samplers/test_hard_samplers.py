@@ -1,4 +1,5 @@
-"""Hard samplers against quotas and selections worked out by hand from METHODS.md."""
+"""Hard samplers against quotas and selections worked out by hand from each method's definition
+(torchvision's quota, mmdetection's OHEM and Libra R-CNN samplers, as their docstrings cite)."""
 
 import pytest
 import torch

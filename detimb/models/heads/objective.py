@@ -129,6 +129,18 @@ class Predictions:
         return Predictions(self.cls_logits.detach(), None if self.deltas is None else self.deltas.detach())
 
 
+@dataclass
+class BoxPairs:
+    """The P positives' box terms: deltas (P, 4) predicted for their own class, goal_deltas
+    (P, 4) encoded from the matched ground truth, and loss_pred / loss_goal what the box
+    loss compares (the deltas, or decoded boxes and ground truth for IoU-family losses)."""
+
+    deltas: Tensor
+    goal_deltas: Tensor
+    loss_pred: Tensor
+    loss_goal: Tensor
+
+
 class HeadObjective(nn.Module):
     """Sampler, classification loss, box loss and balancer of one head (see the module docstring).
 
@@ -165,19 +177,19 @@ class HeadObjective(nn.Module):
         onehot[positive, labels[positive]] = 1.0
         return onehot
 
-    def box_pairs(self, targets: Targets, deltas: Tensor, positive: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(pred, goal, target deltas) of the positives for the box loss: encoded deltas, or
-        for IoU-family losses the decoded predicted boxes and the matched ground truth."""
+    def box_pairs(self, targets: Targets, deltas: Tensor, positive: Tensor) -> BoxPairs:
+        """The positives' predicted and target deltas, and what the box loss compares:
+        the deltas, or for IoU-family losses the decoded boxes and the matched ground truth."""
         assert self.box_coder is not None and self.loss_bbox is not None
         assert targets.boxes is not None and targets.gt_boxes is not None
         pred = deltas[positive]
-        if pred.dim() == 3:
+        if pred.dim() == 3:  # one set per class: the candidate's own class
             pred = pred[torch.arange(len(positive), device=pred.device), targets.labels[positive]]
         anchors, gt = targets.boxes[positive], targets.gt_boxes[positive]
-        goal_deltas = self.box_coder.encode_single(gt, anchors)
+        goal = self.box_coder.encode_single(gt, anchors)
         if self.loss_bbox.needs_boxes:
-            return self.box_coder.decode_single(pred, anchors), gt, goal_deltas
-        return pred, goal_deltas, goal_deltas
+            return BoxPairs(pred, goal, self.box_coder.decode_single(pred, anchors), gt)
+        return BoxPairs(pred, goal, pred, goal)
 
     def _cls_elementwise_targets(self, targets: Targets, logits: Tensor) -> list[tuple[Tensor, Tensor | None]]:
         """(targets, share) pairs of the classification loss: one pair, or two under mixup."""
@@ -196,8 +208,9 @@ class HeadObjective(nn.Module):
         assert isinstance(score, Tensor)
         if self.sampler.needs.box_losses and self.loss_bbox is not None and predictions.deltas is not None:
             positive = torch.where(targets.labels > 0)[0]
-            pred, goal, _ = self.box_pairs(targets, predictions.deltas, positive)
-            score = score.index_add(0, positive, self.loss_bbox.loss_weight * self.loss_bbox.per_box(pred, goal))
+            pairs = self.box_pairs(targets, predictions.deltas, positive)
+            score = score.index_add(0, positive, self.loss_bbox.loss_weight * self.loss_bbox.per_box(pairs.loss_pred,
+                                                                                                     pairs.loss_goal))
         return score
 
     def sample(self, targets: Targets, score: Callable[[], Predictions] | None = None) -> Tensor:
@@ -239,18 +252,18 @@ class HeadObjective(nn.Module):
         scale, avg_factor = self._scale(targets)
         if scale is not None:
             weights = weights * scale
-        pred_box = goal_box = goal_deltas = None
+        pairs = None
         if self.loss_bbox is not None and predictions.deltas is not None:
-            pred_box, goal_box, goal_deltas = self.box_pairs(targets, predictions.deltas, positive)
+            pairs = self.box_pairs(targets, predictions.deltas, positive)
         cls_weight = weights
         if isinstance(self.sampler, SoftSampler):
-            cls_weight = times(cls_weight, self._reweight(self.sampler, targets, predictions, positive, goal_deltas))
+            cls_weight = times(cls_weight, self._reweight(self.sampler, targets, logits, positive, pairs))
         losses = {self.terms.cls: sum(self.loss_cls(logits, goal, cls_weight if share is None else
                                                     times(cls_weight, share), avg_factor)
                                       for goal, share in self._cls_elementwise_targets(targets, logits))}
         context = None
-        if self.loss_bbox is not None and self.terms.box is not None:
-            per_box = self.loss_bbox.per_box(pred_box, goal_box)  # type: ignore[arg-type]
+        if self.loss_bbox is not None and self.terms.box is not None and pairs is not None:
+            per_box = self.loss_bbox.per_box(pairs.loss_pred, pairs.loss_goal)
             losses[self.terms.box] = self.loss_bbox.reduce(per_box, weights[positive], avg_factor)
             context = BalanceContext(cls_logits=logits, labels=labels, positive=positive,
                                      box_loss=self.loss_bbox.loss_weight * per_box * weights[positive],
@@ -263,18 +276,14 @@ class HeadObjective(nn.Module):
             self.stats.update({**raw, **self.balancer.balance_stats})
         return losses  # type: ignore[return-value]
 
-    def _reweight(self, sampler: SoftSampler, targets: Targets, predictions: Predictions, positive: Tensor,
-                  goal_deltas: Tensor | None) -> Tensor:
-        logits = predictions.cls_logits
+    def _reweight(self, sampler: SoftSampler, targets: Targets, logits: Tensor, positive: Tensor,
+                  pairs: BoxPairs | None) -> Tensor:
         cls_goal = self._cls_elementwise_targets(targets, logits)[0][0]
         with torch.no_grad():
             pred_ious = torch.zeros(len(targets.labels), dtype=logits.dtype, device=logits.device)
-            if goal_deltas is not None and predictions.deltas is not None:
-                pred = predictions.deltas[positive]
-                if pred.dim() == 3:
-                    pred = pred[torch.arange(len(positive), device=pred.device), targets.labels[positive]]
-                assert self.box_coder is not None
-                pred_ious[positive] = delta_iou(pred, goal_deltas, self.box_coder.weights).to(logits.dtype)
+            if pairs is not None and self.box_coder is not None:
+                pred_ious[positive] = delta_iou(pairs.deltas.detach(), pairs.goal_deltas,
+                                                self.box_coder.weights).to(logits.dtype)
             context = ReweightContext(targets.gt_ids(), pred_ious, self.loss_cls.elementwise(logits.detach(), cls_goal))
         return sampler.reweight(logits, cls_goal, targets.labels, context)
 
