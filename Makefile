@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install demo demo-seg test dataset benchmark clean
+.PHONY: install demo demo-seg test test-min dataset benchmark clean
 
 install: $(STAMP)
 
@@ -32,8 +32,23 @@ demo-seg: $(STAMP) dataset
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q tests
 
+# The floors of setup.cfg: a second venv sees the dev venv's packages through a .pth file,
+# with requirements-min.txt installed in front of them, and runs the tests that exercise them.
+MIN_VENV ?= .venv-min
+MIN_STAMP := $(MIN_VENV)/.installed
+$(MIN_STAMP): requirements-min.txt | $(STAMP)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(PY) -c "import site; print(site.getsitepackages()[0])" > $(MIN_VENV)/dev-site.txt
+	cp $(MIN_VENV)/dev-site.txt $$($(MIN_VENV)/bin/python -c "import site; print(site.getsitepackages()[0])")/detimb-dev.pth
+	$(MIN_VENV)/bin/python -m pip install --quiet -r requirements-min.txt
+	touch $(MIN_STAMP)
+
+test-min: $(MIN_STAMP)
+	$(MIN_VENV)/bin/python -m pytest -n 2 --dist loadfile -q -p no:cacheprovider tests/data tests/integration/test_train.py \
+		tests/models/test_segmentor.py tests/engine/test_coco_eval.py tests/test_config.py
+
 benchmark: $(STAMP)
 	$(PY) benchmarks/train_step.py
 
 clean:
-	rm -rf $(VENV) work_dirs data .pytest_cache
+	rm -rf $(VENV) $(MIN_VENV) work_dirs data .pytest_cache

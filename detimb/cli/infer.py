@@ -13,8 +13,8 @@ from detimb.data.coco_validate import read_coco_json
 from detimb.data.label_map import LabelMap
 from detimb.engine.checkpoint import load_checkpoint
 from detimb.engine.merge import MATCHES, MERGES
-from detimb.engine.sliced import SliceSettings, coco_records, sliced_predict, write_geojson
 from detimb.errors import DetimbError
+from detimb.optional import require_extra
 from detimb.models.builder import build_model, is_segmentation
 from detimb.utils import atomic_write_json
 
@@ -59,6 +59,9 @@ def scene_files(paths: list[str]) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        require_extra("geo", "detimb-infer (sliced inference)", ("rasterio", "shapely"))
+        from detimb.engine.sliced import SliceSettings, coco_records, sliced_predict, write_geojson
+
         cfg = load_config(args.config, args.cfg_options)
         if is_segmentation(cfg.model):
             raise DetimbError("tools/infer.py runs detectors; this config is a segmentation model")

@@ -6,17 +6,20 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detimb.data.coco_validate import read_coco_json, validate_coco
-from detimb.data.tiling import EDGE_POLICIES, Scene, TileOptions, run_tiling
-from detimb.data.tiling.labels import geojson_annotations
-from detimb.data.tiling.raster import RasterSource
-from detimb.data.tiling.tiler import FORMATS, check_output
 from detimb.errors import DatasetError, DetimbError
+from detimb.optional import require_extra
+
+if TYPE_CHECKING:
+    from detimb.data.tiling import Scene
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from detimb.data.tiling import EDGE_POLICIES
+    from detimb.data.tiling.tiler import FORMATS
+
     p = argparse.ArgumentParser(description="Tile images and their COCO annotations (or rasters and their labels)"
                                             " into a new COCO dataset with a tile index. Inputs are never modified.")
     src = p.add_mutually_exclusive_group(required=True)
@@ -50,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def coco_scenes(ann_file: str, img_dir: str) -> tuple[list[Scene], list[dict[str, Any]]]:
+    from detimb.data.tiling import Scene
+
     records = validate_coco(ann_file, img_dir, "clip")
     for message in records.warnings:
         print(f"warning: {message}", file=sys.stderr)
@@ -62,6 +67,10 @@ def coco_scenes(ann_file: str, img_dir: str) -> tuple[list[Scene], list[dict[str
 
 def raster_scenes(rasters: list[str], labels: str | None, label_field: str
                   ) -> tuple[list[Scene], list[dict[str, Any]]]:
+    from detimb.data.tiling import Scene
+    from detimb.data.tiling.labels import geojson_annotations
+    from detimb.data.tiling.raster import RasterSource
+
     coco = None
     if labels and not labels.lower().endswith(".geojson"):
         with open(labels) as f:
@@ -91,6 +100,14 @@ def raster_scenes(rasters: list[str], labels: str | None, label_field: str
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:  # the geo extra first: without it, say what to install rather than fail on an import
+        require_extra("geo", "detimb-tile", ("rasterio", "shapely"))
+    except DetimbError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from detimb.data.tiling import TileOptions, run_tiling
+    from detimb.data.tiling.tiler import check_output
+
     args = parse_args(argv)
     try:
         if args.coco and not args.images:

@@ -6,14 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from detimb.config import load_config
+from detimb.config import load_config, packaged_configs
 from detimb.engine import distributed
 from detimb.errors import DetimbError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Train a detimb detector.")
-    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--config", help="YAML config file, or a packaged config's name (detimb://demo/faster_rcnn_shapes)")
+    p.add_argument("--list-configs", action="store_true", help="print the packaged configs' names and exit")
     p.add_argument("--work-dir", help="run folder (default: work_dir from the config, else work_dirs/<config name>)")
     p.add_argument("--resume", nargs="?", const="auto",
                    help="continue from a checkpoint (default: <work-dir>/last.pth)")
@@ -25,7 +26,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override config keys, e.g. model.roi_head.sampler.num=256 data.batch_size=4")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.config and not args.list_configs:
+        p.error("--config is required (or --list-configs)")
+    return args
 
 
 def resolve(args: argparse.Namespace) -> tuple:
@@ -50,6 +54,9 @@ def resolve(args: argparse.Namespace) -> tuple:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.list_configs:
+        print("\n".join(f"detimb://{name}" for name in packaged_configs()))
+        return 0
     try:
         cfg, work_dir, resume = resolve(args)
         from detimb.engine.trainer import Trainer

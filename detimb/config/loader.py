@@ -20,6 +20,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from detimb.config.packaged import resolve_config
 from detimb.config.schema import Config
 from detimb.errors import ConfigError
 from detimb.registry import closest
@@ -127,9 +128,10 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> DictConfig:
-    """Load, merge and validate a config; returns a read-only DictConfig of the schema."""
+    """Load, merge and validate a config (a file path or a packaged name, see
+    ``detimb.config.packaged``); returns a read-only DictConfig of the schema."""
     cfg = OmegaConf.structured(Config)
-    for source, data in _once(_layers(Path(path))):
+    for source, data in _once(_layers(resolve_config(path))):
         cfg = _merge_layer(cfg, source, data)
     override_data = parse_overrides(overrides)
     if override_data:

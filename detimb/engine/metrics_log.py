@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
+
+from detimb.optional import require_extra
 
 
 class MetricsLog:
@@ -25,9 +28,13 @@ class MetricsLog:
         self._file = open(self.path, "a")
         self._tb = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(Path(work_dir) / "tensorboard"), purge_step=start + 1 if start else None)
+            try:
+                require_extra("tensorboard", "TensorBoard logging")
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:  # optional: metrics.jsonl holds the same rows
+                warnings.warn(f"{err}; skipping TensorBoard logging (metrics.jsonl is written)", stacklevel=2)
+            else:
+                self._tb = SummaryWriter(str(Path(work_dir) / "tensorboard"), purge_step=start + 1 if start else None)
 
     def write(self, row: dict[str, Any], prefix: str = "train") -> None:
         self._file.write(json.dumps(row) + "\n")
