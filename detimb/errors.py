@@ -15,3 +15,7 @@ class DatasetError(DetimbError, ValueError):
 
 class TrainingError(DetimbError, RuntimeError):
     """Training cannot continue (for example a NaN or infinite loss)."""
+
+
+class CheckpointError(DetimbError, ValueError):
+    """A checkpoint file is missing, empty, torn, foreign, unsafe, or does not fit the model."""

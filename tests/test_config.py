@@ -69,7 +69,7 @@ def test_unknown_key_names_file_key_and_closest(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(bad)
     msg = str(err.value)
-    assert str(bad) in msg and "model.roi_head.samplr" in msg and "did you mean 'sampler'" in msg
+    assert str(bad) in msg and "model.roi_head.samplr" in msg and "did you mean 'model.roi_head.sampler'" in msg
 
 
 def test_unknown_override_key_is_attributed_to_cfg_options(tmp_path):

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
-from detimb.config import load_config
+from detimb.config import load_config, to_dict
 from detimb.data.coco import CocoDetection
 from detimb.data.coco_validate import read_coco_json
 from detimb.data.label_map import LabelMap
 from detimb.data.loader import build_loader, build_val_dataset
-from detimb.engine.checkpoint import load_checkpoint
+from detimb.engine.checkpoint import load_checkpoint, load_model_state
 from detimb.engine.coco_eval import class_frequencies, format_table
 from detimb.engine.priors import apply_priors
 from detimb.engine.tasks import evaluate_and_write, make_task
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             task = make_task(cfg)
             val_set = build_val_dataset(cfg.data, label_map, is_segmentation(cfg.model))
             model = task.build_model(label_map, None)
-            model.load_state_dict(state["model"])
+            load_model_state(model, state, to_dict(cfg.model), label_map.num_classes, args.checkpoint)
             apply_priors(model, cfg, state.get("priors", {}), set_bias=False)
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
             loader = build_loader(val_set, cfg.data.val_batch_size, cfg.data.num_workers, 0, 1, 0)

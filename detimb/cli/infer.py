@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from detimb.config import load_config
+from detimb.config import load_config, to_dict
 from detimb.data.coco_validate import read_coco_json
 from detimb.data.label_map import LabelMap
-from detimb.engine.checkpoint import load_checkpoint
+from detimb.engine.checkpoint import load_checkpoint, load_model_state
 from detimb.engine.merge import MATCHES, MERGES
 from detimb.errors import DetimbError
 from detimb.optional import require_extra
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         state = load_checkpoint(args.checkpoint)
         label_map = LabelMap.from_dict(state["label_map"])
         model = build_model(cfg.model, label_map)
-        model.load_state_dict(state["model"])
+        load_model_state(model, state, to_dict(cfg.model), label_map.num_classes, args.checkpoint)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model.to(device)
         size = tuple(args.tile) if len(args.tile) == 2 else (args.tile[0], args.tile[0])

@@ -20,6 +20,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from detimb.config.checks import check_values
 from detimb.config.packaged import resolve_config
 from detimb.config.schema import Config
 from detimb.errors import ConfigError
@@ -95,13 +96,26 @@ def _merge_layer(cfg: DictConfig, source: str, data: dict[str, Any]) -> DictConf
         raise ConfigError(f"{source}: {err}") from err
 
 
+def dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every key of a config as a full dotted path (``train.schedule.max_iters``), into
+    typed sections but not into module slots (their keys are the module's arguments)."""
+    out: list[str] = []
+    if not isinstance(node, DictConfig) or OmegaConf.get_type(node) is dict:
+        return out
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        out.append(path)
+        out += dotted_keys(node._get_node(key), f"{path}.")  # noqa: SLF001 (no value resolution)
+    return out
+
+
 def _unknown_key_message(cfg: DictConfig, source: str, err: ConfigKeyError) -> str:
     full_key = str(err.full_key or err.key)
-    parent_path, _, leaf = full_key.rpartition(".")
+    parent_path, _, _leaf = full_key.rpartition(".")
     parent = OmegaConf.select(cfg, parent_path) if parent_path else cfg
     valid = list(parent.keys()) if isinstance(parent, DictConfig) else []
     return (
-        f"{source}: unknown key '{full_key}'{closest(leaf, [str(k) for k in valid])}; "
+        f"{source}: unknown key '{full_key}'{closest(full_key, dotted_keys(cfg))}; "
         f"valid keys here: {', '.join(str(k) for k in valid)}"
     )
 
@@ -131,14 +145,17 @@ def load_config(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> 
     """Load, merge and validate a config (a file path or a packaged name, see
     ``detimb.config.packaged``); returns a read-only DictConfig of the schema."""
     cfg = OmegaConf.structured(Config)
-    for source, data in _once(_layers(resolve_config(path))):
+    layers = _once(_layers(resolve_config(path)))
+    for source, data in layers:
         cfg = _merge_layer(cfg, source, data)
     override_data = parse_overrides(overrides)
     if override_data:
         cfg = _merge_layer(cfg, "--cfg-options", override_data)
+        layers.append(("--cfg-options", override_data))
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{path}: these keys must be set: {', '.join(missing)}")
+    check_values(cfg, layers)
     OmegaConf.set_readonly(cfg, True)
     return cfg
 

@@ -220,6 +220,7 @@ class TrainConfig:
     log_interval: int = 20
     eval_interval: int = 500
     checkpoint_interval: int = 500
+    keep_checkpoints: int = 2  # iter_N.pth files kept besides last.pth and best.pth
     best_metric: Optional[str] = None  # default: bbox_mAP for detectors, mDice_global for segmentation
 
 

@@ -9,6 +9,7 @@ segmentation ``eval.json``, ``per_class_dice.csv/png``, ``confusion_matrix*.csv/
 from __future__ import annotations
 
 import random
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -25,7 +26,10 @@ from detimb.config import config_to_yaml, save_config, to_dict
 from detimb.data.label_map import LabelMap
 from detimb.data.loader import build_loader, position
 from detimb.engine import distributed
-from detimb.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from detimb.engine.checkpoint import (
+    clean_stray_temporaries, iteration_checkpoint, load_checkpoint, load_model_state, load_resume_checkpoint,
+    prune_checkpoints, rng_state, save_checkpoint, set_rng_state,
+)
 from detimb.engine.coco_eval import class_frequencies
 from detimb.engine.metrics_log import MetricsLog
 from detimb.engine.optim import build_optimizer, build_scheduler
@@ -95,14 +99,24 @@ class Trainer:
             cfg, self.model, self.train_set, self.label_map.num_classes, progress and distributed.is_main())
         apply_priors(self.model, cfg, self.priors, set_bias=True)
         if load_from:
-            self.model.load_state_dict(load_checkpoint(load_from)["model"])
+            load_model_state(self.model, load_checkpoint(load_from), to_dict(cfg.model), self.label_map.num_classes,
+                             load_from)
         self.optimizer = build_optimizer(tcfg.optimizer, self.model)
         self.scheduler = build_scheduler(tcfg.schedule, self.optimizer)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.iteration = 0
         self.best: float | None = None
+        if distributed.is_main() and self.work_dir.is_dir():
+            stray = clean_stray_temporaries(self.work_dir)
+            if stray:
+                print(f"removed {stray} temporary file(s) an interrupted checkpoint write left in {self.work_dir}")
         if resume:
-            self._restore(load_checkpoint(resume))
+            state, used, skipped = load_resume_checkpoint(Path(resume))
+            for reason in skipped:
+                print(f"warning: {reason}; skipped", file=sys.stderr)
+            if skipped:
+                print(f"resuming from {used} (iteration {state['iteration']})", file=sys.stderr)
+            self._restore(state, used)
         else:
             # Same initial weights on every rank, different sampling draws per rank.
             seed_everything(tcfg.seed + self.rank, tcfg.deterministic)
@@ -113,12 +127,12 @@ class Trainer:
                 find_unused_parameters=self.task.with_masks)
 
     # -- state -------------------------------------------------------------------------------
-    def _restore(self, state: dict[str, Any]) -> None:
+    def _restore(self, state: dict[str, Any], source: Path) -> None:
         saved_map = LabelMap.from_dict(state["label_map"])
         if saved_map != self.label_map:
             raise ConfigError(f"the checkpoint was trained on classes {saved_map.names}, but the config's training"
                               f" set has {self.label_map.names}. Fix: resume with the same data, or use --load-from")
-        self.model.load_state_dict(state["model"])
+        load_model_state(self.model, state, to_dict(self.cfg.model), self.label_map.num_classes, source)
         self.priors = dict(state.get("priors", {}))
         apply_priors(self.model, self.cfg, self.priors, set_bias=False)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -152,6 +166,14 @@ class Trainer:
         if distributed.is_main():
             save_checkpoint(self.work_dir / name, state)
 
+    def save_periodic(self) -> None:
+        """``iter_N.pth`` (the newest ``train.keep_checkpoints`` kept, for resuming past a torn
+        file) and ``last.pth``."""
+        self.save(iteration_checkpoint(self.work_dir, self.iteration).name)
+        self.save("last.pth")
+        if distributed.is_main():
+            prune_checkpoints(self.work_dir, self.cfg.train.keep_checkpoints)
+
     # -- loop --------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
         tcfg = self.cfg.train
@@ -184,7 +206,7 @@ class Trainer:
                 if not final and self.iteration % tcfg.eval_interval == 0:
                     self.evaluate(self.work_dir / "eval" / f"iter_{self.iteration:07d}", log)
                 if not final and self.iteration % tcfg.checkpoint_interval == 0:
-                    self.save("last.pth")
+                    self.save_periodic()
                 if self.iteration >= max_iters:
                     break
         bar.close()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from detimb.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from detimb.engine.checkpoint import load_checkpoint, read_torch_file, rng_state, save_checkpoint, set_rng_state
+from detimb.errors import CheckpointError
 from detimb.engine.optim import WarmupSchedule
 
 
@@ -27,11 +28,11 @@ def test_rng_round_trip_through_a_weights_only_checkpoint(tmp_path):
     random.seed(1), np.random.seed(1), torch.manual_seed(1)
     save_checkpoint(tmp_path / "c.pth", {"rng": rng_state()})
     want = (random.random(), np.random.rand(), torch.rand(1).item())
-    set_rng_state(load_checkpoint(tmp_path / "c.pth")["rng"])
+    set_rng_state(read_torch_file(tmp_path / "c.pth")["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == want
     assert [p.name for p in tmp_path.iterdir()] == ["c.pth"]  # no temp file left behind
 
 
 def test_missing_checkpoint():
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_checkpoint("/nonexistent/x.pth")

@@ -41,7 +41,7 @@ def test_train_then_eval_checkpoint(tiny_shapes, tmp_path):
 def test_train_reports_config_and_data_errors(tiny_shapes, tmp_path, capsys):
     cfg = write_config(tmp_path, tiny_shapes)
     assert train.main(["--config", str(cfg), "--cfg-options", "model.nek.type=fpn"]) == 2
-    assert "did you mean 'neck'" in capsys.readouterr().err
+    assert "did you mean 'model.neck'" in capsys.readouterr().err
     assert train.main(["--config", str(cfg), "--cfg-options", "data.train.ann_file=/nope.json"]) == 2
     assert "annotation file not found: /nope.json" in capsys.readouterr().err
     assert train.main(["--config", str(cfg), "--work-dir", str(tmp_path / "x"), "--resume"]) == 2

@@ -1,0 +1,114 @@
+"""Ranges and choices of config values, checked when a config loads, before any data is read.
+
+Each rule names its dotted key, what it accepts and why; a value outside it is a
+``ConfigError`` naming the key, the value, the accepted range and the file layers that
+may have set it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from detimb.errors import ConfigError
+from detimb.registry import closest
+
+COCO_STATS = ("mAP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl", "mAP_macro",
+              "APr", "APc", "APf")
+SEGMENTATION_METRICS = ("mDice", "mIoU", "mDice_global", "mIoU_global", "Dicer", "Dicec", "Dicef", "Dicer_global",
+                        "Dicec_global", "Dicef_global")
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    accepts: str
+    ok: Callable[[Any], bool]
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive(v: Any) -> bool:
+    return _finite(v) and v > 0
+
+
+def _at_least(n: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= n
+
+
+def _choice(*names: str) -> Callable[[Any], bool]:
+    return lambda v: v in names
+
+
+RULES = (
+    Rule("train.optimizer.lr", "a finite number > 0", _positive),
+    Rule("train.optimizer.type", "sgd or adamw", _choice("sgd", "adamw")),
+    Rule("train.optimizer.weight_decay", "a finite number >= 0", lambda v: _finite(v) and v >= 0),
+    Rule("train.optimizer.momentum", "a number in [0, 1)", lambda v: _finite(v) and 0 <= v < 1),
+    Rule("train.schedule.max_iters", "an integer >= 1", _at_least(1)),
+    Rule("train.schedule.warmup_iters", "an integer >= 0", _at_least(0)),
+    Rule("train.schedule.warmup_factor", "a number in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
+    Rule("train.schedule.policy", "step or cosine", _choice("step", "cosine")),
+    Rule("train.schedule.gamma", "a number in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
+    Rule("train.schedule.min_lr_factor", "a number in [0, 1]", lambda v: _finite(v) and 0 <= v <= 1),
+    Rule("train.grad_clip", "a number > 0, or null for no clipping", lambda v: v is None or _positive(v)),
+    Rule("train.log_interval", "an integer >= 1", _at_least(1)),
+    Rule("train.eval_interval", "an integer >= 1", _at_least(1)),
+    Rule("train.checkpoint_interval", "an integer >= 1", _at_least(1)),
+    Rule("train.keep_checkpoints", "an integer >= 1", _at_least(1)),
+    Rule("data.batch_size", "an integer >= 1", _at_least(1)),
+    Rule("data.val_batch_size", "an integer >= 1", _at_least(1)),
+    Rule("data.num_workers", "an integer >= 0", _at_least(0)),
+    Rule("data.train.out_of_bounds", "clip or error", _choice("clip", "error")),
+    Rule("data.val.out_of_bounds", "clip or error", _choice("clip", "error")),
+    Rule("data.mask_overlap", "smaller_on_top or ignore", _choice("smaller_on_top", "ignore")),
+    Rule("data.ignore_index", "an integer in 0..255", lambda v: isinstance(v, int) and 0 <= v <= 255),
+    Rule("evaluation.max_dets", "an integer >= 1", _at_least(1)),
+    Rule("evaluation.frequency_thresholds", "two integers a <= b",
+         lambda v: len(v) == 2 and all(isinstance(x, int) for x in v) and v[0] <= v[1]),
+)
+
+
+def metric_names(cfg: DictConfig) -> list[str]:
+    """The metrics ``train.best_metric`` may name for this config's task."""
+    if cfg.model.type == "semantic_seg":
+        return list(SEGMENTATION_METRICS)
+    iou_types = ("bbox", "segm") if cfg.model.type == "mask_rcnn" else ("bbox",)
+    return [f"{t}_{s}" for t in iou_types for s in COCO_STATS]
+
+
+def _set_by(key: str, layers: list[tuple[str, dict[str, Any]]]) -> str:
+    """The last layer that writes ``key`` (a dotted path), or the schema's default."""
+    for source, data in reversed(layers):
+        node: Any = data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            return source
+    return "the schema's default"
+
+
+def check_values(cfg: DictConfig, layers: list[tuple[str, dict[str, Any]]]) -> None:
+    """Raise a ConfigError for the first value outside its rule (``layers``: (source, data) as merged)."""
+    for rule in RULES:
+        value = OmegaConf.select(cfg, rule.key)
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        if not rule.ok(value):
+            raise ConfigError(f"{_set_by(rule.key, layers)}: {rule.key} is {value!r}; it must be {rule.accepts}")
+    best = cfg.train.best_metric
+    if best is not None:
+        names = metric_names(cfg)
+        per_class = cfg.model.type == "semantic_seg" and str(best).startswith(("dice/", "iou/", "region_dice/"))
+        if best not in names and not per_class:
+            raise ConfigError(f"{_set_by('train.best_metric', layers)}: train.best_metric '{best}' is not a metric of a {cfg.model.type} run"
+                              f"{closest(str(best), names)}; choose from {', '.join(names)}"
+                              + (", dice/<class>, iou/<class>, region_dice/<region>" if cfg.model.type ==
+                                 "semantic_seg" else ""))
