@@ -108,7 +108,8 @@ def check_values(cfg: DictConfig, layers: list[tuple[str, dict[str, Any]]]) -> N
         names = metric_names(cfg)
         per_class = cfg.model.type == "semantic_seg" and str(best).startswith(("dice/", "iou/", "region_dice/"))
         if best not in names and not per_class:
-            raise ConfigError(f"{_set_by('train.best_metric', layers)}: train.best_metric '{best}' is not a metric of a {cfg.model.type} run"
+            setter = _set_by("train.best_metric", layers)
+            raise ConfigError(f"{setter}: train.best_metric '{best}' is not a metric of a {cfg.model.type} run"
                               f"{closest(str(best), names)}; choose from {', '.join(names)}"
                               + (", dice/<class>, iou/<class>, region_dice/<region>" if cfg.model.type ==
                                  "semantic_seg" else ""))

@@ -102,7 +102,7 @@ def dotted_keys(node: Any, prefix: str = "") -> list[str]:
     out: list[str] = []
     if not isinstance(node, DictConfig) or OmegaConf.get_type(node) is dict:
         return out
-    for key in node.keys():
+    for key in node:
         path = f"{prefix}{key}"
         out.append(path)
         out += dotted_keys(node._get_node(key), f"{path}.")  # noqa: SLF001 (no value resolution)
