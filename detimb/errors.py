@@ -19,3 +19,15 @@ class TrainingError(DetimbError, RuntimeError):
 
 class CheckpointError(DetimbError, ValueError):
     """A checkpoint file is missing, empty, torn, foreign, unsafe, or does not fit the model."""
+
+
+def user_message(err: BaseException) -> str:
+    """The message to show for ``err``: a DataLoader worker re-raises a dataset error with
+    its traceback folded into the message ("Caught DatasetError in DataLoader worker
+    process 0 ... Original Traceback ..."); the user needs only the original last line."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.strip().splitlines() if line.strip()][-1]
+    name = type(err).__name__
+    return last.split(f"{name}: ", 1)[1] if f"{name}: " in last else last

@@ -1,4 +1,4 @@
-"""Small helpers shared across layers: atomic writes."""
+"""Small helpers shared across layers: atomic writes, and outputs kept inside their folder."""
 
 from __future__ import annotations
 
@@ -34,3 +34,16 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any, indent: int | None = None) -> None:
     atomic_write_text(path, json.dumps(data, indent=indent))
+
+
+def inside(root: str | os.PathLike[str], relative: str, what: str) -> Path:
+    """``root / relative``, refusing a path that resolves outside ``root`` (``../x.png``,
+    an absolute name): every tool writes only inside its output folder."""
+    base = Path(root).resolve()
+    target = (base / relative).resolve()
+    if not target.is_relative_to(base):
+        from detimb.errors import DatasetError
+
+        raise DatasetError(f"{what}: the file name {relative!r} would be written outside {base}. Fix: use names"
+                           " relative to the image folder, without '..'")
+    return target

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from detimb.data.coco_validate import read_coco_json
+from detimb.data.coco_validate import validate_coco
 from detimb.data.statistics import box_sides, dataset_stats, write_plots
 from detimb.errors import DetimbError
 from detimb.utils import atomic_write_json
@@ -20,11 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log", action="store_true", help="log scale for instance counts")
     p.add_argument("--thresholds", type=int, nargs=2, default=[10, 100], metavar=("RARE", "COMMON"),
                    help="LVIS frequency groups by image count (default 10 100)")
+    p.add_argument("--strict", action="store_true", help="defects that would be repaired in memory are errors")
     args = p.parse_args(argv)
     try:
-        coco = read_coco_json(args.coco)
-        stats = dataset_stats(coco, tuple(args.thresholds))
-        other = dataset_stats(read_coco_json(args.compare), tuple(args.thresholds)) if args.compare else None
+        records = validate_coco(args.coco, None, strict=args.strict)
+        coco = records.data
+        stats = {**dataset_stats(coco, tuple(args.thresholds)), "defects_repaired": records.repairs}
+        other = None
+        if args.compare:
+            compared = validate_coco(args.compare, None, strict=args.strict)
+            other = {**dataset_stats(compared.data, tuple(args.thresholds)), "defects_repaired": compared.repairs}
+        for message in records.warnings + (compared.warnings if args.compare else []):
+            print(f"warning: {message}", file=sys.stderr)
     except DetimbError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import torch
 
 from detimb.config import load_config, to_dict
 from detimb.data.coco import CocoDetection
-from detimb.data.coco_validate import read_coco_json
+from detimb.data.coco_validate import read_coco_json, validate_results
 from detimb.data.label_map import LabelMap
 from detimb.data.loader import build_loader, build_val_dataset
 from detimb.engine.checkpoint import load_checkpoint, load_model_state
@@ -32,16 +32,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", help="output folder (default: <checkpoint folder>/eval or next to the results)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     return p.parse_args(argv)
-
-
-def _results_kind(path: Path, records: list) -> str:
-    if not isinstance(records, list):
-        raise DatasetError(f"{path}: a COCO results file is a list of detections")
-    if not records or "bbox" in records[0]:
-        return "bbox"
-    if "segmentation" in records[0]:
-        return "segm"
-    raise DatasetError(f"{path}: records have neither 'bbox' nor 'segmentation'")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,10 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         val = CocoDetection(cfg.data.val.ann_file, cfg.data.val.img_dir)
         label_map = val.label_map
         results: dict[str, list] = {"bbox": [], "segm": []}
-        for name in args.results:
+        for name in args.results:  # every file checked before anything is scored or written
             path = Path(name)
-            records = json.loads(path.read_text())
-            results[_results_kind(path, records)] = records
+            if not path.is_file():
+                raise DetimbError(f"--results: no file at {path}")
+            try:
+                records = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise DatasetError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from err
+            results[validate_results(path, records, val.records.data)] = records
         out = Path(args.out or Path(args.results[0]).parent / "eval")
         with_masks = bool(results["segm"])
         reports = evaluate_and_write(val.coco, results, label_map, train_freq, cfg.evaluation, out, with_masks)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from detimb.config import load_config, to_dict
-from detimb.data.coco_validate import read_coco_json
+from detimb.data.coco_validate import validate_coco
 from detimb.data.label_map import LabelMap
 from detimb.engine.checkpoint import load_checkpoint, load_model_state
 from detimb.engine.merge import MATCHES, MERGES
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         scenes = scene_files(args.images)
         ids = {}
         if args.coco:
-            ids = {Path(im["file_name"]).name: im["id"] for im in read_coco_json(args.coco)["images"]}
+            ids = {Path(im["file_name"]).name: im["id"] for im in validate_coco(args.coco, None).images}
         out = Path(args.out)
         results, images = [], []
         for n, path in enumerate(scenes, start=1):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from detimb.data.class_merge import ClassMapping, merge_classes
-from detimb.data.coco_validate import read_coco_json
+from detimb.data.coco_validate import validate_coco
 from detimb.errors import DetimbError
 from detimb.utils import atomic_write_json
 
@@ -17,11 +17,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--coco", required=True, help="input COCO annotation file")
     p.add_argument("--map", required=True, help="YAML with 'map' (source name/id -> target name) and 'drop'")
     p.add_argument("--out", required=True, help="output COCO annotation file (must differ from --coco)")
+    p.add_argument("--strict", action="store_true", help="defects that would be repaired in memory are errors")
     args = p.parse_args(argv)
     try:
         if Path(args.out).resolve() == Path(args.coco).resolve():
             raise DetimbError("--out must differ from --coco: the input is never modified in place")
-        coco = read_coco_json(args.coco)
+        records = validate_coco(args.coco, None, strict=args.strict)
+        for message in records.warnings:
+            print(f"warning: {message}", file=sys.stderr)
+        coco = records.data
         merged, counts = merge_classes(coco, ClassMapping.from_yaml(args.map), args.map)
         atomic_write_json(args.out, merged)
     except DetimbError as err:

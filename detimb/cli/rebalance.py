@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from detimb.data.coco_validate import read_coco_json
+from detimb.data.coco_validate import validate_coco
 from detimb.data.rebalance import apply_plan, class_counts_by_name, oversample_plan, undersample
 from detimb.errors import DatasetError, DetimbError
 from detimb.utils import atomic_write_json
@@ -46,11 +48,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="albumentations ops for duplicates, YAML, e.g. '[{type: HorizontalFlip, p: 0.5}]'")
     p.add_argument("--max-duplicates", type=int, help="cap on added images (default 10x the images)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strict", action="store_true", help="defects that would be repaired in memory are errors")
     args = p.parse_args(argv)
+    staging: Path | None = None
     try:
         if Path(args.out).resolve() == Path(args.coco).resolve():
             raise DetimbError("--out must differ from --coco: the input is never modified in place")
-        coco = read_coco_json(args.coco)
+        records = validate_coco(args.coco, args.images, check_files=args.images is not None, strict=args.strict)
+        for message in records.warnings:
+            print(f"warning: {message}", file=sys.stderr)
+        coco = records.data
         rng = np.random.default_rng(args.seed)
         before = class_counts_by_name(coco)
         work = undersample(coco, rng, args.drop_empty, args.drop_majority_only)
@@ -59,11 +66,27 @@ def main(argv: list[str] | None = None) -> int:
             targets = parse_targets(args.target, coco["categories"]) if args.target else None
             plan = oversample_plan(work, rng, targets, args.max_ratio, args.max_duplicates)
         transforms = yaml.safe_load(args.transforms) if args.transforms else []
-        result = apply_plan(work, plan, args.images, args.out_images, transforms, args.seed)
+        out_images = None
+        if transforms and args.out_images:  # written to a staging folder, renamed into place on success
+            final = Path(args.out_images)
+            if final.exists() and any(final.iterdir()):
+                raise DetimbError(f"--out-images {final} is not empty. Fix: give a new or empty folder")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+            out_images = staging
+        result = apply_plan(work, plan, args.images, out_images, transforms, args.seed)
+        if staging is not None:
+            if final.exists():
+                final.rmdir()
+            staging.rename(final)
+            staging = None
         atomic_write_json(args.out, result)
     except (DetimbError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     after = class_counts_by_name(result)
     print(f"{'class':<20}{'before':>10}{'after':>10}")
     for name in sorted(before, key=lambda n: -before[n]):

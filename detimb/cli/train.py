@@ -8,7 +8,7 @@ from pathlib import Path
 
 from detimb.config import load_config, packaged_configs
 from detimb.engine import distributed
-from detimb.errors import DetimbError
+from detimb.errors import DetimbError, user_message
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -24,6 +24,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
     p.add_argument("--max-iters", type=int, help="overrides train.schedule.max_iters")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--skip-image-check", action="store_true",
+                   help="do not read every image before training (data.check_images=false)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override config keys, e.g. model.roi_head.sampler.num=256 data.batch_size=4")
     args = p.parse_args(argv)
@@ -40,6 +42,8 @@ def resolve(args: argparse.Namespace) -> tuple:
         overrides.append(f"train.seed={args.seed}")
     if args.deterministic:
         overrides.append("train.deterministic=true")
+    if args.skip_image_check:
+        overrides.append("data.check_images=false")
     if args.max_iters is not None:
         overrides.append(f"train.schedule.max_iters={args.max_iters}")
     cfg = load_config(args.config, overrides)
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(cfg, work_dir, resume=resume, load_from=args.load_from, progress=not args.no_progress)
         trainer.train()
     except DetimbError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {user_message(err)}", file=sys.stderr)
         return 2
     finally:
         distributed.cleanup()

@@ -183,6 +183,7 @@ class DataConfig:
     batch_size: int = 2
     val_batch_size: int = 2
     num_workers: int = 0
+    check_images: bool = True  # read every image's header before training (cached; --skip-image-check)
 
 
 @dataclass

@@ -1,8 +1,14 @@
 """Read and validate a COCO detection annotation file, without modifying it.
 
 Every problem is reported with the file, the record (index and id) and what to do about
-it. Boxes that stick out of their image are clipped (and counted) or rejected, as the
-caller asks; the input file is never rewritten.
+it. Types are checked: ids, ``image_id``, ``category_id``, ``iscrowd`` (0 or 1), ``area``
+and bbox entries must be numbers; a string such as ``"0"`` is an error naming the field,
+never a truth value. Two defects are repaired in memory and counted (``CocoRecords.repairs``,
+one summary line in ``warnings``), unless ``strict`` makes them errors: boxes that stick out
+of their image are clipped for training (or rejected with ``out_of_bounds: error``), and
+annotation id 0, which pycocotools' matcher reads as "no match" (a perfect detection would
+count as a false positive), is renumbered past the largest id. The input file is never
+rewritten.
 """
 
 from __future__ import annotations
@@ -28,6 +34,13 @@ class CocoRecords:
     clipped_boxes: int = 0
     dropped_boxes: int = 0
     warnings: list[str] = field(default_factory=list)
+    renumbered_ids: int = 0
+
+    @property
+    def repairs(self) -> dict[str, int]:
+        """What validation repaired in memory, for the run folder's or report's JSON."""
+        return {"clipped_boxes": self.clipped_boxes, "dropped_boxes": self.dropped_boxes,
+                "renumbered_annotation_ids": self.renumbered_ids}
 
 
 def _fail(path: Path, msg: str, fix: str) -> DatasetError:
@@ -70,10 +83,14 @@ def _require(path: Path, kind: str, i: int, rec: Any, keys: tuple[str, ...]) -> 
             raise _fail(path, f"{kind}[{i}] (id {rec.get('id', '?')}) has no '{key}'", f"add '{key}' to that record")
 
 
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 def _unique_ids(path: Path, kind: str, records: list[dict[str, Any]]) -> None:
     seen: dict[Any, int] = {}
     for i, rec in enumerate(records):
-        if not isinstance(rec["id"], int) or isinstance(rec["id"], bool):
+        if not _is_int(rec["id"]):
             raise _fail(path, f"{kind}[{i}] has a non-integer id {rec['id']!r}", "use integer ids")
         if rec["id"] in seen:
             raise _fail(path, f"{kind}[{i}] repeats id {rec['id']} (first used by {kind}[{seen[rec['id']]}])",
@@ -81,15 +98,43 @@ def _unique_ids(path: Path, kind: str, records: list[dict[str, Any]]) -> None:
         seen[rec["id"]] = i
 
 
-def validate_coco(path: str | Path, img_dir: str | Path, out_of_bounds: str = "clip",
-                  check_files: bool = True) -> CocoRecords:
-    """Validate ``path`` against ``img_dir``. ``out_of_bounds``: 'clip' or 'error'."""
+def _check_types(path: Path, where: str, ann: dict[str, Any]) -> None:
+    for key in ("image_id", "category_id"):
+        if not _is_int(ann[key]):
+            raise _fail(path, f"{where} has {key} {ann[key]!r} ({type(ann[key]).__name__})",
+                        f"write {key} as an integer, without quotes")
+    if "iscrowd" in ann and not (isinstance(ann["iscrowd"], (int, bool)) and ann["iscrowd"] in (0, 1)):
+        raise _fail(path, f"{where} has iscrowd {ann['iscrowd']!r} ({type(ann['iscrowd']).__name__})",
+                    "write iscrowd as the number 0 or 1, without quotes (a string would read as true)")
+    if "area" in ann and not (_is_number(ann["area"]) and ann["area"] >= 0):
+        raise _fail(path, f"{where} has area {ann['area']!r}", "write area as a number >= 0, or leave it out")
+
+
+def _renumber_zero_id(data: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+    """A copy of ``data`` whose annotation with id 0 (ids are unique: at most one) gets
+    the id past the largest one, and that new id; ``data`` itself when there is none."""
+    zero = [i for i, a in enumerate(data["annotations"]) if a["id"] == 0]
+    if not zero:
+        return data, None
+    annotations = list(data["annotations"])
+    new_id = max(a["id"] for a in annotations) + 1
+    annotations[zero[0]] = {**annotations[zero[0]], "id": new_id}
+    return {**data, "annotations": annotations}, new_id
+
+
+def validate_coco(path: str | Path, img_dir: str | Path | None, out_of_bounds: str = "clip",
+                  check_files: bool = True, strict: bool = False) -> CocoRecords:
+    """Validate ``path`` against ``img_dir`` (None: no image folder, file names unchecked).
+    ``out_of_bounds``: 'clip' or 'error'. ``strict``: repairs become errors."""
     if out_of_bounds not in ("clip", "error"):
         raise ValueError(f"out_of_bounds must be 'clip' or 'error', got {out_of_bounds!r}")
     path = Path(path)
     data = read_coco_json(path)
     images, categories, annotations = data["images"], data["categories"], data["annotations"]
-    root = Path(img_dir).resolve()
+    if not images:
+        raise _fail(path, "no images", "list the images under 'images' (a dataset needs at least one)")
+    root = Path(img_dir).resolve() if img_dir is not None else None
+    check_files = check_files and root is not None
 
     for i, img in enumerate(images):
         _require(path, "images", i, img, ("id", "file_name", "width", "height"))
@@ -97,6 +142,11 @@ def validate_coco(path: str | Path, img_dir: str | Path, out_of_bounds: str = "c
         if not (_is_number(w) and _is_number(h) and w > 0 and h > 0):
             raise _fail(path, f"images[{i}] (id {img['id']}) has width/height {w!r}/{h!r}",
                         "set the image's true size in pixels (both > 0)")
+        if not isinstance(img["file_name"], str) or not img["file_name"]:
+            raise _fail(path, f"images[{i}] (id {img['id']}) has file_name {img['file_name']!r}",
+                        "give the image's path relative to the image folder")
+        if root is None:
+            continue
         file = (root / img["file_name"]).resolve()
         if not file.is_relative_to(root):
             raise _fail(path, f"images[{i}] (id {img['id']}) file_name {img['file_name']!r} escapes the image root"
@@ -119,6 +169,7 @@ def validate_coco(path: str | Path, img_dir: str | Path, out_of_bounds: str = "c
     for i, ann in enumerate(annotations):
         _require(path, "annotations", i, ann, ("id", "image_id", "category_id", "bbox"))
         where = f"annotations[{i}] (id {ann['id']})"
+        _check_types(path, where, ann)
         if ann["image_id"] not in image_by_id:
             raise _fail(path, f"{where} refers to image_id {ann['image_id']}, which is not in 'images'",
                         "add the image record or remove the annotation")
@@ -147,8 +198,59 @@ def validate_coco(path: str | Path, img_dir: str | Path, out_of_bounds: str = "c
             record["bbox"] = [x0, y0, x1 - x0, y1 - y0]
         by_image[ann["image_id"]].append(record)
     _unique_ids(path, "annotations", annotations)
-
+    data, new_id = _renumber_zero_id(data)
+    renumbered = int(new_id is not None)
+    for anns in by_image.values():
+        for rec in anns:
+            if rec["id"] == 0:
+                rec["id"] = new_id
+    if strict and (clipped or dropped or renumbered):
+        raise _fail(path, f"{clipped + dropped} boxes outside their image and {renumbered} annotations with id 0",
+                    "fix the file, or run without --strict to repair them in memory (counted)")
     warnings = []
-    if clipped or dropped:
-        warnings.append(f"{path}: {clipped} boxes clipped to their image, {dropped} boxes wholly outside dropped")
-    return CocoRecords(path, data, images, categories, by_image, clipped, dropped, warnings)
+    if clipped or dropped or renumbered:
+        warnings.append(f"{path}: repaired in memory (the file is untouched): {clipped} boxes clipped to their image,"
+                        f" {dropped} wholly outside dropped, {renumbered} annotations with id 0 renumbered")
+    return CocoRecords(path, data, images, categories, by_image, clipped, dropped, warnings, renumbered)
+
+
+def validate_results(path: str | Path, records: Any, gt: dict[str, Any]) -> str:
+    """Check a COCO results file against its ground truth before anything is scored or
+    written; returns its kind, 'bbox' or 'segm'. Every detection needs an image_id and a
+    category_id of the ground truth, a finite score and a box of 4 finite numbers with
+    width and height > 0 (or a segmentation): pycocotools would otherwise change the
+    numbers without a word (NaN scores sort anywhere; an unknown id scores 0)."""
+    path = Path(path)
+    if not isinstance(records, list):
+        raise _fail(path, "a COCO results file is a list of detections", "write a JSON list of detections")
+    if not records:
+        raise _fail(path, "holds no detections, which pycocotools would score 0 without a word",
+                    "check that the model produced detections (lower score_thresh?) and wrote them here")
+    kind = "segm" if isinstance(records[0], dict) and "segmentation" in records[0] and "bbox" not in records[0] \
+        else "bbox"
+    image_ids = {im["id"] for im in gt["images"]}
+    category_ids = {c["id"] for c in gt["categories"]}
+    for i, det in enumerate(records):
+        where = f"detection [{i}]"
+        if not isinstance(det, dict):
+            raise _fail(path, f"{where} is not an object", "each detection is an object")
+        needs = ("image_id", "category_id", "score", "segmentation" if kind == "segm" else "bbox")
+        for key in needs:
+            if key not in det:
+                raise _fail(path, f"{where} has no '{key}'", f"add '{key}' to every detection")
+        if not _is_int(det["image_id"]) or det["image_id"] not in image_ids:
+            raise _fail(path, f"{where} has image_id {det['image_id']!r}, which is not an image of the ground truth",
+                        "score the results against the annotation file they were made for")
+        if not _is_int(det["category_id"]) or det["category_id"] not in category_ids:
+            raise _fail(path, f"{where} has category_id {det['category_id']!r}, which is not a category of the"
+                        f" ground truth ({sorted(category_ids)})", "map the detections to the file's category ids")
+        if not _is_number(det["score"]):
+            raise _fail(path, f"{where} has score {det['score']!r}", "scores must be finite numbers")
+        if kind == "bbox":
+            box = det["bbox"]
+            if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+                raise _fail(path, f"{where} bbox {box!r} is not 4 finite numbers", "write bbox as [x, y, w, h]")
+            if box[2] <= 0 or box[3] <= 0:
+                raise _fail(path, f"{where} bbox {box} has width or height <= 0",
+                            "write bbox as [x, y, width, height] (not corners), both sizes > 0")
+    return kind

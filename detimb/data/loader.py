@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from detimb.data.coco import CocoDetection, collate
 from detimb.data.dense_augment import MIXUPS, AsymmetricAugmentation
+from detimb.data.image_check import check_images
 from detimb.data.image_samplers import IMAGE_SAMPLERS, EpochSampler, ImageSampler, SequentialImages, image_classes
 from detimb.data.patch_samplers import PATCH_SAMPLERS
 from detimb.data.segmentation import SegmentationDataset, image_pixel_counts
@@ -26,6 +27,9 @@ def build_datasets(cfg: DictConfig, with_masks: bool, seed: int) -> tuple[CocoDe
     if len(train) == 0:
         raise DatasetError(f"{cfg.train.ann_file}: no training images (keep_empty: {cfg.train.keep_empty}). Fix: add"
                            " annotated images or set data.train.keep_empty: true")
+    if cfg.check_images:
+        check_images(train.records, cfg.train.img_dir)
+        check_images(val.records, cfg.val.img_dir)
     return train, val
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from detimb.data.statistics import dataset_stats
 from detimb.errors import DatasetError
+from detimb.utils import inside
 
 
 def _counts(coco: dict[str, Any]) -> Counter:
@@ -108,7 +109,7 @@ def apply_plan(coco: dict[str, Any], plan: list[int], img_dir: str | Path | None
         out_img_dir = Path(out_img_dir)
         out_img_dir.mkdir(parents=True, exist_ok=True)
         for im in coco["images"]:
-            _link(Path(img_dir) / im["file_name"], out_img_dir / im["file_name"])
+            _link(inside(img_dir, im["file_name"], "--images"), inside(out_img_dir, im["file_name"], "--out-images"))
     images = {im["id"]: im for im in coco["images"]}
     anns = _by_image(coco)
     next_image = max(images, default=0) + 1
@@ -126,7 +127,7 @@ def apply_plan(coco: dict[str, Any], plan: list[int], img_dir: str | Path | None
                               for a in src], dtype=np.float32).reshape(-1, 4)
             pixels, boxes, kept, _ = apply_albumentations(pipeline, pixels, boxes, None, seed * 1_000_003 + k)
             name = f"rebalanced/{k:06d}_{Path(images[image_id]['file_name']).name}"
-            (out_img_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            inside(out_img_dir, name, "--out-images").parent.mkdir(parents=True, exist_ok=True)
             if not cv2.imwrite(str(out_img_dir / name), pixels):
                 raise DatasetError(f"cannot write {out_img_dir / name}")
             record.update(file_name=name, height=int(pixels.shape[0]), width=int(pixels.shape[1]))

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from detimb.data.tiling.clip import clip_boxes, clip_polygons, crop_rle
 from detimb.data.tiling.grid import Tile, tile_grid
 from detimb.data.tiling.raster import RasterSource, convert, nodata_fraction, write_tile
-from detimb.errors import DatasetError
+from detimb.errors import DatasetError, DetimbError
 from detimb.utils import atomic_write_json
 
 FORMATS = ("auto", "tif", "png", "jpg")
@@ -215,6 +215,18 @@ def run_tiling(scenes: list[Scene], categories: list[dict[str, Any]], options: T
         if done.get("tiling") != settings:
             raise DatasetError(f"{final} exists from a run with other settings. Fix: choose a new --out")
         return done["summary"]
+    created = not out.exists()
+    try:
+        return _run(scenes, categories, options, out, workers, progress, settings)
+    except (DetimbError, ValueError):
+        if created:  # a refusal leaves no partial output behind (an interruption keeps its parts to resume)
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run(scenes: list[Scene], categories: list[dict[str, Any]], options: TileOptions, out: Path, workers: int,
+         progress: bool, settings: dict[str, Any]) -> dict[str, Any]:
+    final, parts = out / "annotations.json", out / ".parts"
     parts.mkdir(parents=True, exist_ok=True)
     job_file = parts / "job.json"
     if job_file.is_file() and json.loads(job_file.read_text()) != settings:
