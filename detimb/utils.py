@@ -47,3 +47,11 @@ def inside(root: str | os.PathLike[str], relative: str, what: str) -> Path:
         raise DatasetError(f"{what}: the file name {relative!r} would be written outside {base}. Fix: use names"
                            " relative to the image folder, without '..'")
     return target
+
+
+def cache_dir() -> Path:
+    """Where detimb caches what it computed once (image checks, sampling-free priors):
+    ``DETIMB_CACHE_DIR``, else ``$XDG_CACHE_HOME/detimb``, else ``~/.cache/detimb``."""
+    if os.environ.get("DETIMB_CACHE_DIR"):
+        return Path(os.environ["DETIMB_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "detimb"

@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             raise DetimbError("--results scores COCO detection results; evaluate a segmentation model with"
                               " --checkpoint")
         val = CocoDetection(cfg.data.val.ann_file, cfg.data.val.img_dir)
+        for message in val.records.warnings:
+            print(f"note: {message}", file=sys.stderr)
         label_map = val.label_map
         results: dict[str, list] = {"bbox": [], "segm": []}
         for name in args.results:  # every file checked before anything is scored or written

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +72,6 @@ class CocoDetection(Dataset):
         seed: int = 0,
     ) -> None:
         self.records: CocoRecords = validate_coco(ann_file, img_dir, out_of_bounds)
-        for message in self.records.warnings:
-            warnings.warn(message, stacklevel=2)
         self.img_dir = Path(img_dir)
         self.label_map = label_map or LabelMap.from_categories(self.records.categories)
         own = {c["id"] for c in self.records.categories}

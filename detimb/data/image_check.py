@@ -10,7 +10,6 @@ run pays nothing. ``data.check_images: false`` (``--skip-image-check``) skips it
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,13 @@ from tqdm import tqdm
 
 from detimb.data.coco_validate import CocoRecords
 from detimb.errors import DatasetError
-from detimb.utils import atomic_write_json
+from detimb.utils import atomic_write_json, cache_dir
 
 CACHE_NAME = "image_headers.json"
 
 
 def cache_file() -> Path:
-    if os.environ.get("DETIMB_CACHE_DIR"):
-        return Path(os.environ["DETIMB_CACHE_DIR"]) / CACHE_NAME
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "detimb" / CACHE_NAME
+    return cache_dir() / CACHE_NAME
 
 
 def _read(path: Path) -> dict[str, Any]:

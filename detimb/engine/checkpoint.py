@@ -76,10 +76,13 @@ def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):
+            raise CheckpointError(f"{path}: not a checkpoint ({str(err).splitlines()[0][:120]}). Fix: give a file"
+                                  " written by torch.save") from err
         raise CheckpointError(f"{path}: holds objects other than tensors and plain values, which could run code when"
                               " loaded, so detimb refuses it. Do not load it with weights_only=False unless you"
                               " trust where it came from; if you do, re-save its state_dict() with torch.save") from err
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as err:
         raise CheckpointError(f"{path}: not a readable checkpoint, the file is torn or of another kind"
                               f" ({str(err).splitlines()[0][:120]}). Fix: use an earlier checkpoint") from err
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from tqdm import tqdm
 from detimb.config import to_dict
 from detimb.errors import ConfigError
 from detimb.models.heads import DetimbRetinaNet
-from detimb.utils import atomic_write_json
+from detimb.utils import atomic_write_json, cache_dir
 
 PRIOR_HEADS = ("rpn", "retina_head")
 
@@ -52,12 +51,6 @@ class AnchorCounts:
 
     def prior(self, num_classes: int) -> float:
         return self.foreground / max(1, self.foreground + self.background) / num_classes
-
-
-def cache_dir() -> Path:
-    if os.environ.get("DETIMB_CACHE_DIR"):
-        return Path(os.environ["DETIMB_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "detimb"
 
 
 def wanted_heads(cfg: DictConfig) -> list[str]:

@@ -37,6 +37,7 @@ from detimb.engine.priors import apply_priors, optimal_priors
 from detimb.engine.tasks import DetectionTask, make_task
 from detimb.errors import ConfigError, TrainingError
 from detimb.models.heads.objective import HeadObjective
+from detimb.utils import atomic_write_json
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -85,6 +86,12 @@ class Trainer:
         self.task: DetectionTask = make_task(cfg)
         self.train_set, self.val_set = self.task.build_datasets(tcfg.seed, progress and distributed.is_main())
         self.label_map: LabelMap = self.train_set.label_map
+        self.data_repairs = {split: ds.records.repairs for split, ds in (("train", self.train_set),
+                                                                            ("val", self.val_set))}
+        if distributed.is_main():
+            for ds in (self.train_set, self.val_set):
+                for message in ds.records.warnings:
+                    print(f"note: {message}", file=sys.stderr)
         self.train_freq = class_frequencies(self.train_set.records.data)
         self.train_loader = build_loader(self.train_set, cfg.data.batch_size, cfg.data.num_workers, self.rank,
                                          self.world, tcfg.seed, to_dict(cfg.data.train.sampler))
@@ -181,6 +188,7 @@ class Trainer:
         if distributed.is_main():
             self.work_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.work_dir / "config.yaml")
+            atomic_write_json(self.work_dir / "data_repairs.json", self.data_repairs, indent=2)
         log = MetricsLog(self.work_dir, self.iteration) if distributed.is_main() else None
         bar = tqdm(total=max_iters, initial=self.iteration, desc="train", dynamic_ncols=True, mininterval=1.0,
                    disable=not (self.progress and distributed.is_main()))

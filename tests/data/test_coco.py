@@ -99,8 +99,9 @@ def test_out_of_bounds_boxes_are_clipped_and_counted_without_touching_the_file(t
             {"id": 3, "image_id": 1, "category_id": 3, "bbox": [-2, 1, 4, 4]}]
     path, img_dir = make_coco(tmp_path, annotations=anns)
     before = hashlib.sha256(path.read_bytes()).hexdigest()
-    with pytest.warns(UserWarning, match="2 boxes clipped.*1 wholly outside dropped"):
-        ds = CocoDetection(path, img_dir)
+    ds = CocoDetection(path, img_dir)
+    assert ds.records.repairs == {"clipped_boxes": 2, "dropped_boxes": 1, "renumbered_annotation_ids": 0}
+    assert "2 boxes clipped to their image, 1 wholly outside dropped" in ds.records.warnings[0]
     assert ds[0][1]["boxes"].tolist() == [[35, 25, 40, 30], [0, 1, 2, 5]]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     with pytest.raises(DatasetError, match=r"annotations\[0\] \(id 1\).*outside its image a.png"):
