@@ -175,3 +175,21 @@ def test_annotation_id_0_with_perfect_detections_scores_map_1(tiny_shapes, tmp_p
                           "--cfg-options", f"data.val.ann_file={gt_file}"]) == 0
     stats = json.loads((tmp_path / "out/eval.json").read_text())["bbox"]["stats"]
     assert stats["mAP"] == pytest.approx(1.0)
+
+
+def test_rebalance_leaves_no_images_behind_when_augmenting_fails(tiny_shapes, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in (tiny_shapes / "train").iterdir():
+        (images / p.name).write_bytes(p.read_bytes())
+    data = json.loads((tiny_shapes / "annotations/train.json").read_text())
+    for im in data["images"]:  # every image unreadable: whichever is duplicated first fails mid-way
+        (images / im["file_name"]).write_bytes(b"not an image")
+    src = tmp_path / "ann.json"
+    src.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    rc = rebalance.main(["--coco", str(src), "--out", str(out / "bal.json"), "--images", str(images),
+                         "--out-images", str(out / "images"), "--max-ratio", "2", "--transforms",
+                         "[{type: HorizontalFlip, p: 1.0}]"])
+    assert rc == 2 and "cannot be read" in capsys.readouterr().err
+    assert list(out.iterdir()) == [] if out.exists() else True
