@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from detimb.config import load_config, packaged_configs
-from detimb.engine import distributed
 from detimb.errors import DetimbError, user_message
 
 
@@ -47,13 +46,14 @@ def resolve(args: argparse.Namespace) -> tuple:
     if args.max_iters is not None:
         overrides.append(f"train.schedule.max_iters={args.max_iters}")
     cfg = load_config(args.config, overrides)
+    as_kwargs = dict(item.split("=", 1) for item in overrides)  # raw YAML values, as typed
     work_dir = Path(args.work_dir or cfg.work_dir or Path("work_dirs") / Path(args.config).stem)
     resume = None
     if args.resume:
         resume = work_dir / "last.pth" if args.resume == "auto" else Path(args.resume)
         if not resume.is_file():
             raise DetimbError(f"--resume: no checkpoint at {resume}")
-    return cfg, work_dir, resume
+    return cfg, work_dir, resume, as_kwargs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,16 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"detimb://{name}" for name in packaged_configs()))
         return 0
     try:
-        cfg, work_dir, resume = resolve(args)
-        from detimb.engine.trainer import Trainer
+        _, work_dir, resume, overrides = resolve(args)
+        from detimb.api import train
 
-        trainer = Trainer(cfg, work_dir, resume=resume, load_from=args.load_from, progress=not args.no_progress)
-        trainer.train()
+        train(args.config, work_dir=work_dir, resume=resume, load_from=args.load_from, progress=not args.no_progress,
+              **overrides)
     except DetimbError as err:
         print(f"error: {user_message(err)}", file=sys.stderr)
         return 2
-    finally:
-        distributed.cleanup()
     return 0
 
 

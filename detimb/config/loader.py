@@ -160,6 +160,21 @@ def load_config(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> 
     return cfg
 
 
+def config_from_yaml(text: str, source: str) -> DictConfig:
+    """A resolved config written by ``config_to_yaml`` (a checkpoint's, a run folder's),
+    validated as ``load_config`` validates a file; ``source`` names it in errors."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: the stored config is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the stored config is not a mapping")
+    cfg = _merge_layer(OmegaConf.structured(Config), source, data)
+    check_values(cfg, [(source, data)])
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
 def config_to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 
