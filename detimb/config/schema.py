@@ -234,6 +234,7 @@ class EvaluationConfig:
 
     frequency_thresholds: List[int] = field(default_factory=lambda: [10, 100])
     max_dets: int = 100
+    backend: str = "pycocotools"  # or faster_coco_eval (pip install 'detimb[fast-eval]')
     metrics: List[str] = field(default_factory=lambda: ["dice", "iou"])
     regions: Dict[str, List[Any]] = field(default_factory=dict)
 

@@ -1,6 +1,8 @@
 """COCO evaluation with per-class AP, frequency groups, and files a person can read.
 
-The 12 COCO numbers are pycocotools' own ``COCOeval.stats``. Per-class AP, AP50, AP75 and
+The 12 COCO numbers are the evaluator's own ``COCOeval.stats``: pycocotools' (the default)
+or faster-coco-eval's (``evaluation.backend: faster_coco_eval``, the ``fast-eval`` extra;
+the same matching in C++, the same stats). Per-class AP, AP50, AP75 and
 AP small/medium/large are read from ``COCOeval.eval['precision']`` (T x R x K x A x M) the
 way pycocotools' summary reads it, restricted to one class. Classes are grouped as LVIS
 does by how many *training images* contain them: rare <= thresholds[0] < common <=
@@ -10,6 +12,7 @@ thresholds[1] < frequent.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import io
 import math
@@ -22,6 +25,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from detimb.data.label_map import LabelMap
+from detimb.engine.diagnostics import pr_curves, write_pr_curves
+from detimb.optional import require_extra
 from detimb.utils import atomic_write, atomic_write_json
 
 STAT_NAMES = ("mAP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -52,10 +57,37 @@ def _nan_to_none(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
+BACKENDS = ("pycocotools", "faster_coco_eval")
+
+
+def run_cocoeval(coco_gt: COCO, results: list[dict[str, Any]], iou_type: str, max_dets: int,
+                 backend: str = "pycocotools") -> Any:
+    """An evaluated, accumulated and summarised COCOeval of ``backend`` (``.stats``, ``.eval``, ``.params``)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"evaluation.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    results = copy.deepcopy(results)  # both loadRes implementations write ids, areas and boxes into the records
+    with contextlib.redirect_stdout(io.StringIO()):
+        if backend == "faster_coco_eval":
+            require_extra("fast-eval", "evaluation.backend: faster_coco_eval", ("faster_coco_eval",))
+            from faster_coco_eval import COCO as FastCOCO
+            from faster_coco_eval import COCOeval_faster
+
+            gt = FastCOCO(copy.deepcopy(coco_gt.dataset))
+            evaluator = COCOeval_faster(gt, gt.loadRes(results), iou_type)
+        else:
+            evaluator = COCOeval(coco_gt, coco_gt.loadRes(results), iou_type)
+        evaluator.params.maxDets = [1, 10, max_dets]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator
+
+
 def evaluate_coco(coco_gt: COCO, results: list[dict[str, Any]], iou_type: str, label_map: LabelMap,
                   train_freq: dict[int, dict[str, int]] | None = None,
-                  thresholds: tuple[int, int] = (10, 100), max_dets: int = 100) -> dict[str, Any]:
-    """pycocotools evaluation of ``results`` plus per-class and group APs.
+                  thresholds: tuple[int, int] = (10, 100), max_dets: int = 100,
+                  backend: str = "pycocotools") -> dict[str, Any]:
+    """COCO evaluation of ``results`` (by ``backend``) plus per-class and group APs.
 
     ``results``: COCO result records (``bbox`` or ``segmentation``). With no detections at
     all every AP is 0 (pycocotools cannot load an empty result list).
@@ -63,17 +95,13 @@ def evaluate_coco(coco_gt: COCO, results: list[dict[str, Any]], iou_type: str, l
     gt_counts = Counter(a["category_id"] for a in coco_gt.dataset["annotations"] if not a.get("iscrowd", 0))
     train_freq = train_freq or {}
     per_class: list[dict[str, Any]] = []
+    curves = None
     if results:
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco_dt = coco_gt.loadRes(results)
-            evaluator = COCOeval(coco_gt, coco_dt, iou_type)
-            evaluator.params.maxDets = [1, 10, max_dets]
-            evaluator.evaluate()
-            evaluator.accumulate()
-            evaluator.summarize()
+        evaluator = run_cocoeval(coco_gt, results, iou_type, max_dets, backend)
         stats = [float(s) for s in evaluator.stats]
         precision = evaluator.eval["precision"]
         cat_ids = list(evaluator.params.catIds)
+        curves = pr_curves(evaluator, list(label_map.coco_ids))
     else:
         stats, precision, cat_ids = [0.0] * 12, None, []
     for coco_id, name in zip(label_map.coco_ids, label_map.names):
@@ -106,6 +134,7 @@ def evaluate_coco(coco_gt: COCO, results: list[dict[str, Any]], iou_type: str, l
         "groups": groups,
         "frequency_thresholds": list(thresholds),
         "per_class": per_class,
+        "pr_curves": curves,
     }
 
 
@@ -132,9 +161,15 @@ def _int(v: int | None) -> str:
 
 
 def write_reports(out_dir: str | Path, reports: dict[str, dict[str, Any]]) -> None:
-    """``eval.json``, ``per_class_ap.csv`` and ``per_class_ap.png`` for each IoU type evaluated."""
+    """``eval.json``, ``per_class_ap.csv`` and ``per_class_ap.png`` for each IoU type
+    evaluated, and each one's precision-recall curves (``pr_curves[_segm].csv/png``)."""
     out_dir = Path(out_dir)
-    atomic_write_json(out_dir / "eval.json", reports, indent=2)
+    atomic_write_json(out_dir / "eval.json", {k: {f: v for f, v in r.items() if f != "pr_curves"}
+                                              for k, r in reports.items()}, indent=2)
+    for iou_type, report in reports.items():
+        if report.get("pr_curves"):
+            write_pr_curves(out_dir, report["pr_curves"], report["per_class"],
+                            "pr_curves" if iou_type == "bbox" else f"pr_curves_{iou_type}")
 
     def write_csv(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:

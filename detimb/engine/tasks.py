@@ -19,6 +19,7 @@ from detimb.data.label_map import LabelMap
 from detimb.data.loader import build_datasets, build_segmentation_datasets
 from detimb.engine import distributed
 from detimb.engine.coco_eval import evaluate_coco, format_table, write_reports
+from detimb.engine.diagnostics import confusion_matrix, write_confusion
 from detimb.engine.hard_examples import HardExampleMiner
 from detimb.engine.inference import predict
 from detimb.engine.seg_eval import (
@@ -26,6 +27,9 @@ from detimb.engine.seg_eval import (
 )
 from detimb.models.builder import build_model, is_segmentation, uses_masks
 from detimb.utils import atomic_write_json
+
+
+CONFUSION_IOU, CONFUSION_SCORE = 0.5, 0.25  # the detection confusion matrix's match and score thresholds
 
 
 class DetectionTask:
@@ -161,6 +165,8 @@ def evaluate_and_write(coco_gt: Any, results: dict[str, list], label_map: LabelM
     for iou_type in ("bbox", "segm") if with_masks else ("bbox",):
         atomic_write_json(out_dir / f"results_{iou_type}.json", results[iou_type])
         reports[iou_type] = evaluate_coco(coco_gt, results[iou_type], iou_type, label_map, train_freq,
-                                          tuple(ecfg.frequency_thresholds), ecfg.max_dets)
+                                          tuple(ecfg.frequency_thresholds), ecfg.max_dets, ecfg.backend)
     write_reports(out_dir, reports)
+    cm = confusion_matrix(coco_gt.dataset, results["bbox"], list(label_map.coco_ids), CONFUSION_IOU, CONFUSION_SCORE)
+    write_confusion(out_dir, cm, list(label_map.names), CONFUSION_IOU, CONFUSION_SCORE)
     return reports

@@ -104,3 +104,53 @@ def test_reports_are_written(tiny_shapes, tmp_path):
     assert len(rows) == 1 + 6 and rows[0].startswith("iou_type,category_id,name")
     assert (tmp_path / "per_class_ap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "per-class AP (rare first)" in format_table(report)
+
+
+def segm_results(gt, seed=0):
+    """Polygon ground truth as RLE detections, one of them shifted, scores random."""
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(seed)
+    images = {im["id"]: im for im in gt["images"]}
+    out = []
+    for ann in gt["annotations"]:
+        im = images[ann["image_id"]]
+        rles = mask_utils.frPyObjects(ann["segmentation"], im["height"], im["width"])
+        rle = mask_utils.merge(rles) if isinstance(rles, list) else rles
+        rle["counts"] = rle["counts"].decode("ascii")
+        out.append({"image_id": ann["image_id"], "category_id": ann["category_id"], "segmentation": rle,
+                    "score": float(rng.uniform(0.3, 1.0))})
+    return out
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_faster_coco_eval_backend_equals_pycocotools(tiny_shapes, iou_type):
+    pytest.importorskip("faster_coco_eval", reason="the fast-eval extra is not installed")
+    gt, results = gt_and_results(tiny_shapes, jitter=0.3, seed=4)
+    if iou_type == "segm":
+        results = segm_results(gt)
+        # some masks missed, some twice: misses and duplicates enter the curve
+        results = results[::3] + results[1::3] + results[:5]
+    coco = coco_api(gt)
+    label_map = LabelMap.from_categories(gt["categories"])
+    before = json.dumps(results)
+    a = evaluate_coco(coco, results, iou_type, label_map, backend="pycocotools")
+    b = evaluate_coco(coco, results, iou_type, label_map, backend="faster_coco_eval")
+    assert json.dumps(results) == before  # the evaluators' loadRes must not write into the caller's records
+    assert list(a["stats"].values()) == pytest.approx(list(b["stats"].values()), abs=1e-9)
+    for x, y in zip(a["per_class"], b["per_class"]):
+        for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
+            assert (x[key] is None and y[key] is None) or x[key] == pytest.approx(y[key], abs=1e-9), (x, y)
+
+
+def test_a_missing_fast_eval_extra_names_the_install(monkeypatch, tiny_shapes):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)  # import fails as if not installed
+    gt, results = gt_and_results(tiny_shapes)
+    coco = coco_api(gt)
+    from detimb.engine.coco_eval import run_cocoeval
+    from detimb.optional import MissingExtraError
+
+    with pytest.raises(MissingExtraError, match=r"pip install 'detimb\[fast-eval\]'"):
+        run_cocoeval(coco, results, "bbox", 100, "faster_coco_eval")
