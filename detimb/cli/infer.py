@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from detimb.config import load_config, to_dict
@@ -16,7 +17,9 @@ from detimb.engine.merge import MATCHES, MERGES
 from detimb.errors import DetimbError
 from detimb.optional import require_extra
 from detimb.models.builder import build_model, is_segmentation
-from detimb.utils import atomic_write_json
+from detimb.api import save_picture
+from detimb.engine.drawing import draw_detections
+from detimb.utils import atomic_write_json, inside
 
 SCENE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt")
 
@@ -38,6 +41,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--match-thr", type=float, default=0.5)
     p.add_argument("--class-agnostic", action="store_true")
     p.add_argument("--score-thr", type=float, default=0.0)
+    p.add_argument("--draw", metavar="DIR", help="also write each scene with its detections drawn (PNG) to DIR")
+    p.add_argument("--max-draw", type=int, default=500, help="with --draw: the highest-scoring N detections")
+    p.add_argument("--draw-max-side", type=int, default=4096,
+                   help="with --draw: the picture's longer side in pixels (large scenes are read decimated)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     return p.parse_args(argv)
 
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         require_extra("geo", "detimb-infer (sliced inference)", ("rasterio", "shapely"))
-        from detimb.engine.sliced import SliceSettings, coco_records, sliced_predict, write_geojson
+        from detimb.engine.sliced import SliceSettings, coco_records, scene_picture, sliced_predict, write_geojson
 
         cfg = load_config(args.config, args.cfg_options)
         if is_segmentation(cfg.model):
@@ -89,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             images.append({"id": image_id, "file_name": path.name, "width": pred["width"], "height": pred["height"]})
             if pred["crs"]:
                 write_geojson(out / f"{path.stem}.geojson", pred, label_map)
+            if args.draw:
+                picture, scale = scene_picture(path, args.draw_max_side)
+                labels = pred["labels"].tolist()
+                save_picture(inside(args.draw, f"{path.stem}.png", "--draw"), draw_detections(
+                    picture, pred["boxes"].numpy() * scale, np.array([label_map.coco_id(int(k)) for k in labels]),
+                    [label_map.names[int(k) - 1] for k in labels], pred["scores"].numpy(), max_draw=args.max_draw))
             print(f"{path.name}: {pred['tiles']} tiles, {len(pred['boxes'])} detections after {args.merge}")
         atomic_write_json(out / "results_bbox.json", results)
         atomic_write_json(out / "images.json", images)

@@ -30,6 +30,7 @@ from detimb.utils import atomic_write_json
 
 
 CONFUSION_IOU, CONFUSION_SCORE = 0.5, 0.25  # the detection confusion matrix's match and score thresholds
+SAMPLE_IMAGES, SAMPLE_SCORE = 6, 0.3  # validation pictures after training, and the score they draw from
 
 
 class DetectionTask:
@@ -40,6 +41,7 @@ class DetectionTask:
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
         self.with_masks = uses_masks(cfg.model)
+        self.last_results: dict[str, list[dict[str, Any]]] = {"bbox": [], "segm": []}  # of the last evaluate()
 
     def build_datasets(self, seed: int, progress: bool = False) -> tuple[Any, Any]:
         return build_datasets(self.cfg.data, self.with_masks, seed)
@@ -67,8 +69,15 @@ class DetectionTask:
         results = predict(model, loader, device, label_map, amp, progress)
         if not distributed.is_main():
             return {}
+        self.last_results = results
         return evaluate_and_write(loader.dataset.coco, results, label_map, train_freq, self.cfg.evaluation, out_dir,
                                   self.with_masks)
+
+    def write_samples(self, dataset: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]],
+                      out_dir: Path, count: int = SAMPLE_IMAGES) -> list[Path]:
+        """A few validation images, ground truth beside the last evaluation's predictions,
+        the images holding the rarest classes first (``eval/samples/``)."""
+        return write_detection_samples(dataset, self.last_results["bbox"], label_map, train_freq, out_dir, count)
 
     def flat_metrics(self, reports: dict[str, Any]) -> dict[str, float | None]:
         out: dict[str, float | None] = {}
@@ -120,6 +129,11 @@ class SegmentationTask(DetectionTask):
     def log_stats(self) -> dict[str, float]:
         return dict(self.miner.stats) if self.miner is not None else {}
 
+    def write_samples(self, dataset: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]],
+                      out_dir: Path, count: int = SAMPLE_IMAGES) -> list[Path]:
+        """Segmentation runs draw no sample pictures yet (their evaluation keeps no class maps)."""
+        return []
+
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
                  train_freq: dict[int, dict[str, int]] | None, out_dir: Path, *, amp: bool, progress: bool
                  ) -> dict[str, Any]:
@@ -170,3 +184,44 @@ def evaluate_and_write(coco_gt: Any, results: dict[str, list], label_map: LabelM
     cm = confusion_matrix(coco_gt.dataset, results["bbox"], list(label_map.coco_ids), CONFUSION_IOU, CONFUSION_SCORE)
     write_confusion(out_dir, cm, list(label_map.names), CONFUSION_IOU, CONFUSION_SCORE)
     return reports
+
+
+def write_detection_samples(dataset: Any, results: list[dict[str, Any]], label_map: LabelMap,
+                            train_freq: dict[int, dict[str, int]], out_dir: Path, count: int) -> list[Path]:
+    """``count`` validation images ranked by the rarest training class they contain, each
+    drawn as ground truth | predictions (score >= SAMPLE_SCORE) into ``out_dir``."""
+    import numpy as np
+
+    from detimb.api import save_picture
+    from detimb.engine.drawing import draw_detections, side_by_side
+
+    names = dict(zip(label_map.coco_ids, label_map.names))
+    rarity = {cid: train_freq.get(cid, {}).get("instances", 0) for cid in label_map.coco_ids}
+    gt = defaultdict(list)
+    for a in dataset.records.data["annotations"]:
+        if not a.get("iscrowd", 0) and a["category_id"] in names:
+            gt[a["image_id"]].append(a)
+    ranked = sorted((min(rarity[a["category_id"]] for a in anns), image_id) for image_id, anns in gt.items())
+    by_id = {im["id"]: im for im in dataset.images}
+    preds = defaultdict(list)
+    for r in results:
+        if r["score"] >= SAMPLE_SCORE:
+            preds[r["image_id"]].append(r)
+    written = []
+    for _, image_id in ranked[:count]:
+        info = by_id[image_id]
+        pixels = dataset.load_image(info)
+
+        def xyxy(records: list[dict[str, Any]]) -> np.ndarray:
+            return np.array([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in records)],
+                            dtype=np.float32).reshape(-1, 4)
+
+        truth, mine = gt[image_id], preds[image_id]
+        left = draw_detections(pixels, xyxy(truth), np.array([a["category_id"] for a in truth]),
+                               [names[a["category_id"]] for a in truth])
+        right = draw_detections(pixels, xyxy(mine), np.array([r["category_id"] for r in mine]),
+                                [names[r["category_id"]] for r in mine], np.array([r["score"] for r in mine]))
+        path = out_dir / f"{Path(info['file_name']).stem}.png"
+        save_picture(path, side_by_side(left, right))
+        written.append(path)
+    return written

@@ -285,6 +285,8 @@ class Trainer:
             if improved:
                 self.best = metric
             if final:
+                self.task.write_samples(self.val_set, self.label_map, self.train_freq,
+                                        self.work_dir / "eval" / "samples")
                 print("\n" + self.task.format(reports))
                 print(f"\nrun folder: {self.work_dir}")
         improved = distributed.broadcast_object(improved if distributed.is_main() else None)

@@ -69,8 +69,13 @@ def test_infer_cli_writes_results_and_geojson(tiny_config, tmp_path, scene, caps
     Trainer(cfg, tmp_path / "run", progress=False).train()
     code = infer.main(["--config", str(tmp_path / "run" / "config.yaml"), "--checkpoint",
                        str(tmp_path / "run" / "last.pth"), "--images", str(scene), "--out", str(tmp_path / "preds"),
-                       "--tile", "64", "--overlap", "0.2", "--full-image"])
+                       "--tile", "64", "--overlap", "0.2", "--full-image", "--draw", str(tmp_path / "drawn"),
+                       "--max-draw", "5", "--draw-max-side", "100"])
     assert code == 0 and "scene.tif: 12 tiles" in capsys.readouterr().out
+    from PIL import Image
+
+    with Image.open(tmp_path / "drawn" / "scene.png") as picture:  # 200 px wide scene read decimated to 100
+        assert max(picture.size) == 100
     results = json.loads((tmp_path / "preds" / "results_bbox.json").read_text())
     assert all(r["image_id"] == 1 and len(r["bbox"]) == 4 for r in results)
     geo = json.loads((tmp_path / "preds" / "scene.geojson").read_text())

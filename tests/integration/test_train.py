@@ -1,6 +1,7 @@
 """End-to-end: train each detector a fixed number of iterations on a tiny generated dataset."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,12 +20,25 @@ def test_train_writes_a_complete_run_folder(tiny_config, tmp_path, detector):
     work = tmp_path / "run"
     reports = Trainer(cfg, work, progress=False).train()
     expected = {"config.yaml", "metrics.jsonl", "last.pth", "best.pth", "eval.json", "per_class_ap.csv",
-                "per_class_ap.png", "results_bbox.json", "tensorboard", "eval"}
+                "per_class_ap.png", "results_bbox.json", "tensorboard", "eval", "confusion_matrix.csv",
+                "confusion_matrix_normalized.csv", "confusion_matrix.png", "data_repairs.json"}
+    if json.loads((work / "results_bbox.json").read_text()):  # curves need detections (4 iterations may give none)
+        expected |= {"pr_curves.csv", "pr_curves.png"}
     if detector == "mask_rcnn":
         expected.add("results_segm.json")
         assert set(reports) == {"bbox", "segm"}
     assert expected <= {p.name for p in work.iterdir()}
     assert any((work / "tensorboard").iterdir())
+    # validation pictures, ground truth | prediction, the image with the rarest class (crescent) first
+    samples = sorted((work / "eval" / "samples").glob("*.png"))
+    assert 1 <= len(samples) <= 6
+    val = json.loads(Path(cfg.data.val.ann_file).read_text())
+    rarest = min(val["categories"], key=lambda c: sum(a["category_id"] == c["id"] for a in
+                                                      json.loads(Path(cfg.data.train.ann_file).read_text())
+                                                      ["annotations"]))
+    holding = {im["file_name"].rsplit(".", 1)[0] for im in val["images"]
+               if any(a["image_id"] == im["id"] and a["category_id"] == rarest["id"] for a in val["annotations"])}
+    assert {p.stem for p in samples} & holding
     rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if "loss" in r]
     assert [r["iter"] for r in train_rows] == [2, 4]
