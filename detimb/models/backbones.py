@@ -49,7 +49,7 @@ def _load_local_weights(module: nn.Module, path: str | None) -> None:
 
 
 @torch.no_grad()
-def probe_outputs(module: nn.Module, size: int = 64) -> "OrderedDict[str, Tensor]":
+def probe_outputs(module: nn.Module, size: int = 64) -> dict[str, Tensor]:
     """``module``'s output for one blank image, run in eval mode (BatchNorm statistics untouched)."""
     was_training = module.training
     module.eval()
@@ -71,7 +71,7 @@ class FeatureBackbone(nn.Module):
         self.body = body
         self.out_channels_list = probe_channels(body)
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
         return OrderedDict(self.body(x))
 
 
@@ -97,7 +97,7 @@ class SmallCNN(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
         x = self.stem(x)
         out = OrderedDict()
         for i, stage in enumerate(self.stages):

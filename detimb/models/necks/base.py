@@ -32,7 +32,7 @@ def select_levels(in_channels_list: list[int], levels: list[int] | None) -> list
     return chosen
 
 
-def take_levels(features: "OrderedDict[str, Tensor]", levels: list[int]) -> "OrderedDict[str, Tensor]":
+def take_levels(features: dict[str, Tensor], levels: list[int]) -> dict[str, Tensor]:
     items = list(features.items())
     return OrderedDict(items[i] for i in levels)
 
@@ -46,5 +46,5 @@ class BackboneWithNeck(nn.Module):
         self.neck = neck
         self.out_channels = neck.out_channels
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.neck(self.body(x))

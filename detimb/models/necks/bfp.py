@@ -65,7 +65,7 @@ class BalancedFeaturePyramid(nn.Module):
         else:
             raise ValueError(f"refine must be 'non_local', 'conv' or 'none', got {refine!r}")
 
-    def forward(self, features: "OrderedDict[str, Tensor]") -> "OrderedDict[str, Tensor]":
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         pyramid = self.base(features)
         levels = list(pyramid.values())
         if not 0 <= self.refine_level < len(levels):

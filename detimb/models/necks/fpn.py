@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
@@ -29,5 +28,5 @@ class FPN(nn.Module):
                                          extra_blocks=extra_block(extra_blocks, out_channels))
         self.out_channels = out_channels
 
-    def forward(self, features: "OrderedDict[str, Tensor]") -> "OrderedDict[str, Tensor]":
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.fpn(take_levels(features, self.levels))

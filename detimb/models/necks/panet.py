@@ -38,7 +38,7 @@ class PANet(nn.Module):
         self.extra = extra_block(extra_blocks, out_channels)
         self.out_channels = out_channels
 
-    def forward(self, features: "OrderedDict[str, Tensor]") -> "OrderedDict[str, Tensor]":
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         inputs = take_levels(features, self.levels)
         top_down = list(self.fpn(inputs).values())
         outs = [top_down[0]]

@@ -1,0 +1,125 @@
+"""``tools/export.py``: a trained detector as TorchScript or ONNX, checked against the eager model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detimb.errors import DetimbError
+from detimb.optional import require_extra
+from detimb.utils import atomic_write
+
+FORMATS = ("onnx", "torchscript")
+TOLERANCE = 1e-4
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Export a trained detector (Faster R-CNN, RetinaNet, Mask R-CNN) as"
+                                            " TorchScript or ONNX; the export's detections are checked against the"
+                                            " eager model's on a test image.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--config", help="default: the config stored in the checkpoint")
+    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--out", required=True, help="file to write (.onnx / .pt)")
+    p.add_argument("--image", help="test image for the check (default: a seeded random image of --size)")
+    p.add_argument("--size", type=int, nargs=2, default=[512, 512], metavar=("H", "W"))
+    p.add_argument("--opset", type=int, default=17)
+    return p.parse_args(argv)
+
+
+def export(predictor_model: torch.nn.Module, fmt: str, out: Path, image: torch.Tensor, opset: int = 17
+           ) -> tuple[torch.nn.Module, list[str]]:
+    """Write ``out``; returns the exported torchvision twin and its output names."""
+    from detimb.models.export import inference_model
+
+    twin = inference_model(predictor_model, masks=fmt == "torchscript")
+    with torch.no_grad():
+        names = list(twin([image])[0].keys())
+    if fmt == "torchscript":
+        try:
+            scripted = torch.jit.script(twin)
+        except Exception as err:  # noqa: BLE001 - TorchScript names the module it cannot compile
+            raise DetimbError(f"this model cannot be scripted: {str(err).splitlines()[0][:300]}") from err
+        atomic_write(out, lambda tmp: scripted.save(tmp))
+        return twin, names
+    require_extra("export", "--format onnx", ("onnx",))
+    atomic_write(out, lambda tmp: torch.onnx.export(
+        twin, ([image],), tmp, opset_version=opset, dynamo=False, input_names=["image"], output_names=names,
+        dynamic_axes={"image": {1: "height", 2: "width"}, **{n: {0: "detections"} for n in names}}))
+    return twin, names
+
+
+def run_export(path: Path, fmt: str, image: torch.Tensor, names: list[str]) -> dict[str, np.ndarray]:
+    """The exported file's outputs on ``image``."""
+    if fmt == "torchscript":
+        module = torch.jit.load(str(path))
+        with torch.no_grad():
+            _, detections = module([image])
+        return {k: v.numpy() for k, v in detections[0].items()}
+    require_extra("export", "checking the ONNX export", ("onnxruntime",))
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(zip(names, session.run(None, {session.get_inputs()[0].name: image.numpy()})))
+
+
+def detection_difference(want: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> float:
+    """The largest box or score difference after pairing each exported detection with an
+    unused eager one of the same label (greedy, nearest first): detections are a set, and
+    scores that tie (an untrained head's prior) may come out in another order."""
+    if len(want["boxes"]) != len(got["boxes"]):
+        return float("inf")
+    rows_w = np.concatenate([want["boxes"], want["scores"][:, None]], axis=1).astype(np.float64)
+    rows_g = np.concatenate([got["boxes"], got["scores"][:, None]], axis=1).astype(np.float64)
+    used = np.zeros(len(rows_w), dtype=bool)
+    worst = 0.0
+    for i in np.argsort(-rows_g[:, -1], kind="stable"):
+        cost = np.abs(rows_w - rows_g[i]).max(axis=1)
+        cost[used | (want["labels"] != got["labels"][i])] = np.inf
+        j = int(np.argmin(cost)) if len(cost) else -1
+        if j < 0 or not np.isfinite(cost[j]):
+            return float("inf")
+        used[j] = True
+        worst = max(worst, float(cost[j]))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        from detimb.api import Predictor, load_image
+
+        predictor = Predictor.from_checkpoint(args.checkpoint, args.config, device="cpu")
+        if args.image:
+            pixels = load_image(args.image)
+        else:
+            pixels = np.random.default_rng(0).integers(0, 256, (*args.size, 3), dtype=np.uint8)
+        image = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255.0)
+        out = Path(args.out)
+        twin, names = export(predictor.model, args.format, out, image, args.opset)
+        with torch.no_grad():
+            want = {k: v.numpy() for k, v in twin([image])[0].items() if k in names}
+        got = run_export(out, args.format, image, names)
+        if len(got["boxes"]) != len(want["boxes"]):
+            out.unlink(missing_ok=True)
+            raise DetimbError(f"{out}: the export gives {len(got['boxes'])} detections, the eager model"
+                              f" {len(want['boxes'])}")
+        diff = detection_difference(want, got)
+        if diff > TOLERANCE:
+            out.unlink(missing_ok=True)
+            raise DetimbError(f"{out}: the export's detections differ from the eager model's by {diff:.2e}"
+                              f" (> {TOLERANCE})")
+    except DetimbError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.format} written to {out}: {len(want['boxes'])} detections on the test image, equal to the eager"
+          f" model's within {diff:.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
