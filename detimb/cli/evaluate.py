@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             loader = build_loader(val_set, cfg.data.val_batch_size, cfg.data.num_workers, 0, 1, 0)
             out = Path(args.out or Path(args.checkpoint).parent / "eval")
             reports = task.evaluate(model.to(device), loader, device, label_map, train_freq, out, amp=False,
-                                    progress=True)
+                                    progress=True, error_analysis=True)
             print(task.format(reports))
             print(f"\nwritten to {out}")
             return 0
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             results[validate_results(path, records, val.records.data)] = records
         out = Path(args.out or Path(args.results[0]).parent / "eval")
         with_masks = bool(results["segm"])
-        reports = evaluate_and_write(val.coco, results, label_map, train_freq, cfg.evaluation, out, with_masks)
+        reports = evaluate_and_write(val.coco, results, label_map, train_freq, cfg.evaluation, out, with_masks,
+                                     error_analysis=True)
         print("\n\n".join(format_table(r) for r in reports.values()))
         print(f"\nwritten to {out}")
     except (DetimbError, FileNotFoundError, json.JSONDecodeError) as err:

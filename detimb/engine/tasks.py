@@ -20,6 +20,7 @@ from detimb.data.loader import build_datasets, build_segmentation_datasets
 from detimb.engine import distributed
 from detimb.engine.coco_eval import evaluate_coco, format_table, write_reports
 from detimb.engine.diagnostics import confusion_matrix, write_confusion
+from detimb.engine.error_analysis import error_breakdown, write_error_breakdown
 from detimb.engine.hard_examples import HardExampleMiner
 from detimb.engine.inference import predict
 from detimb.engine.seg_eval import (
@@ -63,15 +64,16 @@ class DetectionTask:
         return {}
 
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
-                 train_freq: dict[int, dict[str, int]] | None, out_dir: Path, *, amp: bool, progress: bool
-                 ) -> dict[str, Any]:
-        """Score ``model`` on ``loader`` and write the reports (rank 0; other ranks get {})."""
+                 train_freq: dict[int, dict[str, int]] | None, out_dir: Path, *, amp: bool, progress: bool,
+                 error_analysis: bool = False) -> dict[str, Any]:
+        """Score ``model`` on ``loader`` and write the reports (rank 0; other ranks get {});
+        ``error_analysis`` adds COCO's per-class error breakdown (a few COCOeval runs per class)."""
         results = predict(model, loader, device, label_map, amp, progress)
         if not distributed.is_main():
             return {}
         self.last_results = results
         return evaluate_and_write(loader.dataset.coco, results, label_map, train_freq, self.cfg.evaluation, out_dir,
-                                  self.with_masks)
+                                  self.with_masks, error_analysis=error_analysis)
 
     def write_samples(self, dataset: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]],
                       out_dir: Path, count: int = SAMPLE_IMAGES) -> list[Path]:
@@ -135,8 +137,8 @@ class SegmentationTask(DetectionTask):
         return []
 
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
-                 train_freq: dict[int, dict[str, int]] | None, out_dir: Path, *, amp: bool, progress: bool
-                 ) -> dict[str, Any]:
+                 train_freq: dict[int, dict[str, int]] | None, out_dir: Path, *, amp: bool, progress: bool,
+                 error_analysis: bool = False) -> dict[str, Any]:
         confusions = predict_confusions(model, loader, device, label_map.num_classes, self.cfg.data.ignore_index,
                                         amp, progress)
         if not distributed.is_main():
@@ -173,8 +175,9 @@ def make_task(cfg: DictConfig) -> DetectionTask:
 
 def evaluate_and_write(coco_gt: Any, results: dict[str, list], label_map: LabelMap,
                        train_freq: dict[int, dict[str, int]] | None, ecfg: DictConfig, out_dir: Path,
-                       with_masks: bool) -> dict[str, Any]:
-    """Evaluate bbox (and segm) results, and write the results JSON and reports to ``out_dir``."""
+                       with_masks: bool, *, error_analysis: bool = False) -> dict[str, Any]:
+    """Evaluate bbox (and segm) results, and write the results JSON, reports and diagnostics
+    (PR curves, confusion matrix, and with ``error_analysis`` the error breakdown) to ``out_dir``."""
     reports = {}
     for iou_type in ("bbox", "segm") if with_masks else ("bbox",):
         atomic_write_json(out_dir / f"results_{iou_type}.json", results[iou_type])
@@ -183,6 +186,8 @@ def evaluate_and_write(coco_gt: Any, results: dict[str, list], label_map: LabelM
     write_reports(out_dir, reports)
     cm = confusion_matrix(coco_gt.dataset, results["bbox"], list(label_map.coco_ids), CONFUSION_IOU, CONFUSION_SCORE)
     write_confusion(out_dir, cm, list(label_map.names), CONFUSION_IOU, CONFUSION_SCORE)
+    if error_analysis and results["bbox"]:
+        write_error_breakdown(out_dir, error_breakdown(coco_gt.dataset, results["bbox"]), reports["bbox"]["per_class"])
     return reports
 
 

@@ -273,7 +273,7 @@ class Trainer:
     def evaluate(self, out_dir: Path, log: MetricsLog | None = None, final: bool = False) -> dict[str, Any]:
         distributed.broadcast_buffers(self.model)
         reports = self.task.evaluate(self.model, self.val_loader, self.device, self.label_map, self.train_freq,
-                                     out_dir, amp=self.amp, progress=self.progress)
+                                     out_dir, amp=self.amp, progress=self.progress, error_analysis=final)
         improved = False
         if distributed.is_main():
             flat = self.task.flat_metrics(reports)

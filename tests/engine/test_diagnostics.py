@@ -61,3 +61,35 @@ def test_pr_curve_by_hand(tmp_path):
     assert lines[0] == "iou,category_id,name,group,recall,precision" and len(lines) == 1 + 2 * 101 * 2
     assert (tmp_path / "pr_curves.png").stat().st_size > 0
     assert "pr_curves" not in (tmp_path / "eval.json").read_text()
+
+
+def test_error_breakdown_by_hand(tmp_path):
+    from detimb.engine.error_analysis import error_breakdown, write_error_breakdown
+
+    cats = [{"id": 1, "name": "car", "supercategory": "vehicle"}, {"id": 2, "name": "bus", "supercategory": "vehicle"},
+            {"id": 3, "name": "dog", "supercategory": "animal"}]
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [50, 50, 10, 10], "area": 100, "iscrowd": 0},
+            {"id": 3, "image_id": 1, "category_id": 3, "bbox": [80, 80, 10, 10], "area": 100, "iscrowd": 0}]
+    data = {"images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 100}], "annotations": anns,
+            "categories": cats}
+    # four car detections, best first: on nothing (background), on the dog (another class), on the
+    # bus (a similar class), and on the car at IoU 1/3 (a localisation error)
+    dets = [{"image_id": 1, "category_id": 1, "bbox": [30, 30, 5, 5], "score": 0.9},
+            {"image_id": 1, "category_id": 1, "bbox": [80, 80, 10, 10], "score": 0.8},
+            {"image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10], "score": 0.7},
+            {"image_id": 1, "category_id": 1, "bbox": [5, 0, 10, 10], "score": 0.6}]
+    car = next(r for r in error_breakdown(data, dets) if r["category_id"] == 1)
+    # the car is found only at IoU 0.1, 4th: precision 1/4; forgiving the bus 1/3, the dog 1/2, background 1
+    assert car["C75"] == 0.0 and car["C50"] == 0.0
+    assert car["Loc"] == pytest.approx(0.25) and car["Sim"] == pytest.approx(1 / 3)
+    assert car["Oth"] == pytest.approx(0.5) and car["BG"] == pytest.approx(1.0) and car["FN"] == 1.0
+    assert car["localisation"] == pytest.approx(0.25) and car["similar"] == pytest.approx(1 / 12)
+    assert car["other"] == pytest.approx(1 / 6) and car["background"] == pytest.approx(0.5)
+    assert car["missed"] == pytest.approx(0.0)
+    bus = next(r for r in error_breakdown(data, dets) if r["category_id"] == 2)
+    assert bus["C50"] == 0.0 and bus["missed"] == 1.0  # no bus detections: all of it missed
+    per_class = [{"category_id": c["id"], "name": c["name"], "group": "rare"} for c in cats]
+    write_error_breakdown(tmp_path, error_breakdown(data, dets), per_class)
+    assert (tmp_path / "error_breakdown.csv").read_text().splitlines()[1].startswith("1,car,rare,0.0,0.0,0.25")
+    assert (tmp_path / "error_breakdown.png").stat().st_size > 0

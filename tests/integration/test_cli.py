@@ -20,6 +20,8 @@ def test_eval_of_a_results_file_equals_pycocotools(tiny_shapes, tmp_path, capsys
     saved = json.loads((tmp_path / "out" / "eval.json").read_text())
     assert list(saved["bbox"]["stats"].values()) == pytest.approx(list(direct_cocoeval(gt, results)), abs=1e-12)
     assert "per-class AP (rare first)" in capsys.readouterr().out
+    for name in ("pr_curves.png", "confusion_matrix.png", "error_breakdown.csv", "error_breakdown.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0, name
 
 
 def test_train_then_eval_checkpoint(tiny_shapes, tmp_path):

@@ -23,7 +23,7 @@ def test_train_writes_a_complete_run_folder(tiny_config, tmp_path, detector):
                 "per_class_ap.png", "results_bbox.json", "tensorboard", "eval", "confusion_matrix.csv",
                 "confusion_matrix_normalized.csv", "confusion_matrix.png", "data_repairs.json"}
     if json.loads((work / "results_bbox.json").read_text()):  # curves need detections (4 iterations may give none)
-        expected |= {"pr_curves.csv", "pr_curves.png"}
+        expected |= {"pr_curves.csv", "pr_curves.png", "error_breakdown.csv", "error_breakdown.png"}
     if detector == "mask_rcnn":
         expected.add("results_segm.json")
         assert set(reports) == {"bbox", "segm"}
