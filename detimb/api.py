@@ -9,6 +9,7 @@ pictures of them, and the training and evaluation the command-line tools call.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,10 +188,67 @@ def train(config: str | Path, work_dir: str | Path | None = None, resume: str | 
         distributed.cleanup()
 
 
+def evaluate(config: str | Path, checkpoint: str | Path | None = None, results: Sequence[str | Path] | None = None,
+             out: str | Path | None = None, overrides: Sequence[str] = ()) -> tuple[Path, str]:
+    """Evaluate a checkpoint on the config's validation split, or score COCO results files
+    against it, as ``tools/eval.py`` does (it calls this). Writes the reports and
+    diagnostics to ``out`` (default: ``<checkpoint folder>/eval`` or beside the results) and
+    returns that folder and the per-class table."""
+    import json
+
+    from detimb.data.coco import CocoDetection
+    from detimb.data.coco_validate import read_coco_json, validate_results
+    from detimb.data.loader import build_loader, build_val_dataset
+    from detimb.engine.coco_eval import class_frequencies, format_table
+    from detimb.engine.tasks import evaluate_and_write, make_task
+    from detimb.errors import DatasetError
+    from detimb.models.builder import is_segmentation
+
+    if (checkpoint is None) == (not results):
+        raise DetimbError("evaluate: give a checkpoint or results files (one of the two)")
+    cfg = load_config(config, list(overrides))
+    train_path = Path(cfg.data.train.ann_file)
+    train_freq = class_frequencies(read_coco_json(train_path)) if train_path.is_file() else None
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint)
+        label_map = LabelMap.from_dict(state["label_map"])
+        task = make_task(cfg)
+        val_set = build_val_dataset(cfg.data, label_map, is_segmentation(cfg.model))
+        model = task.build_model(label_map, None)
+        load_model_state(model, state, to_dict(cfg.model), label_map.num_classes, checkpoint)
+        apply_priors(model, cfg, dict(state.get("priors", {})), set_bias=False)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        loader = build_loader(val_set, cfg.data.val_batch_size, cfg.data.num_workers, 0, 1, 0)
+        folder = Path(out or Path(checkpoint).parent / "eval")
+        reports = task.evaluate(model.to(device), loader, device, label_map, train_freq, folder, amp=False,
+                                progress=True, error_analysis=True)
+        return folder, task.format(reports)
+    if is_segmentation(cfg.model):
+        raise DetimbError("results files are COCO detection results; evaluate a segmentation model from its"
+                          " checkpoint")
+    val = CocoDetection(cfg.data.val.ann_file, cfg.data.val.img_dir)
+    for message in val.records.warnings:
+        print(f"note: {message}", file=sys.stderr)
+    records_by_kind: dict[str, list] = {"bbox": [], "segm": []}
+    for name in results or []:  # every file checked before anything is scored or written
+        path = Path(name)
+        if not path.is_file():
+            raise DetimbError(f"--results: no file at {path}")
+        try:
+            records = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from err
+        records_by_kind[validate_results(path, records, val.records.data)] = records
+    folder = Path(out or Path(list(results or [])[0]).parent / "eval")
+    reports = evaluate_and_write(val.coco, records_by_kind, val.label_map, train_freq, cfg.evaluation, folder,
+                                 bool(records_by_kind["segm"]), error_analysis=True)
+    return folder, "\n\n".join(format_table(r) for r in reports.values())
+
+
 def _yaml_value(value: Any) -> str:
     import json
 
     return json.dumps(value) if not isinstance(value, str) else value
 
 
-__all__ = ["InputError", "Prediction", "Predictor", "draw", "load_image", "save_picture", "train"]
+__all__ = ["InputError", "Prediction", "Predictor", "draw", "evaluate", "load_image", "save_picture", "train"]

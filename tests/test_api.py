@@ -12,6 +12,7 @@ from PIL import Image
 
 import detimb
 from detimb.api import InputError, Predictor, draw, load_image
+from detimb.cli import evaluate as evaluate_cli
 from detimb.cli import infer
 from tests.conftest import REPO, write_config
 
@@ -95,3 +96,39 @@ def test_draw_gives_one_stable_colour_per_class(checkpoint, tiny_shapes):
     from detimb.engine.drawing import class_color
 
     assert class_color(3) == class_color(3) and class_color(3) != class_color(4)
+
+
+def test_mask_rcnn_predictions_carry_masks(tiny_shapes, tmp_path):
+    cfg = write_config(tmp_path, tiny_shapes, "mask_rcnn", model={"roi_head": {"score_thresh": 0.0}})
+    detimb.train(cfg, work_dir=tmp_path / "run", progress=False, **{"train.schedule.max_iters": 2})
+    image = first_image(tiny_shapes)
+    prediction = Predictor.from_checkpoint(tmp_path / "run" / "last.pth", score_threshold=0.0).predict(image)
+    h, w = load_image(image).shape[:2]
+    assert len(prediction) > 0 and prediction.masks.shape == (len(prediction), h, w)
+    assert prediction.masks.dtype == bool
+
+
+def test_semantic_segmentation_predicts_a_class_map_and_draws_a_legend(tiny_shapes, tmp_path):
+    cfg = write_config(tmp_path, tiny_shapes, "semantic_seg", model={"head": {"channels": 8}})
+    detimb.train(cfg, work_dir=tmp_path / "run", progress=False, **{"train.schedule.max_iters": 2})
+    image = first_image(tiny_shapes)
+    prediction = Predictor.from_checkpoint(tmp_path / "run" / "last.pth").predict(image)
+    coco = json.loads((tiny_shapes / "annotations/train.json").read_text())
+    ids = {0} | {c["id"] for c in coco["categories"]}
+    assert prediction.class_map.shape == load_image(image).shape[:2] and set(np.unique(prediction.class_map)) <= ids
+    assert len(prediction) == 0
+    picture = draw(image, prediction, names={c["id"]: c["name"] for c in coco["categories"]})
+    assert picture.shape == load_image(image).shape
+
+
+def test_evaluate_is_what_tools_eval_runs(checkpoint, tiny_shapes, tmp_path):
+    cfg = write_config(tmp_path, tiny_shapes)
+    folder, table = detimb.evaluate(cfg, checkpoint=checkpoint, out=tmp_path / "api")
+    assert folder == tmp_path / "api" and "per-class AP (rare first)" in table
+    assert evaluate_cli.main(["--config", str(cfg), "--checkpoint", str(checkpoint), "--out",
+                              str(tmp_path / "cli")]) == 0
+    a = json.loads((tmp_path / "api" / "eval.json").read_text())["bbox"]["stats"]
+    b = json.loads((tmp_path / "cli" / "eval.json").read_text())["bbox"]["stats"]
+    assert a == b
+    with pytest.raises(detimb.api.DetimbError, match="a checkpoint or results files"):
+        detimb.evaluate(cfg)
