@@ -63,15 +63,26 @@ class ClassificationLoss(nn.Module):
         return self.loss_weight * (loss.sum(dim=tuple(range(1, loss.dim()))) if loss.dim() > 1 else loss)
 
 
-def class_weights(kind: str | list[float], counts: list[int], beta: float) -> torch.Tensor:
+NORMALIZATIONS = ("instances", "classes")
+
+
+def class_weights(kind: str | list[float], counts: list[int], beta: float, normalize: str = "instances"
+                  ) -> torch.Tensor:
     """Weights for background (index 0, weight 1) and the K foreground classes.
 
     'inverse_freq': proportional to 1 / n_c; 'effective_num' (Cui et al., CVPR 2019):
-    proportional to (1 - beta) / (1 - beta^n_c). Both scaled to mean 1 over the foreground
-    classes; a class absent from the training set counts as 1 instance. A list gives all
-    K + 1 weights explicitly."""
+    proportional to (1 - beta) / (1 - beta^n_c). A class absent from the training set counts
+    as 1 instance. ``normalize``: 'instances' (the default) scales them so the average
+    *foreground instance* keeps weight 1, ``sum_c n_c w_c = sum_c n_c``, so against
+    background (weight 1) the foreground as a whole weighs what it did unweighted;
+    'classes' is the classification convention of Cui et al.'s released code, mean 1 over
+    the K classes, which in a detector leaves the head classes far below background (with
+    counts 1200..6 and beta 0.999 the head class gets 0.038) and so teaches it as background.
+    A list gives all K + 1 weights explicitly."""
     if not isinstance(kind, str):
         return torch.tensor([float(w) for w in kind])
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
     n = torch.tensor([max(1, int(c)) for c in counts], dtype=torch.float64)
     if kind == "inverse_freq":
         w = 1.0 / n
@@ -81,7 +92,7 @@ def class_weights(kind: str | list[float], counts: list[int], beta: float) -> to
         w = (1.0 - beta) / (1.0 - beta**n)
     else:
         raise ValueError(f"class_weight must be null, 'inverse_freq', 'effective_num' or a list, got {kind!r}")
-    w = w * len(w) / w.sum()
+    w = w * (n.sum() / (n * w).sum() if normalize == "instances" else len(w) / w.sum())
     return torch.cat([torch.ones(1, dtype=torch.float64), w]).float()
 
 
@@ -89,19 +100,21 @@ def class_weights(kind: str | list[float], counts: list[int], beta: float) -> to
 class CrossEntropyLoss(ClassificationLoss):
     """Softmax cross-entropy (torchvision's Fast R-CNN classifier loss), optionally with
     class weights computed from the training set's instance counts (``class_weight``:
-    null, 'inverse_freq', 'effective_num' with ``beta``, or a list of K + 1 weights).
+    null, 'inverse_freq', 'effective_num' with ``beta``, or a list of K + 1 weights), scaled
+    as ``normalize`` says (see ``class_weights``: 'instances' by default, 'classes' as Cui
+    et al.'s code).
 
     logits (N, C), targets (N,) int64 in [0, C). Each candidate's loss is multiplied by its
     class's weight; the head's normaliser is unchanged. ``class_counts`` (instances per
     foreground class, in label order) is supplied by the trainer. Defaults: loss_weight 1,
-    class_weight null, beta 0.999.
+    class_weight null, beta 0.999, normalize 'instances'.
     """
 
     form = Form.SOFTMAX
     uses_class_counts = True
 
     def __init__(self, loss_weight: float = 1.0, class_weight: str | list[float] | None = None, beta: float = 0.999,
-                 class_counts: list[int] | None = None) -> None:
+                 class_counts: list[int] | None = None, normalize: str = "instances") -> None:
         super().__init__(loss_weight)
         self.class_weight = class_weight
         self.needs_counts = isinstance(class_weight, str) and class_counts is None
@@ -110,7 +123,7 @@ class CrossEntropyLoss(ClassificationLoss):
         elif self.needs_counts:  # built without statistics (e.g. to load a checkpoint): weights come with it
             self.register_buffer("weights", torch.ones(1))
         else:
-            self.register_buffer("weights", class_weights(class_weight, class_counts or [], beta))
+            self.register_buffer("weights", class_weights(class_weight, class_counts or [], beta, normalize))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         if prefix + "weights" in state_dict and self.weights is not None:
