@@ -8,12 +8,12 @@ from detimb.losses.segmentation import (
     AsymmetricFocalLoss, AsymmetricLargeMarginLoss, DiceLoss, FocalLoss, binary_as_two_class,
 )
 from detimb.losses.regression import (
-    BOX_LOSSES, BalancedL1Loss, BoxLoss, CIoULoss, DIoULoss, GIoULoss, IoULoss, L1Loss, SmoothL1Loss,
+    BOX_LOSSES, BalancedL1Loss, BoundedIoULoss, BoxLoss, CIoULoss, DIoULoss, GIoULoss, IoULoss, L1Loss, SmoothL1Loss,
 )
 
 __all__ = [
     "BALANCERS", "BOX_LOSSES", "CARL", "CLS_LOSSES", "AsymmetricFocalLoss", "AsymmetricLargeMarginLoss",
-    "BalanceContext", "BalancedL1Loss", "BinaryCrossEntropyLoss", "BoxLoss", "CIoULoss", "ClassificationLoss",
+    "BalanceContext", "BalancedL1Loss", "BoundedIoULoss", "BinaryCrossEntropyLoss", "BoxLoss", "CIoULoss", "ClassificationLoss",
     "CrossEntropyLoss", "Form",
     "DIoULoss", "DiceLoss", "FixedWeights", "FocalLoss", "GIoULoss", "GuidedLoss", "IoULoss", "L1Loss",
     "SigmoidFocalLoss", "SmoothL1Loss", "binary_as_two_class", "init_classification_prior",

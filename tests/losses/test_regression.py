@@ -90,3 +90,25 @@ def test_empty_input_gives_zero_with_graph(name):
 def test_loss_weight_scales():
     a = BOX_LOSSES.build({"type": "giou", "loss_weight": 10.0}, "t")(BOX_A, BOX_B, None, 1)
     assert a.item() == pytest.approx(10 * GIoULoss().per_box(BOX_A, BOX_B).item())
+
+
+def test_bounded_iou_by_hand():
+    from detimb.losses import BoundedIoULoss
+
+    pred = torch.tensor([[0.0, 0.0, 10.0, 10.0]], requires_grad=True)
+    target = torch.tensor([[2.0, 0.0, 12.0, 10.0]])
+    eps, beta = 1e-3, 0.2
+    # centres 5 vs 7 in x (|dx| = 2), equal in y; sizes 10 vs 10
+    x = 1 - (10 - 4) / (10 + 4 + eps)   # 0.5715 > beta: x - beta / 2
+    y = 1 - 10 / (10 + eps)              # 1e-4 < beta: 0.5 y^2 / beta
+    w = 1 - 10 / (10 + eps)
+    smooth = lambda t: t - beta / 2 if t >= beta else 0.5 * t * t / beta  # noqa: E731
+    want = smooth(x) + smooth(y) + smooth(w) + smooth(w)
+    loss = BoundedIoULoss(beta=beta, eps=eps)
+    assert loss.per_box(pred, target).item() == pytest.approx(want, rel=1e-5)
+    loss(pred, target, None, 1.0).backward()
+    # d(x term)/d(pred x0): the centre moves by half of it, |dx| shrinks: the loss falls as x0 grows
+    assert pred.grad[0, 0] < 0 and torch.isfinite(pred.grad).all()
+    same = target.double()  # a perfect box still pays the eps terms: 4 x 0.5 (1 - 10 / 10.001)^2 / beta
+    assert BoundedIoULoss().per_box(same, same).item() == pytest.approx(4 * 0.5 * (1 - 10 / 10.001) ** 2 / 0.2,
+                                                                        rel=1e-6)
