@@ -13,8 +13,8 @@ from detimb.losses.regression import (
 
 __all__ = [
     "BALANCERS", "BOX_LOSSES", "CARL", "CLS_LOSSES", "AsymmetricFocalLoss", "AsymmetricLargeMarginLoss",
-    "BalanceContext", "BalancedL1Loss", "BoundedIoULoss", "BinaryCrossEntropyLoss", "BoxLoss", "CIoULoss", "ClassificationLoss",
-    "CrossEntropyLoss", "Form",
+    "BalanceContext", "BalancedL1Loss", "BinaryCrossEntropyLoss", "BoundedIoULoss", "BoxLoss", "CIoULoss",
+    "ClassificationLoss", "CrossEntropyLoss", "Form",
     "DIoULoss", "DiceLoss", "FixedWeights", "FocalLoss", "GIoULoss", "GuidedLoss", "IoULoss", "L1Loss",
     "SigmoidFocalLoss", "SmoothL1Loss", "binary_as_two_class", "init_classification_prior",
 ]
