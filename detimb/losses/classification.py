@@ -63,7 +63,7 @@ class ClassificationLoss(nn.Module):
         return self.loss_weight * (loss.sum(dim=tuple(range(1, loss.dim()))) if loss.dim() > 1 else loss)
 
 
-NORMALIZATIONS = ("instances", "classes")
+NORMALIZATIONS = ("instances", "classes", "frequent")
 
 
 def class_weights(kind: str | list[float], counts: list[int], beta: float, normalize: str = "instances"
@@ -77,7 +77,9 @@ def class_weights(kind: str | list[float], counts: list[int], beta: float, norma
     background (weight 1) the foreground as a whole weighs what it did unweighted;
     'classes' is the classification convention of Cui et al.'s released code, mean 1 over
     the K classes, which in a detector leaves the head classes far below background (with
-    counts 1200..6 and beta 0.999 the head class gets 0.038) and so teaches it as background.
+    counts 1200..6 and beta 0.999 the head class gets 0.038) and so teaches it as background;
+    'frequent' gives the most frequent class weight 1, so no class weighs less than
+    background and only the rarer ones are raised.
     A list gives all K + 1 weights explicitly."""
     if not isinstance(kind, str):
         return torch.tensor([float(w) for w in kind])
@@ -92,7 +94,12 @@ def class_weights(kind: str | list[float], counts: list[int], beta: float, norma
         w = (1.0 - beta) / (1.0 - beta**n)
     else:
         raise ValueError(f"class_weight must be null, 'inverse_freq', 'effective_num' or a list, got {kind!r}")
-    w = w * (n.sum() / (n * w).sum() if normalize == "instances" else len(w) / w.sum())
+    if normalize == "instances":
+        w = w * n.sum() / (n * w).sum()
+    elif normalize == "classes":
+        w = w * len(w) / w.sum()
+    else:
+        w = w / w[n.argmax()]
     return torch.cat([torch.ones(1, dtype=torch.float64), w]).float()
 
 

@@ -83,6 +83,9 @@ def test_class_weights_from_counts_by_hand():
     scale = 1010 / (1000 * raw[0] + 10 * raw[1])
     assert eff.tolist() == pytest.approx([1.0, raw[0] * scale, raw[1] * scale], rel=1e-5)
     assert 1000 * eff[1].item() + 10 * eff[2].item() == pytest.approx(1010, rel=1e-5)  # average instance: 1
+    # the most frequent class keeps background's weight: 1/n -> 1, 1000/10
+    inv = CrossEntropyLoss(class_weight="inverse_freq", class_counts=counts, normalize="frequent").weights
+    assert inv.tolist() == pytest.approx([1.0, 1.0, 100.0], rel=1e-6)
     # the loss applies them per candidate: one sample of class 2 with uniform logits
     loss = CrossEntropyLoss(class_weight=[1.0, 1.0, 3.0])(torch.zeros(1, 3), torch.tensor([2]), None, 1)
     assert loss.item() == pytest.approx(3 * math.log(3), rel=1e-6)
