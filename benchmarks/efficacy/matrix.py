@@ -44,6 +44,8 @@ DETECTION = [
           "inverse-frequency class weights raise rare-class AP", "APr"),
     Entry("ce_effective_num", "configs/losses/ce_effective_num.yaml", "class loss",
           "class-balanced loss (Cui 2019) raises rare-class AP", "APr"),
+    Entry("ce_effective_num_instances", "configs/losses/ce_effective_num_instances.yaml", "class loss",
+          "class-balanced loss, the average foreground instance at background's weight, raises rare-class AP", "APr"),
     Entry("ce_effective_num_frequent", "configs/losses/ce_effective_num_frequent.yaml", "class loss",
           "class-balanced loss, the most frequent class at background's weight, raises rare-class AP", "APr"),
     Entry("carl", "configs/balancers/carl.yaml", "balancer", "PISA: CARL raises AP", "mAP"),

@@ -68,18 +68,18 @@ def test_prior_initialisation():
 
 def test_class_weights_from_counts_by_hand():
     counts = [1000, 10]
-    # instance-weighted (the default): 1/n scaled so that 1000 w1 + 10 w2 = 1010 -> 1010/2000, 1010/20
-    inv = CrossEntropyLoss(class_weight="inverse_freq", class_counts=counts).weights
+    # instance-weighted: 1/n scaled so that 1000 w1 + 10 w2 = 1010 -> 1010/2000, 1010/20
+    inv = CrossEntropyLoss(class_weight="inverse_freq", class_counts=counts, normalize="instances").weights
     assert inv.tolist() == pytest.approx([1.0, 0.505, 50.5], rel=1e-6)
-    # Cui et al.'s convention: mean 1 over the classes
-    inv = CrossEntropyLoss(class_weight="inverse_freq", class_counts=counts, normalize="classes").weights
+    # Cui et al.'s convention (the default): mean 1 over the classes
+    inv = CrossEntropyLoss(class_weight="inverse_freq", class_counts=counts).weights
     assert inv.tolist() == pytest.approx([1.0, 2 * 0.001 / 0.101, 2 * 0.1 / 0.101], rel=1e-6)
     beta = 0.999
     e = [(1 - beta**n) / (1 - beta) for n in counts]
     raw = [1 / x for x in e]
     eff = CrossEntropyLoss(class_weight="effective_num", beta=beta, class_counts=counts, normalize="classes").weights
     assert eff.tolist() == pytest.approx([1.0] + [2 * r / sum(raw) for r in raw], rel=1e-5)
-    eff = CrossEntropyLoss(class_weight="effective_num", beta=beta, class_counts=counts).weights
+    eff = CrossEntropyLoss(class_weight="effective_num", beta=beta, class_counts=counts, normalize="instances").weights
     scale = 1010 / (1000 * raw[0] + 10 * raw[1])
     assert eff.tolist() == pytest.approx([1.0, raw[0] * scale, raw[1] * scale], rel=1e-5)
     assert 1000 * eff[1].item() + 10 * eff[2].item() == pytest.approx(1010, rel=1e-5)  # average instance: 1
