@@ -2,10 +2,12 @@
 
 IoU: intersection over union (torchvision's ``box_iou``). IoS: intersection over the
 smaller box's area, which matches a box cut by a tile border with the whole box seen in
-the next tile. Greedy non-maximum merging (NMM, SAHI's ``greedy_nmm``) goes down the
-boxes by score; each kept box absorbs every lower-scored box that matches it, becoming
-their union (its score and label stay). NMS drops them instead. Class-aware matching only
-pairs boxes of the same label.
+the next tile. Greedy non-maximum merging (NMM, as SAHI's ``greedy_nmm`` and its
+``GreedyNMMPostprocess``) goes down the boxes by score; each kept box takes the
+lower-scored boxes that match it, and merges them in descending score one at a time, each
+only if it still matches the box merged so far (which grows), becoming their union (its
+score and label stay); a taken box that no longer matches is dropped. NMS drops them all.
+Class-aware matching only pairs boxes of the same label.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ def box_ios(a: Tensor, b: Tensor) -> Tensor:
     inter = (rb - lt).clamp(min=0).prod(dim=2)
     smaller = torch.min(box_area(a)[:, None], box_area(b)[None, :])
     return inter / smaller.clamp(min=1e-9)
+
+
+def pair_metric(a: Tensor, b: Tensor, match: str) -> float:
+    """IoU or IoS of two boxes (4,)."""
+    return float((box_iou if match == "iou" else box_ios)(a[None], b[None])[0, 0])
 
 
 def match_matrix(boxes: Tensor, labels: Tensor, match: str, class_agnostic: bool) -> Tensor:
@@ -59,9 +66,10 @@ def merge_predictions(boxes: Tensor, scores: Tensor, labels: Tensor, method: str
         taken[i] = True
         taken[group] = True
         box = boxes[i]
-        if method == "greedy_nmm" and group.numel():
-            members = torch.cat([box[None], boxes[group]])
-            box = torch.cat([members[:, :2].min(0).values, members[:, 2:].max(0).values])
+        if method == "greedy_nmm":
+            for j in group.tolist():  # in descending score, re-checked against the growing box (SAHI's)
+                if pair_metric(box, boxes[j], match) > threshold:
+                    box = torch.cat([torch.minimum(box[:2], boxes[j, :2]), torch.maximum(box[2:], boxes[j, 2:])])
         kept.append(i)
         merged.append(box)
     idx = torch.tensor(kept, dtype=torch.long)

@@ -52,3 +52,12 @@ def test_empty_and_bad_arguments():
     assert out[0].shape == (0, 4)
     with pytest.raises(ValueError, match="method"):
         merge_predictions(BOXES, SCORES, torch.ones(4, dtype=torch.int64), "wbf")
+
+
+def test_greedy_nmm_rechecks_each_box_against_the_growing_merge_as_sahi_does():
+    # at IoU 0.3 both neighbours match the kept box (1/3 each); merged with the better one first,
+    # [0, 0, 15, 10], the other overlaps it by 50 / 200 = 0.25 and is dropped, not merged
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [-5.0, 0.0, 5.0, 10.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    out, s, _ = merge_predictions(boxes, scores, torch.ones(3, dtype=torch.int64), "greedy_nmm", "iou", 0.3)
+    assert out.tolist() == [[0.0, 0.0, 15.0, 10.0]] and s.tolist() == pytest.approx([0.9])
