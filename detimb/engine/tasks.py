@@ -42,7 +42,6 @@ class DetectionTask:
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
         self.with_masks = uses_masks(cfg.model)
-        self.last_results: dict[str, list[dict[str, Any]]] = {"bbox": [], "segm": []}  # of the last evaluate()
 
     def build_datasets(self, seed: int, progress: bool = False) -> tuple[Any, Any]:
         return build_datasets(self.cfg.data, self.with_masks, seed)
@@ -65,21 +64,20 @@ class DetectionTask:
 
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
                  train_freq: dict[int, dict[str, int]] | None, out_dir: Path, *, amp: bool, progress: bool,
-                 error_analysis: bool = False) -> dict[str, Any]:
+                 error_analysis: bool = False, samples_dir: Path | None = None) -> dict[str, Any]:
         """Score ``model`` on ``loader`` and write the reports (rank 0; other ranks get {});
-        ``error_analysis`` adds COCO's per-class error breakdown (a few COCOeval runs per class)."""
+        ``error_analysis`` adds COCO's per-class error breakdown (a few COCOeval runs per class);
+        ``samples_dir`` receives a few validation images, ground truth beside these predictions,
+        the images holding the rarest classes first."""
         results = predict(model, loader, device, label_map, amp, progress)
         if not distributed.is_main():
             return {}
-        self.last_results = results
-        return evaluate_and_write(loader.dataset.coco, results, label_map, train_freq, self.cfg.evaluation, out_dir,
-                                  self.with_masks, error_analysis=error_analysis)
-
-    def write_samples(self, dataset: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]],
-                      out_dir: Path, count: int = SAMPLE_IMAGES) -> list[Path]:
-        """A few validation images, ground truth beside the last evaluation's predictions,
-        the images holding the rarest classes first (``eval/samples/``)."""
-        return write_detection_samples(dataset, self.last_results["bbox"], label_map, train_freq, out_dir, count)
+        reports = evaluate_and_write(loader.dataset.coco, results, label_map, train_freq, self.cfg.evaluation,
+                                     out_dir, self.with_masks, error_analysis=error_analysis)
+        if samples_dir is not None:
+            write_detection_samples(loader.dataset, results["bbox"], label_map, train_freq or {}, samples_dir,
+                                    SAMPLE_IMAGES)
+        return reports
 
     def flat_metrics(self, reports: dict[str, Any]) -> dict[str, float | None]:
         out: dict[str, float | None] = {}
@@ -131,14 +129,11 @@ class SegmentationTask(DetectionTask):
     def log_stats(self) -> dict[str, float]:
         return dict(self.miner.stats) if self.miner is not None else {}
 
-    def write_samples(self, dataset: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]],
-                      out_dir: Path, count: int = SAMPLE_IMAGES) -> list[Path]:
-        """Segmentation runs draw no sample pictures yet (their evaluation keeps no class maps)."""
-        return []
-
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
                  train_freq: dict[int, dict[str, int]] | None, out_dir: Path, *, amp: bool, progress: bool,
-                 error_analysis: bool = False) -> dict[str, Any]:
+                 error_analysis: bool = False, samples_dir: Path | None = None) -> dict[str, Any]:
+        """Segmentation: ``error_analysis`` and ``samples_dir`` do not apply (no boxes; no
+        sample pictures yet)."""
         confusions = predict_confusions(model, loader, device, label_map.num_classes, self.cfg.data.ignore_index,
                                         amp, progress)
         if not distributed.is_main():

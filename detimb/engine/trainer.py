@@ -273,7 +273,8 @@ class Trainer:
     def evaluate(self, out_dir: Path, log: MetricsLog | None = None, final: bool = False) -> dict[str, Any]:
         distributed.broadcast_buffers(self.model)
         reports = self.task.evaluate(self.model, self.val_loader, self.device, self.label_map, self.train_freq,
-                                     out_dir, amp=self.amp, progress=self.progress, error_analysis=final)
+                                     out_dir, amp=self.amp, progress=self.progress, error_analysis=final,
+                                     samples_dir=self.work_dir / "eval" / "samples" if final else None)
         improved = False
         if distributed.is_main():
             flat = self.task.flat_metrics(reports)
@@ -285,8 +286,6 @@ class Trainer:
             if improved:
                 self.best = metric
             if final:
-                self.task.write_samples(self.val_set, self.label_map, self.train_freq,
-                                        self.work_dir / "eval" / "samples")
                 print("\n" + self.task.format(reports))
                 print(f"\nrun folder: {self.work_dir}")
         improved = distributed.broadcast_object(improved if distributed.is_main() else None)
