@@ -19,6 +19,7 @@ from detimb.config import load_config  # noqa: E402
 from detimb.data.coco import CocoDetection, collate  # noqa: E402
 from detimb.data.synthetic import make_shapes_dataset  # noqa: E402
 from detimb.engine.coco_eval import class_frequencies  # noqa: E402
+from detimb.losses.statistics import ClassStatistics  # noqa: E402
 from detimb.models import build_detector  # noqa: E402
 
 
@@ -73,9 +74,11 @@ def compare_step_times(variants: dict[str, tuple[str, str]], rounds: int, steps:
             images, targets = collate([ds[i] for i in range(cfg.data.batch_size)])
             batch = ([im.to(device) for im in images], [{k: v.to(device) for k, v in t.items()} for t in targets])
             freq = class_frequencies(ds.records.data)
-            counts = [freq[c]["instances"] for c in ds.label_map.coco_ids]
+            stats = ClassStatistics(tuple(freq[c]["instances"] for c in ds.label_map.coco_ids),
+                                    tuple(freq[c]["images"] for c in ds.label_map.coco_ids),
+                                    len(ds.records.data["images"]))
         torch.manual_seed(0)
-        models[name] = build_detector(cfg.model, ds.label_map, counts).to(device).train()
+        models[name] = build_detector(cfg.model, ds.label_map, stats).to(device).train()
         optims[name] = torch.optim.SGD(models[name].parameters(), lr=1e-4, momentum=0.9)
         time_steps(models[name], optims[name], *batch, 3, device)
     times: dict[str, list[float]] = {name: [] for name in models}

@@ -74,6 +74,7 @@ class RoIHeadConfig:
     loss_bbox: Dict[str, Any] = _slot(type="smooth_l1", beta=1.0 / 9.0)
     balancer: Optional[Dict[str, Any]] = None
     init_prior: Optional[float] = None
+    cls_predictor: Dict[str, Any] = _slot(type="linear")  # or {type: normed_linear, temperature: 20}
     add_gt_as_proposals: bool = True
     bbox_reg_weights: List[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
     roi_output_size: int = 7

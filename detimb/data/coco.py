@@ -14,7 +14,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
-from detimb.data.coco_validate import CocoRecords, validate_coco
+from detimb.data.coco_validate import CocoRecords, is_lvis_style, validate_coco
 from detimb.data.label_map import LabelMap
 from detimb.data.transforms import apply_albumentations, build_albumentations
 from detimb.errors import DatasetError
@@ -46,8 +46,9 @@ class CocoDetection(Dataset):
 
     ``image``: float32 tensor (3, H, W) in [0, 1], RGB. ``target``: ``boxes`` (N, 4) float32
     xyxy pixels, ``labels`` (N,) int64 in 1..K (``label_map`` gives the COCO ids),
-    ``image_id`` int64, ``area`` (N,), ``iscrowd`` (N,), and ``masks`` (N, H, W) uint8 when
-    ``with_masks``. Crowd annotations are left out of training targets (as torchvision's
+    ``image_id`` int64, ``area`` (N,), ``iscrowd`` (N,), ``masks`` (N, H, W) uint8 when
+    ``with_masks``, and, for LVIS-style files, ``neg_labels`` (M,) int64: the labels of the
+    image's ``neg_category_ids`` (verified absent), which the federated loss uses. Crowd annotations are left out of training targets (as torchvision's
     references do) and kept for evaluation, which reads the original file.
 
     Args:
@@ -86,6 +87,7 @@ class CocoDetection(Dataset):
         self.images = [img for img in self.records.images
                        if keep_empty or self._training_annotations(img["id"])]
         self._coco: COCO | None = None
+        self.lvis_style = is_lvis_style(self.records.data)
 
     @property
     def coco(self) -> COCO:
@@ -137,6 +139,9 @@ class CocoDetection(Dataset):
             "area": torch.from_numpy(areas),
             "iscrowd": torch.zeros(len(labels), dtype=torch.int64),
         }
+        if self.lvis_style:
+            target["neg_labels"] = torch.tensor([self.label_map.label(c) for c in info.get("neg_category_ids", [])],
+                                                dtype=torch.int64)
         if masks is not None:
             h, w = image.shape[:2]
             target["masks"] = torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, h, w), dtype=torch.uint8)

@@ -122,6 +122,34 @@ def _renumber_zero_id(data: dict[str, Any]) -> tuple[dict[str, Any], int | None]
     return {**data, "annotations": annotations}, new_id
 
 
+LVIS_IMAGE_FIELDS = ("neg_category_ids", "not_exhaustive_category_ids")
+LVIS_FREQUENCIES = ("r", "c", "f")
+
+
+def is_lvis_style(data: dict[str, Any]) -> bool:
+    """Whether a COCO file carries LVIS's federated labels on its images."""
+    return any(field in img for img in data["images"] for field in LVIS_IMAGE_FIELDS)
+
+
+def _check_lvis_fields(path: Path, images: list[dict[str, Any]], categories: list[dict[str, Any]]) -> None:
+    """LVIS's per-image category lists name known categories; ``frequency`` is r, c or f."""
+    known = {c["id"] for c in categories}
+    for i, img in enumerate(images):
+        for field in LVIS_IMAGE_FIELDS:
+            ids = img.get(field, [])
+            if not isinstance(ids, list) or not all(_is_int(c) for c in ids):
+                raise _fail(path, f"images[{i}] (id {img['id']}) has {field} {ids!r}",
+                            "give a list of category ids (LVIS's format), or remove the field")
+            unknown = sorted(set(ids) - known)
+            if unknown:
+                raise _fail(path, f"images[{i}] (id {img['id']}) {field} names category ids {unknown[:5]}, which"
+                            " are not in 'categories'", "remove them or add the categories")
+    for i, cat in enumerate(categories):
+        if "frequency" in cat and cat["frequency"] not in LVIS_FREQUENCIES:
+            raise _fail(path, f"categories[{i}] (id {cat['id']}) has frequency {cat['frequency']!r}",
+                        "use LVIS's 'r' (rare), 'c' (common) or 'f' (frequent), or remove the field")
+
+
 def validate_coco(path: str | Path, img_dir: str | Path | None, out_of_bounds: str = "clip",
                   check_files: bool = True, strict: bool = False) -> CocoRecords:
     """Validate ``path`` against ``img_dir`` (None: no image folder, file names unchecked).
@@ -161,6 +189,8 @@ def validate_coco(path: str | Path, img_dir: str | Path | None, out_of_bounds: s
     _unique_ids(path, "categories", categories)
     if not categories:
         raise _fail(path, "no categories", "list the classes under 'categories'")
+
+    _check_lvis_fields(path, images, categories)
 
     image_by_id = {img["id"]: img for img in images}
     category_ids = {cat["id"] for cat in categories}

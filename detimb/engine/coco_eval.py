@@ -6,7 +6,13 @@ the same matching in C++, the same stats). Per-class AP, AP50, AP75 and
 AP small/medium/large are read from ``COCOeval.eval['precision']`` (T x R x K x A x M) the
 way pycocotools' summary reads it, restricted to one class. Classes are grouped as LVIS
 does by how many *training images* contain them: rare <= thresholds[0] < common <=
-thresholds[1] < frequent.
+thresholds[1] < frequent, unless the file labels them itself (LVIS's ``frequency``: r/c/f).
+
+LVIS-style files (images with ``neg_category_ids`` / ``not_exhaustive_category_ids``) are
+scored by LVIS's federated rules through faster-coco-eval's LVIS mode (``lvis_style``):
+a class's detections count only on images where the class is annotated or verified
+absent, and unmatched detections on images whose labels of that class are not exhaustive
+are not false positives. Plain COCO files are scored as before.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from detimb.data.coco_validate import is_lvis_style
 from detimb.data.label_map import LabelMap
 from detimb.engine.diagnostics import pr_curves, write_pr_curves
 from detimb.optional import require_extra
@@ -48,6 +55,28 @@ def frequency_group(image_count: int, thresholds: tuple[int, int]) -> str:
     return "common" if image_count <= thresholds[1] else "frequent"
 
 
+def class_groups(gt: dict[str, Any], train_freq: dict[int, dict[str, int]], thresholds: tuple[int, int]
+                 ) -> dict[int, str]:
+    """Category id -> 'rare' / 'common' / 'frequent': the file's own LVIS ``frequency``
+    where it has one, else from the training images that contain the class (classes with
+    neither are left out)."""
+    out = {}
+    for cat in gt["categories"]:
+        if cat.get("frequency") in LVIS_GROUPS:
+            out[cat["id"]] = LVIS_GROUPS[cat["frequency"]]
+        elif cat["id"] in train_freq:
+            out[cat["id"]] = frequency_group(train_freq[cat["id"]]["images"], thresholds)
+    return out
+
+
+def _lvis_labels(gt: dict[str, Any], groups: dict[int, str], thresholds: tuple[int, int]) -> dict[int, str]:
+    """'r'/'c'/'f' for every category, as LVIS's evaluator needs: the known groups, and for
+    the others the evaluated file's own image counts."""
+    own = Counter(cid for cid, _ in {(a["category_id"], a["image_id"]) for a in gt["annotations"]})
+    return {c["id"]: groups.get(c["id"], frequency_group(own.get(c["id"], 0), thresholds))[0]
+            for c in gt["categories"]}
+
+
 def _mean_valid(p: np.ndarray) -> float:
     valid = p[p > -1]
     return float(valid.mean()) if valid.size else float("nan")
@@ -60,20 +89,31 @@ def _nan_to_none(x: float) -> float | None:
 BACKENDS = ("pycocotools", "faster_coco_eval")
 
 
+LVIS_GROUPS = {"r": "rare", "c": "common", "f": "frequent"}
+
+
 def run_cocoeval(coco_gt: COCO, results: list[dict[str, Any]], iou_type: str, max_dets: int,
-                 backend: str = "pycocotools") -> Any:
-    """An evaluated, accumulated and summarised COCOeval of ``backend`` (``.stats``, ``.eval``, ``.params``)."""
+                 backend: str = "pycocotools", lvis_groups: dict[int, str] | None = None) -> Any:
+    """An evaluated, accumulated and summarised COCOeval of ``backend`` (``.stats``, ``.eval``, ``.params``).
+    ``lvis_groups`` (category id -> 'r'/'c'/'f') scores by LVIS's federated rules
+    (faster-coco-eval's LVIS mode, whatever ``backend`` says)."""
     if backend not in BACKENDS:
         raise ValueError(f"evaluation.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     results = copy.deepcopy(results)  # both loadRes implementations write ids, areas and boxes into the records
     with contextlib.redirect_stdout(io.StringIO()):
-        if backend == "faster_coco_eval":
-            require_extra("fast-eval", "evaluation.backend: faster_coco_eval", ("faster_coco_eval",))
+        if backend == "faster_coco_eval" or lvis_groups is not None:
+            why = "evaluation.backend: faster_coco_eval" if lvis_groups is None else \
+                "LVIS-style evaluation (the file has neg_category_ids / not_exhaustive_category_ids)"
+            require_extra("fast-eval", why, ("faster_coco_eval",))
             from faster_coco_eval import COCO as FastCOCO
             from faster_coco_eval import COCOeval_faster
 
-            gt = FastCOCO(copy.deepcopy(coco_gt.dataset))
-            evaluator = COCOeval_faster(gt, gt.loadRes(results), iou_type)
+            dataset = copy.deepcopy(coco_gt.dataset)
+            if lvis_groups is not None:
+                for cat in dataset["categories"]:
+                    cat["frequency"] = lvis_groups[cat["id"]]
+            gt = FastCOCO(dataset)
+            evaluator = COCOeval_faster(gt, gt.loadRes(results), iou_type, lvis_style=lvis_groups is not None)
         else:
             evaluator = COCOeval(coco_gt, coco_gt.loadRes(results), iou_type)
         evaluator.params.maxDets = [1, 10, max_dets]
@@ -94,11 +134,14 @@ def evaluate_coco(coco_gt: COCO, results: list[dict[str, Any]], iou_type: str, l
     """
     gt_counts = Counter(a["category_id"] for a in coco_gt.dataset["annotations"] if not a.get("iscrowd", 0))
     train_freq = train_freq or {}
+    groups_of = class_groups(coco_gt.dataset, train_freq, thresholds)
+    lvis = is_lvis_style(coco_gt.dataset)
     per_class: list[dict[str, Any]] = []
     curves = None
     if results:
-        evaluator = run_cocoeval(coco_gt, results, iou_type, max_dets, backend)
-        stats = [float(s) for s in evaluator.stats]
+        evaluator = run_cocoeval(coco_gt, results, iou_type, max_dets, backend,
+                                 lvis_groups=_lvis_labels(coco_gt.dataset, groups_of, thresholds) if lvis else None)
+        stats = [float(s) for s in evaluator.stats[:12]]
         precision = evaluator.eval["precision"]
         cat_ids = list(evaluator.params.catIds)
         curves = pr_curves(evaluator, list(label_map.coco_ids))
@@ -117,8 +160,8 @@ def evaluate_coco(coco_gt: COCO, results: list[dict[str, Any]], iou_type: str, l
         else:
             values = [0.0 if gt_counts.get(coco_id) else float("nan")] * 6
         entry.update({key: _nan_to_none(v) for key, v in zip(PER_CLASS_KEYS, values)})
-        if entry["train_images"] is not None:
-            entry["group"] = frequency_group(entry["train_images"], thresholds)
+        if coco_id in groups_of:
+            entry["group"] = groups_of[coco_id]
         per_class.append(entry)
     per_class.sort(key=lambda e: (e["train_instances"] if e["train_instances"] is not None else 0,
                                   e["val_instances"]))
@@ -133,6 +176,8 @@ def evaluate_coco(coco_gt: COCO, results: list[dict[str, Any]], iou_type: str, l
         "mAP_macro": float(np.mean(aps)) if aps else None,
         "groups": groups,
         "frequency_thresholds": list(thresholds),
+        "group_source": "file" if any("frequency" in c for c in coco_gt.dataset["categories"]) else "training",
+        "lvis_rules": lvis,
         "per_class": per_class,
         "pr_curves": curves,
     }

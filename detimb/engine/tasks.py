@@ -26,6 +26,7 @@ from detimb.engine.inference import predict
 from detimb.engine.seg_eval import (
     format_segmentation_table, predict_confusions, segmentation_report, write_segmentation_reports,
 )
+from detimb.losses.statistics import ClassStatistics
 from detimb.models.builder import build_model, is_segmentation, uses_masks
 from detimb.utils import atomic_write_json
 
@@ -46,12 +47,15 @@ class DetectionTask:
     def build_datasets(self, seed: int, progress: bool = False) -> tuple[Any, Any]:
         return build_datasets(self.cfg.data, self.with_masks, seed)
 
-    def class_counts(self, train_set: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]]) -> list[int]:
-        """Training instances per class, for class-weighted losses."""
-        return [train_freq[cid]["instances"] for cid in label_map.coco_ids]
+    def class_statistics(self, train_set: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]]
+                         ) -> ClassStatistics:
+        """Training instances and images per class, for class-aware losses."""
+        return ClassStatistics(tuple(train_freq[cid]["instances"] for cid in label_map.coco_ids),
+                               tuple(train_freq[cid]["images"] for cid in label_map.coco_ids),
+                               len(train_set.records.data["images"]))
 
-    def build_model(self, label_map: LabelMap, counts: list[int] | None) -> nn.Module:
-        return build_model(self.cfg.model, label_map, counts)
+    def build_model(self, label_map: LabelMap, stats: ClassStatistics | None) -> nn.Module:
+        return build_model(self.cfg.model, label_map, stats)
 
     def attach(self, train_set: Any, rank: int, world: int) -> None:
         """Set up between-epoch work over the training set."""
@@ -105,16 +109,20 @@ class SegmentationTask(DetectionTask):
     def build_datasets(self, seed: int, progress: bool = False) -> tuple[Any, Any]:
         return build_segmentation_datasets(self.cfg.data, seed, progress)
 
-    def class_counts(self, train_set: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]]) -> list[int]:
-        """Training pixels per class (annotation areas), for class-weighted losses."""
+    def class_statistics(self, train_set: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]]
+                         ) -> ClassStatistics:
+        """Training pixels per class (annotation areas) as instances, and images per class,
+        for class-weighted losses."""
         area: dict[int, float] = defaultdict(float)
         for a in train_set.records.data["annotations"]:
             if not a.get("iscrowd", 0):
                 area[a["category_id"]] += float(a.get("area", a["bbox"][2] * a["bbox"][3]))
-        return [round(area[cid]) for cid in label_map.coco_ids]
+        return ClassStatistics(tuple(round(area[cid]) for cid in label_map.coco_ids),
+                               tuple(train_freq[cid]["images"] for cid in label_map.coco_ids),
+                               len(train_set.records.data["images"]))
 
-    def build_model(self, label_map: LabelMap, counts: list[int] | None) -> nn.Module:
-        return build_model(self.cfg.model, label_map, counts, self.cfg.data.ignore_index)
+    def build_model(self, label_map: LabelMap, stats: ClassStatistics | None) -> nn.Module:
+        return build_model(self.cfg.model, label_map, stats, self.cfg.data.ignore_index)
 
     def attach(self, train_set: Any, rank: int, world: int) -> None:
         hard = self.cfg.data.train.hard_examples

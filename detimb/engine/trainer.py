@@ -99,8 +99,8 @@ class Trainer:
                                        self.world, tcfg.seed)
         self.task.attach(self.train_set, self.rank, self.world)
 
-        counts = self.task.class_counts(self.train_set, self.label_map, self.train_freq)
-        self.model: nn.Module = self.task.build_model(self.label_map, counts).to(self.device)
+        stats = self.task.class_statistics(self.train_set, self.label_map, self.train_freq)
+        self.model: nn.Module = self.task.build_model(self.label_map, stats).to(self.device)
         # sampling-free's optimal prior: from the checkpoint on resume, else one counting pass (cached)
         self.priors: dict[str, float] = {} if resume else optimal_priors(
             cfg, self.model, self.train_set, self.label_map.num_classes, progress and distributed.is_main())

@@ -2,14 +2,24 @@
 
 Every loss subclasses ``ClassificationLoss``, which states its ``form`` (softmax over
 background + K classes, or per-class sigmoid) and gives
-``forward(logits, targets, weight=None, avg_factor=None) -> scalar``, where ``weight`` is
-the sampler's per-candidate weight and ``avg_factor`` the objective's normaliser, and
+``forward(logits, targets, weight=None, avg_factor=None, *, batch=None) -> scalar``, where
+``weight`` is the sampler's per-candidate weight, ``avg_factor`` the objective's
+normaliser and ``batch`` what the loss may know about the batch (``BatchClasses``), and
 ``candidate_loss(logits, targets) -> (N,)``, what samplers that rank by loss (OHEM) see.
+
+Column layout. Softmax logits are (N, K + 1) with background in column 0 (torchvision).
+Sigmoid logits in the RoI head are (N, K), column j for label j + 1, background all-zero
+targets (detectron2's ``USE_SIGMOID_CE``), unless the loss keeps a background column
+(``Columns``); RetinaNet keeps torchvision's (N, K + 1) with column 0 never positive. A
+loss's ``roi_outputs`` and ``roi_scores`` say how many outputs the RoI predictor has and
+how they become the K foreground scores at inference, as mmdetection's losses do
+(``get_cls_channels``, ``get_activation``).
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -18,6 +28,7 @@ from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss
 
 from detimb.losses.reduce import weighted_sum
+from detimb.losses.statistics import ClassStatistics
 from detimb.registry import Registry
 
 CLS_LOSSES = Registry("classification loss")
@@ -31,19 +42,43 @@ class Form(enum.Enum):
     SIGMOID = "sigmoid"
 
 
+class Columns(enum.Enum):
+    """The RoI head's sigmoid columns: ``FOREGROUND``, K columns (detectron2's sigmoid CE);
+    ``WITH_BACKGROUND``, K + 1 with column 0 a background ("objectness") output whose
+    target is 1 on background proposals (EQLv2's released code)."""
+
+    FOREGROUND = "foreground"
+    WITH_BACKGROUND = "with_background"
+
+
+@dataclass(frozen=True)
+class BatchClasses:
+    """What the data says about the classes of a batch, for losses that choose classes.
+
+    negative: (M,) int64 labels verified absent from at least one image of the batch (LVIS's
+        ``neg_category_ids``); empty when the data has none.
+    """
+
+    negative: Tensor
+
+
 class ClassificationLoss(nn.Module):
     """Base of every classification (and pixel) loss.
 
     Subclasses set ``form`` and implement ``elementwise`` (the unreduced, unweighted loss:
-    (N,) or (N, C)); ``uses_class_counts`` says the constructor takes the training set's
-    ``class_counts`` (the builder passes them); ``applies_focal_factor`` says the loss
-    already has the focal factor (the focal sampler must not add it again). ``forward`` is
+    (N,) or (N, C)); ``uses_class_stats`` says the constructor takes the training set's
+    ``class_stats`` (a ``ClassStatistics``; the builder passes it); ``applies_focal_factor``
+    says the loss already has the focal factor (the focal sampler must not add it again);
+    ``per_class`` says it weighs classes (the RPN's single objectness output refuses it);
+    ``columns`` is the RoI head's sigmoid layout. ``forward`` is
     ``loss_weight * sum(weight * elementwise) / avg_factor`` (``detimb.losses.reduce``).
     """
 
     form: ClassVar[Form]
-    uses_class_counts: ClassVar[bool] = False
+    uses_class_stats: ClassVar[bool] = False
     applies_focal_factor: ClassVar[bool] = False
+    per_class: ClassVar[bool] = False
+    columns: ClassVar[Columns] = Columns.FOREGROUND
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()
@@ -53,8 +88,20 @@ class ClassificationLoss(nn.Module):
         raise NotImplementedError
 
     def forward(self, logits: Tensor, targets: Tensor, weight: Tensor | None = None,
-                avg_factor: float | Tensor | None = None) -> Tensor:
+                avg_factor: float | Tensor | None = None, *, batch: BatchClasses | None = None) -> Tensor:
         return self.loss_weight * weighted_sum(self.elementwise(logits, targets), weight, avg_factor)
+
+    def roi_outputs(self, num_classes: int) -> int:
+        """The RoI predictor's number of class outputs for ``num_classes`` = K + 1."""
+        if self.form is Form.SIGMOID and self.columns is Columns.FOREGROUND:
+            return num_classes - 1
+        return num_classes
+
+    def roi_scores(self, logits: Tensor) -> Tensor:
+        """(N, K) foreground scores at inference from the RoI predictor's logits."""
+        if self.form is Form.SOFTMAX:
+            return F.softmax(logits, -1)[:, 1:]
+        return torch.sigmoid(logits)
 
     def candidate_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
         """(N,) each candidate's loss (summed over classes for sigmoid losses), with
@@ -112,18 +159,19 @@ class CrossEntropyLoss(ClassificationLoss):
     code; 'instances'; 'frequent').
 
     logits (N, C), targets (N,) int64 in [0, C). Each candidate's loss is multiplied by its
-    class's weight; the head's normaliser is unchanged. ``class_counts`` (instances per
-    foreground class, in label order) is supplied by the trainer. Defaults: loss_weight 1,
+    class's weight; the head's normaliser is unchanged. ``class_stats`` (the instances per
+    foreground class) is supplied by the trainer. Defaults: loss_weight 1,
     class_weight null, beta 0.999, normalize 'classes'.
     """
 
     form = Form.SOFTMAX
-    uses_class_counts = True
+    uses_class_stats = True
 
     def __init__(self, loss_weight: float = 1.0, class_weight: str | list[float] | None = None, beta: float = 0.999,
-                 class_counts: list[int] | None = None, normalize: str = "classes") -> None:
+                 class_stats: ClassStatistics | None = None, normalize: str = "classes") -> None:
         super().__init__(loss_weight)
         self.class_weight = class_weight
+        class_counts = None if class_stats is None else list(class_stats.instances)
         self.needs_counts = isinstance(class_weight, str) and class_counts is None
         if class_weight is None:
             self.register_buffer("weights", None)
@@ -141,7 +189,7 @@ class CrossEntropyLoss(ClassificationLoss):
     def elementwise(self, logits: Tensor, targets: Tensor) -> Tensor:
         if self.needs_counts:
             raise ValueError(f"class_weight '{self.class_weight}' needs the training set's class counts;"
-                             " build the model with class_counts (the trainer does)")
+                             " build the model with class_stats (the trainer does)")
         return F.cross_entropy(logits, targets, weight=self.weights, reduction="none")
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from detimb.losses.classification import CLS_LOSSES, ClassificationLoss, Form
+from detimb.losses.classification import CLS_LOSSES, BatchClasses, ClassificationLoss, Form
 
 
 def _rare_mask(targets: Tensor, rare: Tensor) -> Tensor:
@@ -83,7 +83,7 @@ class DiceLoss(ClassificationLoss):
                              persistent=False)
 
     def forward(self, logits: Tensor, targets: Tensor, weight: Tensor | None = None,
-                avg_factor: float | Tensor | None = None) -> Tensor:
+                avg_factor: float | Tensor | None = None, *, batch: BatchClasses | None = None) -> Tensor:
         num_classes = logits.shape[1]
         probs = logits.softmax(dim=-1)
         onehot = F.one_hot(targets, num_classes).to(probs.dtype)

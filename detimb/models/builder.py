@@ -1,8 +1,8 @@
 """Build a detector from ``cfg.model`` around torchvision's detector classes.
 
 Faster R-CNN and Mask R-CNN are torchvision's ``GeneralizedRCNN`` with detimb's RPN and
-RoI heads injected (the same module names as torchvision's ``FasterRCNN``/``MaskRCNN``, so
-state dicts are interchangeable); RetinaNet is torchvision's with detimb's head.
+RoI heads injected (torchvision's module names for the heads); RetinaNet is torchvision's
+with detimb's head.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from detimb.config import to_dict
 from detimb.data.label_map import LabelMap
 from detimb.errors import ConfigError
 from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES, ClassificationLoss, Form, init_classification_prior
+from detimb.losses.statistics import ClassStatistics
 from detimb.models.backbones import BACKBONES, probe_outputs
 from detimb.models.heads import DetimbRetinaNet, DetimbRetinaNetHead, DetimbRoIHeads, DetimbRPN
 from detimb.models.heads.dense import DenseHead
 from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLevelsRoIAlign
-from detimb.models.heads.objective import Averaging, HeadObjective, TermNames
+from detimb.models.heads.objective import Averaging, HeadObjective, Layout, TermNames
+from detimb.models.heads.predictors import CLS_PREDICTORS
 from detimb.models.necks import NECKS, BackboneWithNeck
 from detimb.models.transform import DetectionTransform
 from detimb.models.segmentor import SemanticSegmentor
@@ -42,6 +44,14 @@ RPN_TERMS = TermNames(cls="loss_objectness", box="loss_rpn_box_reg")
 ROI_TERMS = TermNames(cls="loss_classifier", box="loss_box_reg")
 RETINA_TERMS = TermNames(cls="classification", box="bbox_regression")
 DENSE_TERMS = TermNames(cls="loss_seg", box=None)
+# The classifier forms each head accepts (the RPN has one objectness output, RetinaNet
+# torchvision's sigmoid classifier, the dense head a softmax over pixels' classes).
+HEAD_FORMS: dict[str, tuple[Form, ...]] = {
+    "model.rpn": (Form.SIGMOID,),
+    "model.roi_head": (Form.SOFTMAX, Form.SIGMOID),
+    "model.retina_head": (Form.SIGMOID,),
+    "model.head": (Form.SOFTMAX,),
+}
 RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # torchvision's RegionProposalNetwork
 RETINA_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # torchvision's RetinaNet
 
@@ -68,41 +78,53 @@ def _build_slot(registry: Registry, spec: Any, where: str) -> Any:
     return registry.build(to_dict(spec), where)
 
 
-def build_classification_loss(spec: dict[str, Any], where: str, form: Form, class_counts: list[int] | None,
+def build_classification_loss(spec: dict[str, Any], where: str, head: str, class_stats: ClassStatistics | None,
                               label_map: LabelMap | None = None) -> ClassificationLoss:
-    """A head's classification loss, of the head's classifier ``form``. Losses that weigh
-    classes by frequency receive the training set's ``class_counts``; ``rare_classes``
-    given as category ids or names become label indices."""
+    """A head's classification loss, of a classifier form the head (a key of
+    ``HEAD_FORMS``) accepts. Losses that use the training set's statistics receive
+    ``class_stats``; ``rare_classes`` given as category ids or names become label indices."""
     factory = CLS_LOSSES.get(spec.get("type", ""), where)
     if "rare_classes" in spec and label_map is not None:
         spec = {**spec, "rare_classes": label_map.labels_of(spec["rare_classes"], f"{where}.rare_classes")}
-    loss = CLS_LOSSES.build(spec, where, **({"class_counts": class_counts} if factory.uses_class_counts else {}))
-    if loss.form is not form:
+    loss = CLS_LOSSES.build(spec, where, **({"class_stats": class_stats} if factory.uses_class_stats else {}))
+    if loss.form not in HEAD_FORMS[head]:
+        places = [h for h, forms in HEAD_FORMS.items() if loss.form in forms]
         raise ConfigError(f"{where}: '{spec['type']}' is a {loss.form.value} loss but this head's classifier is"
-                          f" {form.value}; choose from "
-                          + ", ".join(n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form is form))
+                          f" {' or '.join(f.value for f in HEAD_FORMS[head])}; choose from "
+                          + ", ".join(n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form in HEAD_FORMS[head])
+                          + f"; '{spec['type']}' fits in " + ", ".join(f"{p}.loss_cls" if p != "model.head" else
+                                                                       "model.head.loss" for p in places))
+    if loss.per_class and head == "model.rpn":
+        raise ConfigError(f"{where}: '{spec['type']}' weighs classes, and the RPN has one objectness output;"
+                          " use it in model.roi_head.loss_cls (or model.retina_head.loss_cls)")
     return loss
 
 
-def build_objective(head_cfg: DictConfig, where: str, form: Form, terms: TermNames, box_coder: BoxCoder | None,
-                    averaging: Averaging = Averaging.BATCH, class_counts: list[int] | None = None,
+def build_objective(head_cfg: DictConfig, where: str, terms: TermNames, box_coder: BoxCoder | None,
+                    averaging: Averaging = Averaging.BATCH, class_stats: ClassStatistics | None = None,
                     label_map: LabelMap | None = None) -> HeadObjective:
     """The objective of one head from its config slots (``sampler``, ``loss_cls`` or the
     dense head's ``loss``, ``loss_bbox``, ``balancer``), refusing a focal factor applied
-    twice and a balancer that adds a term where the head cannot return it."""
+    twice, a sampler that reads what the head does not predict, and a balancer that adds a
+    term where the head cannot return it."""
     sampler = _build_slot(SAMPLERS, head_cfg.sampler, f"{where}.sampler")
     cls_key = "loss" if terms.box is None else "loss_cls"
-    loss = build_classification_loss(to_dict(head_cfg[cls_key]), f"{where}.{cls_key}", form, class_counts, label_map)
+    loss = build_classification_loss(to_dict(head_cfg[cls_key]), f"{where}.{cls_key}", where, class_stats, label_map)
     if isinstance(sampler, FocalSampler) and loss.applies_focal_factor:
         raise ConfigError(f"{where}: the focal sampler already applies the focal factor; with it use"
                           f" loss_cls: {{type: binary_cross_entropy}} (or cross_entropy), not {head_cfg[cls_key].type}")
+    if sampler.needs.predictions and where != "model.roi_head":
+        raise ConfigError(f"{where}.sampler: {head_cfg.sampler.type} reads per-class scores and boxes of"
+                          " proposals; use it in model.roi_head.sampler")
     loss_bbox = None if terms.box is None else _build_slot(BOX_LOSSES, head_cfg.loss_bbox, f"{where}.loss_bbox")
     balancer = None if head_cfg.get("balancer") is None else _build_slot(BALANCERS, head_cfg.balancer,
                                                                           f"{where}.balancer")
     if balancer is not None and balancer.adds_terms and where == "model.rpn":
         raise ConfigError(f"{where}.balancer: {head_cfg.balancer.type} adds a loss term, which the RPN cannot"
                           " return beside the RoI head's; use it in model.roi_head or model.retina_head")
-    return HeadObjective(sampler, loss, loss_bbox, box_coder, terms, averaging=averaging, balancer=balancer)
+    return HeadObjective(sampler, loss, loss_bbox, box_coder, terms, averaging=averaging, balancer=balancer,
+                         layout=Layout.ROI if where == "model.roi_head" else Layout.TORCHVISION,
+                         num_classes=None if label_map is None else label_map.num_classes)
 
 
 def _init_prior(bias: torch.Tensor, head_cfg: DictConfig, objective: HeadObjective, form: Form) -> None:
@@ -128,7 +150,19 @@ def _mask_loss(roi_cfg: DictConfig) -> nn.Module | None:
     return CLS_LOSSES.build(spec, "model.roi_head.loss_mask")
 
 
-def _two_stage(cfg: DictConfig, label_map: LabelMap, with_masks: bool, class_counts: list[int] | None
+def _roi_predictor(roi_cfg: DictConfig, loss: ClassificationLoss, num_classes: int) -> FastRCNNPredictor:
+    """torchvision's ``FastRCNNPredictor``, its ``cls_score`` sized and typed as the loss and
+    ``cls_predictor`` say (K + 1 for softmax, K for sigmoid, ...); ``bbox_pred`` unchanged."""
+    predictor = FastRCNNPredictor(roi_cfg.representation_size, num_classes)
+    outputs = loss.roi_outputs(num_classes)
+    spec = to_dict(roi_cfg.cls_predictor)
+    if outputs != num_classes or spec.get("type") != "linear":
+        predictor.cls_score = CLS_PREDICTORS.build(spec, "model.roi_head.cls_predictor",
+                                                   in_features=roi_cfg.representation_size, out_features=outputs)
+    return predictor
+
+
+def _two_stage(cfg: DictConfig, label_map: LabelMap, with_masks: bool, class_stats: ClassStatistics | None
                ) -> GeneralizedRCNN:
     num_classes = label_map.num_classes
     backbone, levels = build_backbone_with_neck(cfg)
@@ -136,7 +170,7 @@ def _two_stage(cfg: DictConfig, label_map: LabelMap, with_masks: bool, class_cou
     channels = backbone.out_channels
     rpn_cfg, roi_cfg = cfg.rpn, cfg.roi_head
     rpn_head = RPNHead(channels, anchors.num_anchors_per_location()[0])
-    rpn_objective = build_objective(rpn_cfg, "model.rpn", Form.SIGMOID, RPN_TERMS, BoxCoder(RPN_BOX_WEIGHTS))
+    rpn_objective = build_objective(rpn_cfg, "model.rpn", RPN_TERMS, BoxCoder(RPN_BOX_WEIGHTS))
     _init_prior(rpn_head.cls_logits.bias, rpn_cfg, rpn_objective, Form.SIGMOID)
     rpn = DetimbRPN(
         anchors, rpn_head,
@@ -162,11 +196,10 @@ def _two_stage(cfg: DictConfig, label_map: LabelMap, with_masks: bool, class_cou
     else:
         box_pool = MultiScaleRoIAlign(roi_levels, size, roi_cfg.sampling_ratio)
         box_head = TwoMLPHead(channels * size**2, roi_cfg.representation_size)
-    predictor = FastRCNNPredictor(roi_cfg.representation_size, num_classes)
-    roi_objective = build_objective(roi_cfg, "model.roi_head", Form.SOFTMAX, ROI_TERMS,
-                                    BoxCoder(tuple(roi_cfg.bbox_reg_weights)), class_counts=class_counts,
-                                    label_map=label_map)
-    _init_prior(predictor.cls_score.bias, roi_cfg, roi_objective, Form.SOFTMAX)
+    roi_objective = build_objective(roi_cfg, "model.roi_head", ROI_TERMS, BoxCoder(tuple(roi_cfg.bbox_reg_weights)),
+                                    class_stats=class_stats, label_map=label_map)
+    predictor = _roi_predictor(roi_cfg, roi_objective.loss_cls, num_classes)
+    _init_prior(predictor.cls_score.bias, roi_cfg, roi_objective, roi_objective.loss_cls.form)
     roi_heads = DetimbRoIHeads(
         box_pool,
         box_head,
@@ -187,26 +220,26 @@ def _transform(cfg: DictConfig) -> DetectionTransform:
 
 
 @DETECTORS.register("faster_rcnn")
-def faster_rcnn(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | None = None) -> GeneralizedRCNN:
+def faster_rcnn(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics | None = None) -> GeneralizedRCNN:
     """Faster R-CNN (Ren et al., NeurIPS 2015) with torchvision's defaults."""
-    return _two_stage(cfg, label_map, with_masks=False, class_counts=class_counts)
+    return _two_stage(cfg, label_map, with_masks=False, class_stats=class_stats)
 
 
 @DETECTORS.register("mask_rcnn")
-def mask_rcnn(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | None = None) -> GeneralizedRCNN:
+def mask_rcnn(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics | None = None) -> GeneralizedRCNN:
     """Mask R-CNN (He et al., ICCV 2017) with torchvision's defaults."""
-    return _two_stage(cfg, label_map, with_masks=True, class_counts=class_counts)
+    return _two_stage(cfg, label_map, with_masks=True, class_stats=class_stats)
 
 
 @DETECTORS.register("retinanet")
-def retinanet(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | None = None) -> DetimbRetinaNet:
+def retinanet(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics | None = None) -> DetimbRetinaNet:
     """RetinaNet (Lin et al., ICCV 2017) with torchvision's defaults."""
     num_classes = label_map.num_classes
     backbone, levels = build_backbone_with_neck(cfg)
     anchors = _anchor_generator(cfg, levels)
     h = cfg.retina_head
-    objective = build_objective(h, "model.retina_head", Form.SIGMOID, RETINA_TERMS, BoxCoder(RETINA_BOX_WEIGHTS),
-                                averaging=Averaging.IMAGE, class_counts=class_counts, label_map=label_map)
+    objective = build_objective(h, "model.retina_head", RETINA_TERMS, BoxCoder(RETINA_BOX_WEIGHTS),
+                                averaging=Averaging.IMAGE, class_stats=class_stats, label_map=label_map)
     head = DetimbRetinaNetHead(backbone.out_channels, anchors.num_anchors_per_location()[0], num_classes, objective,
                                prior_probability=h.prior_probability)
     return DetimbRetinaNet(
@@ -220,17 +253,16 @@ SEGMENTORS = Registry("segmentation model")
 
 
 @SEGMENTORS.register("semantic_seg")
-def semantic_seg(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | None = None,
+def semantic_seg(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics | None = None,
                  ignore_index: int = 255) -> SemanticSegmentor:
     """Semantic segmentation: backbone + neck + dense head (Panoptic FPN's semantic branch).
-    ``class_counts``: training pixels per class (for class-weighted losses)."""
+    ``class_stats``: training pixels per class as instances (for class-weighted losses)."""
     backbone, levels = build_backbone_with_neck(cfg)
     levels = [name for name in levels if name != "pool"]
     h = cfg.head
     if h.type != "dense":
         raise ConfigError(f"model.head.type: only 'dense' exists, got {h.type!r}")
-    objective = build_objective(h, "model.head", Form.SOFTMAX, DENSE_TERMS, None, class_counts=class_counts,
-                                label_map=label_map)
+    objective = build_objective(h, "model.head", DENSE_TERMS, None, class_stats=class_stats, label_map=label_map)
     try:
         head = DenseHead(backbone.out_channels, len(levels), label_map.num_classes, objective,
                          channels=h.channels, ignore_index=ignore_index)
@@ -242,11 +274,14 @@ def semantic_seg(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] |
     return SemanticSegmentor(backbone, levels, head, transform)
 
 
-def build_model(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | None = None,
+def build_model(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics | None = None,
                 ignore_index: int = 255) -> nn.Module:
     """The detector or segmentation model ``cfg.model`` describes (see ``build_detector``)."""
+    if class_stats is not None and not isinstance(class_stats, ClassStatistics):
+        raise TypeError(f"class_stats must be a detimb.losses.ClassStatistics, got {type(class_stats).__name__}"
+                        " (ClassStatistics.from_instances(counts) builds one from instance counts)")
     if cfg.type in SEGMENTORS.names():
-        model: nn.Module = SEGMENTORS.get(cfg.type)(cfg, label_map, class_counts, ignore_index)
+        model: nn.Module = SEGMENTORS.get(cfg.type)(cfg, label_map, class_stats, ignore_index)
         if cfg.weights:
             state = torch.load(cfg.weights, map_location="cpu", weights_only=True)
             model.load_state_dict(state.get("model", state))
@@ -254,19 +289,19 @@ def build_model(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | 
     if cfg.type not in DETECTORS.names():
         raise ConfigError(f"model.type: unknown model {cfg.type!r}"
                           f"{closest(str(cfg.type), DETECTORS.names() + SEGMENTORS.names())}")
-    return build_detector(cfg, label_map, class_counts)
+    return build_detector(cfg, label_map, class_stats)
 
 
 def is_segmentation(cfg: DictConfig) -> bool:
     return cfg.type in SEGMENTORS.names()
 
 
-def build_detector(cfg: DictConfig, label_map: LabelMap, class_counts: list[int] | None = None) -> nn.Module:
+def build_detector(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics | None = None) -> nn.Module:
     """The detector ``cfg.model`` describes, for the classes of ``label_map``; loads
-    ``cfg.model.weights`` (a local file) when set. ``class_counts``: training instances per
-    class in label order, for losses that weigh classes by frequency."""
+    ``cfg.model.weights`` (a local file) when set. ``class_stats``: the training set's
+    class statistics, for losses that weigh classes by frequency."""
     factory: Callable[..., nn.Module] = DETECTORS.get(cfg.type, "model.type")
-    model = factory(cfg, label_map, class_counts)
+    model = factory(cfg, label_map, class_stats)
     if cfg.weights:
         state = torch.load(cfg.weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state.get("model", state))

@@ -10,10 +10,11 @@ from detimb.samplers.isr_p import ISRPSampler
 from detimb.samplers.ohem import OHEMSampler
 from detimb.samplers.pixels import ClassBalancedPixelSampler, OHEMPixelSampler, RandomPixelSampler
 from detimb.samplers.random import AllSampler, RandomSampler
+from detimb.samplers.score_hlr import ScoreHLRSampler
 
 __all__ = [
     "SAMPLERS", "AllSampler", "Candidates", "ClassBalancedPixelSampler", "FocalSampler", "ISRPSampler",
     "Normalization", "ReweightContext", "SamplerNeeds",
     "InstanceBalancedSampler", "IoUBalancedSampler", "OHEMPixelSampler", "OHEMSampler", "RandomPixelSampler",
-    "RandomSampler", "Sampler", "SoftSampler",
+    "RandomSampler", "Sampler", "ScoreHLRSampler", "SoftSampler",
 ]

@@ -39,12 +39,18 @@ class Candidates:
     gt_index: (N,) int64, index of that ground truth in the image (meaningful where labels > 0).
     losses: (N,) float, the current loss of each candidate without gradient, under the
         head's configured losses; filled only for samplers whose ``needs.losses``.
+    scores: (N, K) float, the current foreground scores (the RoI head's inference scores);
+        filled only for samplers whose ``needs.predictions``.
+    pred_boxes: (N, 4) float xyxy, each candidate's predicted box for its highest-scoring
+        class; filled with ``scores``.
     """
 
     labels: Tensor
     ious: Tensor
     gt_index: Tensor
     losses: Tensor | None = None
+    scores: Tensor | None = None
+    pred_boxes: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -56,11 +62,14 @@ class SamplerNeeds:
         ``with_box_loss``); implies ``losses``.
     geometry: box IoUs or ground-truth instances (``Candidates.ious``/``gt_index``), which
         pixels of a dense head do not have.
+    predictions: ``Candidates.scores`` and ``pred_boxes``, which only the RoI head gives
+        (per-class scores and boxes of proposals).
     """
 
     losses: bool = False
     box_losses: bool = False
     geometry: bool = False
+    predictions: bool = False
 
 
 class Normalization(enum.Enum):

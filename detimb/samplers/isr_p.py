@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -36,7 +37,7 @@ class ISRPSampler(SoftSampler):
         if self.base.soft:
             raise ValueError("isr_p's base must be a hard sampler")
         self.k, self.bias = k, bias
-        self.needs = SamplerNeeds(losses=self.base.needs.losses, box_losses=self.base.needs.box_losses, geometry=True)
+        self.needs = replace(self.base.needs, geometry=True)
 
     def __call__(self, candidates: list[Candidates]) -> list[Tensor]:
         return self.base(candidates)

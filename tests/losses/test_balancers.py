@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from detimb.losses.statistics import ClassStatistics
 from detimb.losses import CARL, BalanceContext, CrossEntropyLoss, Form, GuidedLoss, init_classification_prior
 
 
@@ -68,23 +69,24 @@ def test_prior_initialisation():
 
 def test_class_weights_from_counts_by_hand():
     counts = [1000, 10]
+    stats = ClassStatistics.from_instances(counts)
     # instance-weighted: 1/n scaled so that 1000 w1 + 10 w2 = 1010 -> 1010/2000, 1010/20
-    inv = CrossEntropyLoss(class_weight="inverse_freq", class_counts=counts, normalize="instances").weights
+    inv = CrossEntropyLoss(class_weight="inverse_freq", class_stats=stats, normalize="instances").weights
     assert inv.tolist() == pytest.approx([1.0, 0.505, 50.5], rel=1e-6)
     # Cui et al.'s convention (the default): mean 1 over the classes
-    inv = CrossEntropyLoss(class_weight="inverse_freq", class_counts=counts).weights
+    inv = CrossEntropyLoss(class_weight="inverse_freq", class_stats=stats).weights
     assert inv.tolist() == pytest.approx([1.0, 2 * 0.001 / 0.101, 2 * 0.1 / 0.101], rel=1e-6)
     beta = 0.999
     e = [(1 - beta**n) / (1 - beta) for n in counts]
     raw = [1 / x for x in e]
-    eff = CrossEntropyLoss(class_weight="effective_num", beta=beta, class_counts=counts, normalize="classes").weights
+    eff = CrossEntropyLoss(class_weight="effective_num", beta=beta, class_stats=stats, normalize="classes").weights
     assert eff.tolist() == pytest.approx([1.0] + [2 * r / sum(raw) for r in raw], rel=1e-5)
-    eff = CrossEntropyLoss(class_weight="effective_num", beta=beta, class_counts=counts, normalize="instances").weights
+    eff = CrossEntropyLoss(class_weight="effective_num", beta=beta, class_stats=stats, normalize="instances").weights
     scale = 1010 / (1000 * raw[0] + 10 * raw[1])
     assert eff.tolist() == pytest.approx([1.0, raw[0] * scale, raw[1] * scale], rel=1e-5)
     assert 1000 * eff[1].item() + 10 * eff[2].item() == pytest.approx(1010, rel=1e-5)  # average instance: 1
     # the most frequent class keeps background's weight: 1/n -> 1, 1000/10
-    inv = CrossEntropyLoss(class_weight="inverse_freq", class_counts=counts, normalize="frequent").weights
+    inv = CrossEntropyLoss(class_weight="inverse_freq", class_stats=stats, normalize="frequent").weights
     assert inv.tolist() == pytest.approx([1.0, 1.0, 100.0], rel=1e-6)
     # the loss applies them per candidate: one sample of class 2 with uniform logits
     loss = CrossEntropyLoss(class_weight=[1.0, 1.0, 3.0])(torch.zeros(1, 3), torch.tensor([2]), None, 1)
@@ -95,7 +97,7 @@ def test_class_weights_without_counts_refuse_to_train_but_load():
     loss = CrossEntropyLoss(class_weight="inverse_freq")
     with pytest.raises(ValueError, match="needs the training set's class counts"):
         loss(torch.zeros(1, 3), torch.tensor([1]))
-    trained = CrossEntropyLoss(class_weight="inverse_freq", class_counts=[5, 50])
+    trained = CrossEntropyLoss(class_weight="inverse_freq", class_stats=ClassStatistics.from_instances([5, 50]))
     loss.load_state_dict(trained.state_dict())
     assert torch.equal(loss.weights, trained.weights)
     loss(torch.zeros(1, 3), torch.tensor([1]))

@@ -7,7 +7,8 @@ import torch
 
 from detimb.data.coco import CocoDetection, collate
 from detimb.errors import ConfigError
-from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES, Form
+from detimb.engine.coco_eval import class_frequencies
+from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES, ClassStatistics, Form
 from detimb.models import BACKBONES, DETECTORS, NECKS, build_detector
 from detimb.samplers import SAMPLERS
 from tests.conftest import RETINA_NECK, TINY_MODEL
@@ -15,11 +16,18 @@ from tests.conftest import RETINA_NECK, TINY_MODEL
 TWO_STAGE = ["faster_rcnn", "mask_rcnn"]
 
 
+def class_statistics(ds: CocoDetection) -> ClassStatistics:
+    freq = class_frequencies(ds.records.data)
+    ids = ds.label_map.coco_ids
+    return ClassStatistics(tuple(freq[c]["instances"] for c in ids), tuple(freq[c]["images"] for c in ids),
+                           len(ds.records.data["images"]))
+
+
 def train_step(cfg, root):
     with_masks = cfg.model.type == "mask_rcnn"
     ds = CocoDetection(root / "annotations/train.json", root / "train", with_masks=with_masks)
     images, targets = collate([ds[0], ds[1]])
-    model = build_detector(cfg.model, ds.label_map)
+    model = build_detector(cfg.model, ds.label_map, class_statistics(ds))
     model.train()
     losses = model(images, targets)
     total = sum(losses.values())
@@ -58,7 +66,7 @@ STAGES = [("faster_rcnn", "rpn"), ("faster_rcnn", "roi_head"), ("mask_rcnn", "rp
 @pytest.mark.parametrize("sampler", SAMPLERS.names())
 def test_every_sampler_in_every_stage_of_every_detector(tiny_config, tiny_shapes, detector, stage, sampler):
     head = {"sampler": {"type": sampler}}
-    if sampler in ("random", "instance_balanced", "iou_balanced", "ohem"):
+    if sampler in ("random", "instance_balanced", "iou_balanced", "ohem", "score_hlr"):
         head["sampler"].update(num=32, pos_fraction=0.5)
     if sampler in ("random_pixels", "class_balanced_pixels"):
         head["sampler"].update(num=32)
@@ -66,6 +74,10 @@ def test_every_sampler_in_every_stage_of_every_detector(tiny_config, tiny_shapes
         head["sampler"].update(min_kept=16)
     if stage == "retina_head" and sampler == "focal":
         head["loss_cls"] = {"type": "binary_cross_entropy"}
+    if SAMPLERS.get(sampler).needs.predictions and stage != "roi_head":
+        with pytest.raises(ConfigError, match="use it in model.roi_head.sampler"):
+            train_step(tiny_config(detector, model={stage: head}), tiny_shapes)
+        return
     _, model = train_step(tiny_config(detector, model={stage: head}), tiny_shapes)
     stats = model.rpn.objective.stats if stage == "rpn" else (
         model.roi_heads.objective.stats if stage == "roi_head" else model.head.objective.stats)
@@ -87,9 +99,10 @@ def test_every_balancer_in_every_stage_of_every_detector(tiny_config, tiny_shape
     assert any(k.startswith("raw/") for k in head.objective.stats)
 
 
-SOFTMAX_LOSSES = [n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form is Form.SOFTMAX]
-CLS_BY_STAGE = {"rpn": ["binary_cross_entropy", "sigmoid_focal"], "roi_head": SOFTMAX_LOSSES,
-                "retina_head": ["binary_cross_entropy", "sigmoid_focal"]}
+SIGMOID_LOSSES = [n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form is Form.SIGMOID]
+# written out, not derived from the builder's table: the forms each torchvision head has
+CLS_BY_STAGE = {"rpn": ["binary_cross_entropy", "ghm_c", "sigmoid_focal"], "roi_head": CLS_LOSSES.names(),
+                "retina_head": SIGMOID_LOSSES}
 
 
 @pytest.mark.parametrize("detector,stage", STAGES)
@@ -97,10 +110,15 @@ CLS_BY_STAGE = {"rpn": ["binary_cross_entropy", "sigmoid_focal"], "roi_head": SO
 def test_every_classification_loss_in_every_stage(tiny_config, tiny_shapes, detector, stage, loss):
     cfg = tiny_config(detector, model={stage: {"loss_cls": {"type": loss}}})
     if loss not in CLS_BY_STAGE[stage]:
-        with pytest.raises(ConfigError, match="choose from"):
+        wrong_form = CLS_LOSSES.get(loss).form is Form.SOFTMAX
+        with pytest.raises(ConfigError, match="fits in model.roi_head.loss_cls" if wrong_form else
+                           "weighs classes, and the RPN has one objectness output"):
             train_step(cfg, tiny_shapes)
         return
-    train_step(cfg, tiny_shapes)
+    _, model = train_step(cfg, tiny_shapes)
+    if stage == "roi_head":  # the predictor has the outputs the loss's layout needs: 7 = background + 6
+        outputs = {"eqlv2": 7, "binary_cross_entropy": 6, "eql": 6, "federated": 6, "ghm_c": 6, "sigmoid_focal": 6}
+        assert model.roi_heads.box_predictor.cls_score.out_features == outputs.get(loss, 7)
 
 
 @pytest.mark.parametrize("class_weight", ["inverse_freq", "effective_num"])

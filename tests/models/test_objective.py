@@ -14,15 +14,17 @@ from torchvision.ops import generalized_box_iou_loss
 from detimb.data.coco import CocoDetection, collate
 from detimb.models import build_detector, build_model
 from detimb.models.heads.objective import HeadObjective, Predictions, Targets
+from detimb.losses import ClassStatistics
 from detimb.samplers import (
     SAMPLERS, ClassBalancedPixelSampler, InstanceBalancedSampler, IoUBalancedSampler, ISRPSampler, OHEMPixelSampler,
-    OHEMSampler, RandomPixelSampler, RandomSampler,
+    OHEMSampler, RandomPixelSampler, RandomSampler, ScoreHLRSampler,
 )
 from tests.models.test_detectors import train_step
 
 SAMPLER_ARGS = {
     "random": {"num": 8, "pos_fraction": 0.5}, "instance_balanced": {"num": 8, "pos_fraction": 0.5},
     "iou_balanced": {"num": 8, "pos_fraction": 0.5}, "ohem": {"num": 8, "pos_fraction": 0.5},
+    "score_hlr": {"num": 8, "pos_fraction": 0.5},
     "random_pixels": {"num": 8}, "class_balanced_pixels": {"num": 8}, "ohem_pixels": {"min_kept": 4},
     "isr_p": {"base": {"type": "random", "num": 8, "pos_fraction": 0.5}},
 }
@@ -99,7 +101,8 @@ def check_quota(sampler, weights: torch.Tensor, targets: Targets) -> None:
         if isinstance(base, OHEMSampler) and base.mode == "ratio":
             have_pos = int((mine & (targets.labels > 0)).sum())
             assert pos == have_pos and neg <= (base.neg_pos_ratio * pos if pos else base.min_neg)
-        elif isinstance(base, (RandomSampler, InstanceBalancedSampler, IoUBalancedSampler, OHEMSampler)):
+        elif isinstance(base, (RandomSampler, InstanceBalancedSampler, IoUBalancedSampler, OHEMSampler,
+                               ScoreHLRSampler)):
             assert pos <= int(base.num * base.pos_fraction) and pos + neg <= base.num
         elif isinstance(base, (RandomPixelSampler, ClassBalancedPixelSampler)):
             assert pos + neg <= base.num
@@ -110,7 +113,8 @@ def check_quota(sampler, weights: torch.Tensor, targets: Targets) -> None:
 
 
 def fits(name: str, head: str) -> bool:
-    return not (head == "dense" and SAMPLERS.get(name).needs.geometry)
+    needs = SAMPLERS.get(name).needs
+    return not (head == "dense" and needs.geometry) and not (head != "roi_head" and needs.predictions)
 
 
 CASES = [(s, h) for s in SAMPLERS.names() for h in HEADS if fits(s, h)]
@@ -162,7 +166,8 @@ def test_ohem_ranks_by_the_configured_weighted_ce_and_giou(tiny_config, tiny_sha
     slot = {"sampler": {"type": "ohem", "num": 10, "pos_fraction": 0.5, "with_box_loss": True},
             "loss_cls": {"type": "cross_entropy", "class_weight": "inverse_freq"},
             "loss_bbox": {"type": "giou", "loss_weight": 2.0}}
-    model = build_detector(tiny_config(model={"roi_head": slot}).model, ds.label_map, counts)
+    model = build_detector(tiny_config(model={"roi_head": slot}).model, ds.label_map,
+                           ClassStatistics.from_instances(counts))
     objective = model.roi_heads.objective
     targets, predictions = edge_batch("roi_head", "one_image_with_ground_truth", seed=3)
     # independently: inverse-frequency weights, background 1, foreground mean 1

@@ -10,6 +10,7 @@ from detimb.data.coco import collate
 from detimb.data.loader import build_segmentation_datasets
 from detimb.errors import ConfigError
 from detimb.losses import CLS_LOSSES, Form
+from detimb.losses import ClassStatistics
 from detimb.models import build_model
 from detimb.models.builder import MASK_PIXEL_LOSSES
 from detimb.models.heads.roi_heads import pixel_mask_loss
@@ -31,7 +32,8 @@ def seg_steps(cfg, iterations=3):
     """A few optimizer steps on the first items; returns the losses and the model."""
     torch.manual_seed(0)
     train, _ = build_segmentation_datasets(cfg.data, 0)
-    model = build_model(cfg.model, train.label_map, [100] * (train.label_map.num_classes - 1)).train()
+    model = build_model(cfg.model, train.label_map,
+                        ClassStatistics.from_instances([100] * (train.label_map.num_classes - 1))).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     images, targets = collate([train[i] for i in range(2)])
     values = []

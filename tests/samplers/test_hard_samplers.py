@@ -147,7 +147,7 @@ def test_instance_balanced_shares_by_hand():
 
 def test_registry_holds_every_sampler():
     assert set(SAMPLERS.names()) == {"all", "random", "instance_balanced", "iou_balanced", "ohem", "focal", "isr_p",
-                                     "random_pixels", "class_balanced_pixels", "ohem_pixels"}
+                                     "random_pixels", "class_balanced_pixels", "ohem_pixels", "score_hlr"}
 
 
 def test_bad_settings_are_refused():

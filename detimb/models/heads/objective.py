@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torchvision.models.detection._utils import BoxCoder
 
 from detimb.losses import BalanceContext, BoxLoss, ClassificationLoss, Form
+from detimb.losses.classification import BatchClasses, Columns
 from detimb.losses.balancers import Balancer
 from detimb.models.heads.matching import Matches
 from detimb.samplers import Candidates, Normalization, ReweightContext, Sampler, SoftSampler
@@ -41,6 +42,17 @@ class Averaging(enum.Enum):
 
     BATCH = "batch"
     IMAGE = "image"
+
+
+class Layout(enum.Enum):
+    """Where a head's sigmoid classifier puts its classes: ``TORCHVISION``, column = label
+    with column 0 never positive (RetinaNet), or one objectness logit (the RPN);
+    ``ROI``, the RoI head's layout as the loss's ``columns`` says (K foreground columns,
+    or K + 1 with a background column whose target is 1 on background). Softmax heads
+    take class indices either way."""
+
+    TORCHVISION = "torchvision"
+    ROI = "roi"
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,8 @@ class Targets:
     boxes: (N, 4) the candidates' own boxes (anchors, proposals), or None for pixels.
     gt_boxes: (N, 4) the matched ground-truth boxes (zeros where none), or None.
     mixup: mixed targets of a dense head, or None.
+    negative_classes: (M,) int64 labels verified absent from some image of the batch
+        (LVIS's ``neg_category_ids``), or None when the data has none.
     """
 
     labels: Tensor
@@ -85,17 +99,20 @@ class Targets:
     boxes: Tensor | None = None
     gt_boxes: Tensor | None = None
     mixup: Mixup | None = None
+    negative_classes: Tensor | None = None
 
     @classmethod
-    def from_matches(cls, matches: list[Matches], boxes: list[Tensor], gt_boxes: list[Tensor]) -> Targets:
-        """One image's matches, candidate boxes (N_i, 4) and ground-truth boxes (G_i, 4) each."""
+    def from_matches(cls, matches: list[Matches], boxes: list[Tensor], gt_boxes: list[Tensor],
+                     negative_classes: Tensor | None = None) -> Targets:
+        """One image's matches, candidate boxes (N_i, 4) and ground-truth boxes (G_i, 4)
+        each, and the batch's verified-absent labels."""
         device = boxes[0].device
         matched = [g[m.gt_index] if g.numel() else torch.zeros_like(b) for g, m, b in zip(gt_boxes, matches, boxes)]
         image = torch.cat([torch.full((len(m.labels),), i, dtype=torch.int64, device=device)
                            for i, m in enumerate(matches)])
         return cls(torch.cat([m.labels for m in matches]), torch.cat([m.ious for m in matches]),
                    torch.cat([m.gt_index for m in matches]), image, len(matches), torch.cat(boxes),
-                   torch.cat(matched).to(boxes[0].dtype))
+                   torch.cat(matched).to(boxes[0].dtype), negative_classes=negative_classes)
 
     def select(self, index: Tensor) -> Targets:
         pick = lambda t: None if t is None else t[index]  # noqa: E731
@@ -150,23 +167,27 @@ class HeadObjective(nn.Module):
         box_coder: the head's coder (decodes predicted deltas for IoU-family losses and
         encodes the regression targets). terms: the head's term names. averaging:
         ``Averaging.BATCH`` or ``IMAGE``. balancer: optional, from ``detimb.losses``.
+        layout: the sigmoid classifier's columns (``Layout``). num_classes: K + 1 of a
+        multi-class head (for the log's per-class shares), None for the RPN.
     """
 
     def __init__(self, sampler: Sampler, loss_cls: ClassificationLoss, loss_bbox: BoxLoss | None,
                  box_coder: BoxCoder | None, terms: TermNames, averaging: Averaging = Averaging.BATCH,
-                 balancer: Balancer | None = None) -> None:
+                 balancer: Balancer | None = None, layout: Layout = Layout.TORCHVISION,
+                 num_classes: int | None = None) -> None:
         super().__init__()
         if (loss_bbox is None) != (terms.box is None) or (loss_bbox is not None and box_coder is None):
             raise ValueError("a head with a box term needs loss_bbox, box_coder and a box term name")
         self.sampler, self.loss_cls, self.loss_bbox, self.box_coder = sampler, loss_cls, loss_bbox, box_coder
-        self.terms, self.averaging, self.balancer = terms, averaging, balancer
+        self.terms, self.averaging, self.balancer, self.layout = terms, averaging, balancer, layout
+        self.num_classes = num_classes
         self.stats: dict[str, Tensor] = {}
 
     # -- the parts -----------------------------------------------------------------------
 
     def cls_targets(self, logits: Tensor, labels: Tensor) -> Tensor:
         """The classification loss's targets: (N,) classes for softmax, (N,) or one-hot
-        (N, C) floats for sigmoid (column = label, as torchvision's RetinaNet)."""
+        (N, C) floats for sigmoid laid out as ``layout`` says."""
         labels = labels.clamp(min=0)
         if self.loss_cls.form is Form.SOFTMAX:
             return labels
@@ -174,8 +195,24 @@ class HeadObjective(nn.Module):
             return (labels > 0).to(logits.dtype)
         onehot = torch.zeros_like(logits)
         positive = torch.where(labels > 0)[0]
+        if self.layout is Layout.ROI and self.loss_cls.columns is Columns.FOREGROUND:
+            onehot[positive, labels[positive] - 1] = 1.0
+            return onehot
         onehot[positive, labels[positive]] = 1.0
+        if self.layout is Layout.ROI:  # the background column's target: 1 on background
+            onehot[labels == 0, 0] = 1.0
         return onehot
+
+    def foreground_scores(self, targets: Targets, predictions: Predictions) -> tuple[Tensor, Tensor]:
+        """(N, K) the RoI head's inference scores and (N, 4) each candidate's predicted box for
+        its highest-scoring class, for samplers that read predictions (ISR-N)."""
+        if self.box_coder is None or predictions.deltas is None or predictions.deltas.dim() != 3 \
+                or targets.boxes is None:
+            raise ValueError(f"{type(self.sampler).__name__} reads per-class scores and boxes: RoI head only")
+        scores = self.loss_cls.roi_scores(predictions.cls_logits)
+        best = scores.argmax(1) + 1
+        deltas = predictions.deltas[torch.arange(len(best), device=best.device), best]
+        return scores, self.box_coder.decode_single(deltas, targets.boxes)
 
     def box_pairs(self, targets: Targets, deltas: Tensor, positive: Tensor) -> BoxPairs:
         """The positives' predicted and target deltas, and what the box loss compares:
@@ -217,13 +254,22 @@ class HeadObjective(nn.Module):
         """(N,) the sampler's weight of each candidate (0 for dropped and ignored ones).
         ``score`` returns the current predictions of all N candidates; it is called only
         when the sampler ranks by loss."""
-        losses: list[Tensor | None] = [None] * targets.num_images
+        none: list[Tensor | None] = [None] * targets.num_images
+        losses, scores, boxes = none, none, none
         sizes = targets.sizes()
-        if self.sampler.needs.losses:
+        needs = self.sampler.needs
+        if needs.losses or needs.predictions:
             if score is None:
-                raise ValueError(f"{type(self.sampler).__name__} ranks by loss; this head must pass its predictions")
-            losses = list(self.candidate_losses(targets, score()).split(sizes))
-        per_image = zip(targets.labels.split(sizes), targets.ious.split(sizes), targets.gt_index.split(sizes), losses)
+                raise ValueError(f"{type(self.sampler).__name__} reads the predictions; this head must pass them")
+            predictions = score()
+            if needs.losses:
+                losses = list(self.candidate_losses(targets, predictions).split(sizes))
+            if needs.predictions:
+                with torch.no_grad():
+                    all_scores, all_boxes = self.foreground_scores(targets, predictions)
+                scores, boxes = list(all_scores.split(sizes)), list(all_boxes.split(sizes))
+        per_image = zip(targets.labels.split(sizes), targets.ious.split(sizes), targets.gt_index.split(sizes), losses,
+                        scores, boxes)
         weights = torch.cat(self.sampler([Candidates(*parts) for parts in per_image]))
         return weights.to(targets.ious.dtype) * (targets.labels >= 0)
 
@@ -258,8 +304,9 @@ class HeadObjective(nn.Module):
         cls_weight = weights
         if isinstance(self.sampler, SoftSampler):
             cls_weight = times(cls_weight, self._reweight(self.sampler, targets, logits, positive, pairs))
+        batch = None if targets.negative_classes is None else BatchClasses(targets.negative_classes)
         losses = {self.terms.cls: sum(self.loss_cls(logits, goal, cls_weight if share is None else
-                                                    times(cls_weight, share), avg_factor)
+                                                    times(cls_weight, share), avg_factor, batch=batch)
                                       for goal, share in self._cls_elementwise_targets(targets, logits))}
         context = None
         if self.loss_bbox is not None and self.terms.box is not None and pairs is not None:
@@ -269,7 +316,7 @@ class HeadObjective(nn.Module):
                                      box_loss=self.loss_bbox.loss_weight * per_box * weights[positive],
                                      avg_factor=avg_factor, form=self.loss_cls.form, cls_term=self.terms.cls,
                                      reg_term=self.terms.box)
-        self.stats = self._record(targets, logits)
+        self.stats = self._record(targets)
         if self.balancer is not None and context is not None:
             raw = {f"raw/{k}": v.detach() for k, v in losses.items()}
             losses = self.balancer(losses, context)
@@ -288,9 +335,8 @@ class HeadObjective(nn.Module):
         return sampler.reweight(logits, cls_goal, targets.labels, context)
 
     @torch.no_grad()
-    def _record(self, targets: Targets, logits: Tensor) -> dict[str, Tensor]:
-        multi_class = logits.dim() > 1 and logits.shape[-1] > 1
-        num_classes = logits.shape[-1] - 1 if multi_class else None
+    def _record(self, targets: Targets) -> dict[str, Tensor]:
+        num_classes = None if self.num_classes is None else self.num_classes - 1
         stats = sampling_stats(targets.labels, targets.ious, targets.num_images, num_classes)
         if targets.boxes is None:
             del stats["neg_mean_iou"]  # pixels have no IoU

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss, project_masks_on_boxes
+from torchvision.ops import boxes as box_ops
 
 from detimb.losses import ClassificationLoss
 from detimb.losses.segmentation import binary_as_two_class
@@ -24,7 +25,11 @@ class DetimbRoIHeads(RoIHeads):
     torchvision's ``fastrcnn_loss``. The mask loss is torchvision's (per-pixel BCE on the
     matched class's mask) unless ``loss_mask`` gives a pixel loss of ``detimb.losses``
     (see ``pixel_mask_loss``); it is added after the objective's balancer. Inference is
-    torchvision's; torchvision's own sampler attribute is left unused.
+    torchvision's, with the class scores the classification loss defines (``roi_scores``:
+    softmax for softmax losses, which is torchvision's; sigmoid for sigmoid losses; the
+    loss's own for EQLv2 and Seesaw with objectness). With LVIS-style data, the labels
+    each target lists as verified absent (``neg_labels``) reach the loss (the federated
+    loss uses them). torchvision's own sampler attribute is left unused.
     """
 
     def __init__(self, box_roi_pool: nn.Module, box_head: nn.Module, box_predictor: nn.Module,
@@ -46,7 +51,7 @@ class DetimbRoIHeads(RoIHeads):
                 image_shapes: list[tuple[int, int]]) -> Predictions:
         """Class logits (K, C) and per-class deltas (K, C, 4) of the K proposals of all images."""
         logits, deltas = self.box_predictor(self.box_head(self.box_roi_pool(features, proposals, image_shapes)))
-        return Predictions(logits, deltas.reshape(deltas.shape[0], logits.shape[1], 4))
+        return Predictions(logits, deltas.reshape(deltas.shape[0], deltas.shape[1] // 4, 4))
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]],
                 targets: list[dict[str, Tensor]] | None = None) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
@@ -60,7 +65,9 @@ class DetimbRoIHeads(RoIHeads):
             proposals = self.add_gt_proposals(proposals, gt_boxes)
         matches = [match_to_ground_truth(self.proposal_matcher, p, g, t["labels"])
                    for p, g, t in zip(proposals, gt_boxes, targets)]
-        batch = Targets.from_matches(matches, proposals, gt_boxes)
+        negative = [t["neg_labels"] for t in targets if "neg_labels" in t]
+        batch = Targets.from_matches(matches, proposals, gt_boxes,
+                                     torch.unique(torch.cat(negative)) if negative else None)
         with torch.no_grad():
             weights = self.objective.sample(batch, lambda: self.predict(features, proposals, image_shapes))
         keep = torch.where(weights > 0)[0]
@@ -70,6 +77,30 @@ class DetimbRoIHeads(RoIHeads):
         if self.has_mask():
             losses["loss_mask"] = self.mask_losses(features, kept, image_shapes, targets)
         return [], losses
+
+    def postprocess_detections(self, class_logits: Tensor, box_regression: Tensor, proposals: list[Tensor],
+                               image_shapes: list[tuple[int, int]]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """torchvision's ``RoIHeads.postprocess_detections`` with the scores of the head's
+        classification loss (``roi_scores``) in place of its softmax: per image, clip the
+        class-specific boxes, drop scores <= score_thresh and boxes under 0.01 px, class-wise
+        NMS, keep the top ``detections_per_img``."""
+        scores = self.objective.loss_cls.roi_scores(class_logits)  # (N, K)
+        num_classes = scores.shape[1] + 1
+        pred_boxes = self.box_coder.decode(box_regression, proposals).reshape(len(scores), num_classes, 4)[:, 1:]
+        sizes = [len(p) for p in proposals]
+        out: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
+        for boxes, image_scores, shape in zip(pred_boxes.split(sizes), scores.split(sizes), image_shapes):
+            boxes = box_ops.clip_boxes_to_image(boxes, shape)
+            labels = torch.arange(1, num_classes, device=scores.device).view(1, -1).expand_as(image_scores)
+            boxes, image_scores, labels = boxes.reshape(-1, 4), image_scores.reshape(-1), labels.reshape(-1)
+            keep = torch.where(image_scores > self.score_thresh)[0]
+            boxes, image_scores, labels = boxes[keep], image_scores[keep], labels[keep]
+            keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
+            boxes, image_scores, labels = boxes[keep], image_scores[keep], labels[keep]
+            keep = box_ops.batched_nms(boxes, image_scores, labels, self.nms_thresh)[: self.detections_per_img]
+            for part, value in zip(out, (boxes[keep], image_scores[keep], labels[keep])):
+                part.append(value)
+        return out
 
     def mask_losses(self, features: dict[str, Tensor], kept: Targets, image_shapes: list[tuple[int, int]],
                     targets: list[dict[str, Tensor]]) -> Tensor:
