@@ -48,7 +48,8 @@ class CocoDetection(Dataset):
     xyxy pixels, ``labels`` (N,) int64 in 1..K (``label_map`` gives the COCO ids),
     ``image_id`` int64, ``area`` (N,), ``iscrowd`` (N,), ``masks`` (N, H, W) uint8 when
     ``with_masks``, and, for LVIS-style files, ``neg_labels`` (M,) int64: the labels of the
-    image's ``neg_category_ids`` (verified absent), which the federated loss uses. Crowd annotations are left out of training targets (as torchvision's
+    image's ``neg_category_ids`` (verified absent), which the federated loss uses.
+    Crowd annotations are left out of training targets (as torchvision's
     references do) and kept for evaluation, which reads the original file.
 
     Args:

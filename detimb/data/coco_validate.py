@@ -128,21 +128,21 @@ LVIS_FREQUENCIES = ("r", "c", "f")
 
 def is_lvis_style(data: dict[str, Any]) -> bool:
     """Whether a COCO file carries LVIS's federated labels on its images."""
-    return any(field in img for img in data["images"] for field in LVIS_IMAGE_FIELDS)
+    return any(key in img for img in data["images"] for key in LVIS_IMAGE_FIELDS)
 
 
 def _check_lvis_fields(path: Path, images: list[dict[str, Any]], categories: list[dict[str, Any]]) -> None:
     """LVIS's per-image category lists name known categories; ``frequency`` is r, c or f."""
     known = {c["id"] for c in categories}
     for i, img in enumerate(images):
-        for field in LVIS_IMAGE_FIELDS:
-            ids = img.get(field, [])
+        for key in LVIS_IMAGE_FIELDS:
+            ids = img.get(key, [])
             if not isinstance(ids, list) or not all(_is_int(c) for c in ids):
-                raise _fail(path, f"images[{i}] (id {img['id']}) has {field} {ids!r}",
+                raise _fail(path, f"images[{i}] (id {img['id']}) has {key} {ids!r}",
                             "give a list of category ids (LVIS's format), or remove the field")
             unknown = sorted(set(ids) - known)
             if unknown:
-                raise _fail(path, f"images[{i}] (id {img['id']}) {field} names category ids {unknown[:5]}, which"
+                raise _fail(path, f"images[{i}] (id {img['id']}) {key} names category ids {unknown[:5]}, which"
                             " are not in 'categories'", "remove them or add the categories")
     for i, cat in enumerate(categories):
         if "frequency" in cat and cat["frequency"] not in LVIS_FREQUENCIES:

@@ -88,7 +88,8 @@ def build_classification_loss(spec: dict[str, Any], where: str, head: str, class
         spec = {**spec, "rare_classes": label_map.labels_of(spec["rare_classes"], f"{where}.rare_classes")}
     loss = CLS_LOSSES.build(spec, where, **({"class_stats": class_stats} if factory.uses_class_stats else {}))
     if loss.form not in HEAD_FORMS[head]:
-        places = [h for h, forms in HEAD_FORMS.items() if loss.form in forms]
+        places = [h for h, forms in HEAD_FORMS.items()
+                  if loss.form in forms and not (loss.per_class and h == "model.rpn")]
         raise ConfigError(f"{where}: '{spec['type']}' is a {loss.form.value} loss but this head's classifier is"
                           f" {' or '.join(f.value for f in HEAD_FORMS[head])}; choose from "
                           + ", ".join(n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form in HEAD_FORMS[head])
