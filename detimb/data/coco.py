@@ -47,8 +47,9 @@ class CocoDetection(Dataset):
     ``image``: float32 tensor (3, H, W) in [0, 1], RGB. ``target``: ``boxes`` (N, 4) float32
     xyxy pixels, ``labels`` (N,) int64 in 1..K (``label_map`` gives the COCO ids),
     ``image_id`` int64, ``area`` (N,), ``iscrowd`` (N,), ``masks`` (N, H, W) uint8 when
-    ``with_masks``, and, for LVIS-style files, ``neg_labels`` (M,) int64: the labels of the
-    image's ``neg_category_ids`` (verified absent), which the federated loss uses.
+    ``with_masks``, and, for LVIS-style files, ``neg_labels`` and ``not_exhaustive_labels``
+    (int64): the labels of the image's ``neg_category_ids`` (verified absent) and
+    ``not_exhaustive_category_ids``, which the federated loss uses.
     Crowd annotations are left out of training targets (as torchvision's
     references do) and kept for evaluation, which reads the original file.
 
@@ -141,8 +142,9 @@ class CocoDetection(Dataset):
             "iscrowd": torch.zeros(len(labels), dtype=torch.int64),
         }
         if self.lvis_style:
-            target["neg_labels"] = torch.tensor([self.label_map.label(c) for c in info.get("neg_category_ids", [])],
-                                                dtype=torch.int64)
+            for key, field in (("neg_labels", "neg_category_ids"), ("not_exhaustive_labels",
+                                                                    "not_exhaustive_category_ids")):
+                target[key] = torch.tensor([self.label_map.label(c) for c in info.get(field, [])], dtype=torch.int64)
         if masks is not None:
             h, w = image.shape[:2]
             target["masks"] = torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, h, w), dtype=torch.uint8)

@@ -56,10 +56,13 @@ class BatchClasses:
     """What the data says about the classes of a batch, for losses that choose classes.
 
     negative: (M,) int64 labels verified absent from at least one image of the batch (LVIS's
-        ``neg_category_ids``); empty when the data has none.
+        ``neg_category_ids``).
+    not_exhaustive: (N, K + 1) bool, per candidate and label, whether its image's labels of
+        that class are incomplete (LVIS's ``not_exhaustive_category_ids``); column 0 unused.
     """
 
     negative: Tensor
+    not_exhaustive: Tensor
 
 
 class ClassificationLoss(nn.Module):

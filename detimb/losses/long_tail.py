@@ -250,7 +250,9 @@ class FederatedLoss(ClassificationLoss):
     ``get_fed_loss_cls_weights``, on the training set's image counts) until the set has
     ``num_classes`` members. As the released code, background counts as one of the
     batch's classes when background proposals are present. Other classes' terms are
-    dropped. In RetinaNet column 0 is always in the set. Defaults: num_classes=50
+    dropped, and so are the negative terms of a class on candidates whose image does not
+    label it exhaustively (LVIS's ``not_exhaustive_category_ids``). In RetinaNet column 0
+    is always in the set. Defaults: num_classes=50
     (``FED_LOSS_NUM_CLASSES``), freq_weight_power=0.5, loss_weight 1.
     """
 
@@ -296,6 +298,9 @@ class FederatedLoss(ClassificationLoss):
     def forward(self, logits: Tensor, targets: Tensor, weight: Tensor | None = None,
                 avg_factor: float | Tensor | None = None, *, batch: BatchClasses | None = None) -> Tensor:
         chosen = self.class_set(targets, None if batch is None else batch.negative)
-        mask = _per_column(chosen.to(logits.dtype), logits.shape[1], background=1.0)
-        loss = self.elementwise(logits, targets) * mask[None, :]
+        mask = _per_column(chosen.to(logits.dtype), logits.shape[1], background=1.0)[None, :]
+        if batch is not None:  # no negative signal where the image's labels of the class are incomplete
+            unknown = batch.not_exhaustive[:, -logits.shape[1]:] & (targets == 0)
+            mask = mask * (~unknown).to(logits.dtype)
+        loss = self.elementwise(logits, targets) * mask
         return self.loss_weight * weighted_sum(loss, weight, avg_factor)

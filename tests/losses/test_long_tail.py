@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from detimb.losses import ClassStatistics, EQLLoss, EQLv2Loss, FederatedLoss, SeesawLoss
+from detimb.losses import BatchClasses, ClassStatistics, EQLLoss, EQLv2Loss, FederatedLoss, SeesawLoss
 
 
 def test_seesaw_mitigation_by_hand():
@@ -135,3 +135,16 @@ def test_federated_loss_counts_only_the_chosen_columns():
     # RetinaNet's layout: column 0 (torchvision's background slot) always counts
     value = loss(torch.zeros(1, 4), torch.tensor([[0.0, 0.0, 1.0, 0.0]]), None, 1.0)
     assert value.item() == pytest.approx(2 * math.log(2), rel=1e-6)
+
+
+def test_federated_loss_drops_negatives_where_labels_are_not_exhaustive():
+    stats = ClassStatistics(instances=(5, 5, 5), images=(5, 5, 5), num_images=10)
+    loss = FederatedLoss(num_classes=4, class_stats=stats)  # all three classes (background counts as one)
+    targets = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])  # class 2 on candidate 0; candidate 1 background
+    not_exhaustive = torch.zeros(2, 4, dtype=torch.bool)
+    not_exhaustive[1, 1] = True  # candidate 1's image does not label class 1 exhaustively
+    not_exhaustive[0, 2] = True  # nor candidate 0's class 2, which is its target: kept
+    batch = BatchClasses(torch.zeros(0, dtype=torch.int64), not_exhaustive)
+    torch.manual_seed(0)
+    value = loss(torch.zeros(2, 3), targets, None, 1.0, batch=batch)
+    assert value.item() == pytest.approx(5 * math.log(2), rel=1e-6)  # 6 terms, one dropped

@@ -81,7 +81,8 @@ def lvis_copy(tiny_shapes, tmp_path):
             present.setdefault(a["image_id"], set()).add(a["category_id"])
         for img in data["images"]:
             absent = [c for c in cats if c not in present.get(img["id"], set())]
-            img["neg_category_ids"], img["not_exhaustive_category_ids"] = absent[:1], []
+            img["neg_category_ids"] = absent[:1]
+            img["not_exhaustive_category_ids"] = sorted(present.get(img["id"], set()))[:1]
         for c in data["categories"]:
             c["frequency"] = "r" if c["id"] == cats[-1] else "f"
         path.write_text(json.dumps(data))
@@ -92,7 +93,10 @@ def test_lvis_labels_reach_the_targets_and_bad_ones_are_named(tiny_shapes, tmp_p
     root = lvis_copy(tiny_shapes, tmp_path)
     ds = CocoDetection(root / "annotations/train.json", root / "train")
     info = ds.images[0]
-    assert ds[0][1]["neg_labels"].tolist() == [ds.label_map.label(c) for c in info["neg_category_ids"]]
+    target = ds[0][1]
+    assert target["neg_labels"].tolist() == [ds.label_map.label(c) for c in info["neg_category_ids"]]
+    assert target["not_exhaustive_labels"].tolist() == [ds.label_map.label(c)
+                                                        for c in info["not_exhaustive_category_ids"]]
     assert "neg_labels" not in CocoDetection(tiny_shapes / "annotations/train.json", tiny_shapes / "train")[0][1]
     data = json.loads((root / "annotations/train.json").read_text())
     data["images"][3]["neg_category_ids"] = [999]
@@ -111,6 +115,9 @@ def test_federated_loss_trains_on_lvis_data_and_evaluation_follows_lvis(tiny_sha
     ds = trainer.train_set
     images, targets = collate([ds[0], ds[1]])
     trainer.model.train()
+    negative, flags = trainer.model.roi_heads.lvis_labels(targets)
+    assert set(negative.tolist()) == {int(v) for t in targets for v in t["neg_labels"]}
+    assert flags.shape == (2, 7) and int(flags.sum()) == sum(len(t["not_exhaustive_labels"]) for t in targets)
     losses = trainer.model(images, targets)
     assert torch.isfinite(sum(losses.values()))
     trainer.train()

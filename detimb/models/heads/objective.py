@@ -89,6 +89,8 @@ class Targets:
     mixup: mixed targets of a dense head, or None.
     negative_classes: (M,) int64 labels verified absent from some image of the batch
         (LVIS's ``neg_category_ids``), or None when the data has none.
+    not_exhaustive: (num_images, K + 1) bool, the labels each image does not annotate
+        exhaustively (LVIS's ``not_exhaustive_category_ids``), or None.
     """
 
     labels: Tensor
@@ -100,19 +102,21 @@ class Targets:
     gt_boxes: Tensor | None = None
     mixup: Mixup | None = None
     negative_classes: Tensor | None = None
+    not_exhaustive: Tensor | None = None
 
     @classmethod
     def from_matches(cls, matches: list[Matches], boxes: list[Tensor], gt_boxes: list[Tensor],
-                     negative_classes: Tensor | None = None) -> Targets:
+                     negative_classes: Tensor | None = None, not_exhaustive: Tensor | None = None) -> Targets:
         """One image's matches, candidate boxes (N_i, 4) and ground-truth boxes (G_i, 4)
-        each, and the batch's verified-absent labels."""
+        each, and the batch's LVIS labels (see the fields)."""
         device = boxes[0].device
         matched = [g[m.gt_index] if g.numel() else torch.zeros_like(b) for g, m, b in zip(gt_boxes, matches, boxes)]
         image = torch.cat([torch.full((len(m.labels),), i, dtype=torch.int64, device=device)
                            for i, m in enumerate(matches)])
         return cls(torch.cat([m.labels for m in matches]), torch.cat([m.ious for m in matches]),
                    torch.cat([m.gt_index for m in matches]), image, len(matches), torch.cat(boxes),
-                   torch.cat(matched).to(boxes[0].dtype), negative_classes=negative_classes)
+                   torch.cat(matched).to(boxes[0].dtype), negative_classes=negative_classes,
+                   not_exhaustive=not_exhaustive)
 
     def select(self, index: Tensor) -> Targets:
         pick = lambda t: None if t is None else t[index]  # noqa: E731
@@ -304,7 +308,9 @@ class HeadObjective(nn.Module):
         cls_weight = weights
         if isinstance(self.sampler, SoftSampler):
             cls_weight = times(cls_weight, self._reweight(self.sampler, targets, logits, positive, pairs))
-        batch = None if targets.negative_classes is None else BatchClasses(targets.negative_classes)
+        batch = None
+        if targets.negative_classes is not None and targets.not_exhaustive is not None:
+            batch = BatchClasses(targets.negative_classes, targets.not_exhaustive[targets.image])
         losses = {self.terms.cls: sum(self.loss_cls(logits, goal, cls_weight if share is None else
                                                     times(cls_weight, share), avg_factor, batch=batch)
                                       for goal, share in self._cls_elementwise_targets(targets, logits))}

@@ -65,9 +65,7 @@ class DetimbRoIHeads(RoIHeads):
             proposals = self.add_gt_proposals(proposals, gt_boxes)
         matches = [match_to_ground_truth(self.proposal_matcher, p, g, t["labels"])
                    for p, g, t in zip(proposals, gt_boxes, targets)]
-        negative = [t["neg_labels"] for t in targets if "neg_labels" in t]
-        batch = Targets.from_matches(matches, proposals, gt_boxes,
-                                     torch.unique(torch.cat(negative)) if negative else None)
+        batch = Targets.from_matches(matches, proposals, gt_boxes, *self.lvis_labels(targets))
         with torch.no_grad():
             weights = self.objective.sample(batch, lambda: self.predict(features, proposals, image_shapes))
         keep = torch.where(weights > 0)[0]
@@ -77,6 +75,18 @@ class DetimbRoIHeads(RoIHeads):
         if self.has_mask():
             losses["loss_mask"] = self.mask_losses(features, kept, image_shapes, targets)
         return [], losses
+
+    def lvis_labels(self, targets: list[dict[str, Tensor]]) -> tuple[Tensor | None, Tensor | None]:
+        """The batch's verified-absent labels (M,) and each image's not-exhaustive labels
+        (B, K + 1) bool, from LVIS-style targets; (None, None) for plain COCO data."""
+        if not all("neg_labels" in t and "not_exhaustive_labels" in t for t in targets):
+            return None, None
+        device = targets[0]["labels"].device
+        width = self.box_predictor.bbox_pred.out_features // 4
+        flags = torch.zeros(len(targets), width, dtype=torch.bool, device=device)
+        for i, t in enumerate(targets):
+            flags[i, t["not_exhaustive_labels"]] = True
+        return torch.unique(torch.cat([t["neg_labels"] for t in targets])), flags
 
     def postprocess_detections(self, class_logits: Tensor, box_regression: Tensor, proposals: list[Tensor],
                                image_shapes: list[tuple[int, int]]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
