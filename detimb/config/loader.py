@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from detimb.config.checks import check_values
-from detimb.config.packaged import resolve_config
+from detimb.config.packaged import PACKAGED_DIR, resolve_config
 from detimb.config.schema import Config
 from detimb.errors import ConfigError
 from detimb.registry import closest
@@ -141,17 +141,42 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     return nested
 
 
+ARCH_DIR = PACKAGED_DIR / "_base_" / "arch"
+
+
+def arch_names() -> list[str]:
+    """The torchvision architectures ``model.arch`` may name."""
+    return sorted(p.stem for p in ARCH_DIR.glob("*.yaml"))
+
+
+def _arch_layers(layers: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """The layers of the architecture the config names (the last ``model.arch`` set), which
+    go under every other layer."""
+    arch = None
+    for source, data in layers:
+        model = data.get("model")
+        if isinstance(model, dict) and model.get("arch") is not None:
+            arch, named_in = model["arch"], source
+    if arch is None:
+        return []
+    if not isinstance(arch, str) or arch not in arch_names():
+        raise ConfigError(f"{named_in}: model.arch: unknown architecture {arch!r}{closest(str(arch), arch_names())};"
+                          f" known: {', '.join(arch_names())}")
+    return _layers(ARCH_DIR / f"{arch}.yaml")
+
+
 def load_config(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> DictConfig:
     """Load, merge and validate a config (a file path or a packaged name, see
-    ``detimb.config.packaged``); returns a read-only DictConfig of the schema."""
+    ``detimb.config.packaged``); returns a read-only DictConfig of the schema. A
+    ``model.arch`` brings that torchvision architecture's settings in under the rest."""
     cfg = OmegaConf.structured(Config)
     layers = _once(_layers(resolve_config(path)))
-    for source, data in layers:
-        cfg = _merge_layer(cfg, source, data)
     override_data = parse_overrides(overrides)
     if override_data:
-        cfg = _merge_layer(cfg, "--cfg-options", override_data)
         layers.append(("--cfg-options", override_data))
+    layers = _once(_arch_layers(layers) + layers)
+    for source, data in layers:
+        cfg = _merge_layer(cfg, source, data)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{path}: these keys must be set: {', '.join(missing)}")

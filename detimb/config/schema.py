@@ -120,9 +120,14 @@ class DenseHeadConfig:
 
 @dataclass
 class ModelConfig:
-    """``type``: faster_rcnn | retinanet | mask_rcnn | semantic_seg. ``weights``: a local checkpoint."""
+    """``type``: faster_rcnn | retinanet | mask_rcnn | semantic_seg. ``arch``: a torchvision
+    builder's name (fasterrcnn_resnet50_fpn, ...): its settings are merged under the config's
+    own (``detimb/configs/_base_/arch/``). ``weights``: a local detector checkpoint
+    (torchvision's state dict or detimb's); ``weights_strict``: refuse to re-initialise the
+    class-dependent layers when the class count differs."""
 
     type: str = "faster_rcnn"
+    arch: Optional[str] = None
     backbone: Dict[str, Any] = _slot(type="resnet50")
     neck: Dict[str, Any] = _slot(type="fpn", out_channels=256, extra_blocks="maxpool")
     transform: TransformConfig = field(default_factory=TransformConfig)
@@ -132,6 +137,7 @@ class ModelConfig:
     retina_head: RetinaHeadConfig = field(default_factory=RetinaHeadConfig)
     head: DenseHeadConfig = field(default_factory=DenseHeadConfig)
     weights: Optional[str] = None
+    weights_strict: bool = False
 
 
 @dataclass

@@ -76,7 +76,9 @@ def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if "Weights only load failed" not in str(err) or not head.startswith((b"\x80", b"PK")):  # not a pickle or zip
             raise CheckpointError(f"{path}: not a checkpoint ({str(err).splitlines()[0][:120]}). Fix: give a file"
                                   " written by torch.save") from err
         raise CheckpointError(f"{path}: holds objects other than tensors and plain values, which could run code when"

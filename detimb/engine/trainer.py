@@ -26,8 +26,9 @@ from detimb.config import config_to_yaml, save_config, to_dict
 from detimb.data.label_map import LabelMap
 from detimb.data.loader import build_loader, position
 from detimb.engine import distributed
+from detimb.models.weights import load_weights_file
 from detimb.engine.checkpoint import (
-    clean_stray_temporaries, iteration_checkpoint, load_checkpoint, load_model_state, load_resume_checkpoint,
+    clean_stray_temporaries, iteration_checkpoint, load_model_state, load_resume_checkpoint,
     prune_checkpoints, rng_state, save_checkpoint, set_rng_state,
 )
 from detimb.engine.coco_eval import class_frequencies
@@ -105,9 +106,10 @@ class Trainer:
         self.priors: dict[str, float] = {} if resume else optimal_priors(
             cfg, self.model, self.train_set, self.label_map.num_classes, progress and distributed.is_main())
         apply_priors(self.model, cfg, self.priors, set_bias=True)
-        if load_from:
-            load_model_state(self.model, load_checkpoint(load_from), to_dict(cfg.model), self.label_map.num_classes,
-                             load_from)
+        if load_from:  # a detimb checkpoint or a torchvision state dict; class layers re-initialised if need be
+            report = load_weights_file(self.model, load_from, strict_classes=cfg.model.weights_strict)
+            if distributed.is_main():
+                print(report.summary(), file=sys.stderr)
         self.optimizer = build_optimizer(tcfg.optimizer, self.model)
         self.scheduler = build_scheduler(tcfg.schedule, self.optimizer)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)

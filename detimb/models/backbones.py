@@ -36,16 +36,30 @@ def _norm(name: str) -> Callable[[int], nn.Module]:
 
 
 def _load_local_weights(module: nn.Module, path: str | None) -> None:
-    """Load a local state dict (or a detimb checkpoint's ``model``), ignoring a classifier head."""
+    """Load a local ImageNet classification state dict (torchvision's ``resnet50-*.pth``, or
+    a detimb checkpoint's ``model``), ignoring the classifier head; failures are named."""
     if path is None:
         return
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("model", state)
+    from detimb.engine.checkpoint import read_torch_file
+
+    state = read_torch_file(path)
+    state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: not a state dict of tensors; give torch.save(net.state_dict()) of the classifier")
     missing, unexpected = module.load_state_dict(state, strict=False)
     unexpected = [k for k in unexpected if not k.startswith(("fc.", "classifier."))]
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit the backbone"
-                         f" (missing {missing[:5]}, unexpected {unexpected[:5]})")
+                         f" (missing {missing[:5]}, unexpected {unexpected[:5]}); a detector checkpoint goes in"
+                         " model.weights, a classifier's state dict here")
+
+
+def pretrained_defaults(pretrained: bool, norm: str | None, trainable_layers: int | None,
+                        all_layers: int = 5) -> tuple[str, int]:
+    """torchvision's detection defaults: with weights (the backbone's or the detector's)
+    FrozenBatchNorm2d and 3 trainable stages, without them BatchNorm2d and every stage."""
+    return (norm if norm is not None else ("frozen_bn" if pretrained else "bn"),
+            trainable_layers if trainable_layers is not None else (3 if pretrained else all_layers))
 
 
 @torch.no_grad()
@@ -108,9 +122,10 @@ class SmallCNN(nn.Module):
 
 @BACKBONES.register("small_cnn")
 def small_cnn(channels: tuple[int, ...] = (32, 64, 128, 256), stem_channels: int = 32, norm: str = "bn",
-              weights: str | None = None) -> FeatureBackbone:
+              weights: str | None = None, pretrained: bool = False) -> FeatureBackbone:
     """detimb's CPU backbone: 9 convs, levels at strides 4/8/16/32 with ``channels``
-    (default 32/64/128/256, about 1.2M parameters), BatchNorm by default."""
+    (default 32/64/128/256, about 1.2M parameters), BatchNorm by default (``pretrained``,
+    set when the detector's weights are loaded, changes nothing here)."""
     body = SmallCNN(tuple(channels), stem_channels, norm)
     _load_local_weights(body, weights)
     return FeatureBackbone(body)
@@ -127,7 +142,9 @@ def _freeze_resnet(net: nn.Module, trainable_layers: int) -> None:
             param.requires_grad_(False)
 
 
-def _resnet(arch: str, weights: str | None, norm: str, trainable_layers: int) -> FeatureBackbone:
+def _resnet(arch: str, weights: str | None, norm: str | None, trainable_layers: int | None,
+            pretrained: bool) -> FeatureBackbone:
+    norm, trainable_layers = pretrained_defaults(pretrained or weights is not None, norm, trainable_layers)
     net = getattr(models, arch)(weights=None, norm_layer=_norm(norm))
     _load_local_weights(net, weights)
     _freeze_resnet(net, trainable_layers)
@@ -136,27 +153,34 @@ def _resnet(arch: str, weights: str | None, norm: str, trainable_layers: int) ->
 
 
 @BACKBONES.register("resnet18")
-def resnet18(weights: str | None = None, norm: str = "bn", trainable_layers: int = 5) -> FeatureBackbone:
-    """ResNet-18 (He et al., CVPR 2016), levels C2-C5. Default: from scratch, BatchNorm, all layers trained;
-    with ImageNet weights torchvision uses norm=frozen_bn, trainable_layers=3."""
-    return _resnet("resnet18", weights, norm, trainable_layers)
+def resnet18(weights: str | None = None, norm: str | None = None, trainable_layers: int | None = None,
+           pretrained: bool = False) -> FeatureBackbone:
+    """ResNet-18 (He et al., CVPR 2016), levels C2-C5. Defaults as torchvision's detection
+    builders: with weights (``weights``, or the detector's: ``pretrained``) FrozenBatchNorm2d
+    and trainable_layers=3, without them BatchNorm2d and all 5 stages trained."""
+    return _resnet("resnet18", weights, norm, trainable_layers, pretrained)
 
 
 @BACKBONES.register("resnet34")
-def resnet34(weights: str | None = None, norm: str = "bn", trainable_layers: int = 5) -> FeatureBackbone:
+def resnet34(weights: str | None = None, norm: str | None = None, trainable_layers: int | None = None,
+           pretrained: bool = False) -> FeatureBackbone:
     """ResNet-34 (He et al., CVPR 2016), levels C2-C5; defaults as resnet18."""
-    return _resnet("resnet34", weights, norm, trainable_layers)
+    return _resnet("resnet34", weights, norm, trainable_layers, pretrained)
 
 
 @BACKBONES.register("resnet50")
-def resnet50(weights: str | None = None, norm: str = "bn", trainable_layers: int = 5) -> FeatureBackbone:
+def resnet50(weights: str | None = None, norm: str | None = None, trainable_layers: int | None = None,
+           pretrained: bool = False) -> FeatureBackbone:
     """ResNet-50 (He et al., CVPR 2016), levels C2-C5; defaults as resnet18."""
-    return _resnet("resnet50", weights, norm, trainable_layers)
+    return _resnet("resnet50", weights, norm, trainable_layers, pretrained)
 
 
 @BACKBONES.register("mobilenet_v3_large")
-def mobilenet_v3_large(weights: str | None = None, norm: str = "bn") -> FeatureBackbone:
-    """MobileNetV3-Large (Howard et al., ICCV 2019): the last block at strides 8, 16 and 32."""
+def mobilenet_v3_large(weights: str | None = None, norm: str | None = None, pretrained: bool = False
+                       ) -> FeatureBackbone:
+    """MobileNetV3-Large (Howard et al., ICCV 2019): the last block at strides 8, 16 and 32.
+    BatchNorm2d, or FrozenBatchNorm2d with weights (torchvision's detection default)."""
+    norm, _ = pretrained_defaults(pretrained or weights is not None, norm, None)
     net = models.mobilenet_v3_large(weights=None, norm_layer=_norm(norm))
     _load_local_weights(net, weights)
     features = net.features

@@ -7,6 +7,7 @@ with detimb's head.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable
 
 import torch
@@ -18,7 +19,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 
 from detimb.config import to_dict
 from detimb.data.label_map import LabelMap
@@ -32,6 +33,7 @@ from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLeve
 from detimb.models.heads.objective import Averaging, HeadObjective, Layout, TermNames
 from detimb.models.heads.predictors import CLS_PREDICTORS
 from detimb.models.necks import NECKS, BackboneWithNeck
+from detimb.models.weights import load_weights_file
 from detimb.models.transform import DetectionTransform
 from detimb.models.segmentor import SemanticSegmentor
 from detimb.models.transform import SegmentationTransform
@@ -57,10 +59,11 @@ RETINA_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # torchvision's RetinaNet
 
 
 def build_backbone_with_neck(cfg: DictConfig) -> tuple[BackboneWithNeck, list[str]]:
-    """The backbone and neck, and the names of the neck's levels (pooled levels excluded)."""
-    body = BACKBONES.build(to_dict(cfg.backbone), "model.backbone")
+    """The backbone and neck, and the names of the neck's levels (pooled levels excluded).
+    With detector weights to load, the backbone takes torchvision's pretrained defaults."""
+    body = BACKBONES.build(to_dict(cfg.backbone), "model.backbone", pretrained=bool(cfg.weights))
     neck = NECKS.build(to_dict(cfg.neck), "model.neck", in_channels_list=body.out_channels_list)
-    backbone = BackboneWithNeck(body, neck)
+    backbone = BackboneWithNeck(body.body, neck)
     return backbone, list(probe_outputs(backbone))
 
 
@@ -283,9 +286,7 @@ def build_model(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatisti
                         " (ClassStatistics.from_instances(counts) builds one from instance counts)")
     if cfg.type in SEGMENTORS.names():
         model: nn.Module = SEGMENTORS.get(cfg.type)(cfg, label_map, class_stats, ignore_index)
-        if cfg.weights:
-            state = torch.load(cfg.weights, map_location="cpu", weights_only=True)
-            model.load_state_dict(state.get("model", state))
+        _load_configured_weights(model, cfg)
         return model
     if cfg.type not in DETECTORS.names():
         raise ConfigError(f"model.type: unknown model {cfg.type!r}"
@@ -303,10 +304,25 @@ def build_detector(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStati
     class statistics, for losses that weigh classes by frequency."""
     factory: Callable[..., nn.Module] = DETECTORS.get(cfg.type, "model.type")
     model = factory(cfg, label_map, class_stats)
-    if cfg.weights:
-        state = torch.load(cfg.weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("model", state))
+    _load_configured_weights(model, cfg)
     return model
+
+
+V1_ARCHS = ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "retinanet_resnet50_fpn")
+
+
+def _load_configured_weights(model: nn.Module, cfg: DictConfig) -> None:
+    """``model.weights`` loaded with its report printed. torchvision's v1 COCO weights were
+    trained with FrozenBatchNorm2d eps 0, which its builders restore (``overwrite_eps``); so
+    does detimb for those architectures."""
+    if not cfg.weights:
+        return
+    report = load_weights_file(model, cfg.weights, strict_classes=cfg.weights_strict)
+    print(report.summary(), file=sys.stderr)
+    if cfg.arch in V1_ARCHS:
+        for module in model.modules():
+            if isinstance(module, FrozenBatchNorm2d):
+                module.eps = 0.0
 
 
 def uses_masks(cfg: DictConfig) -> bool:

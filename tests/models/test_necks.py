@@ -10,7 +10,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from detimb.models.backbones import BACKBONES
 from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLevelsRoIAlign
-from detimb.models.necks import NECKS, BalancedFeaturePyramid, PANet
+from detimb.models.necks import FPN, NECKS, PANet, balanced_feature_pyramid
 from detimb.models.necks.bfp import NonLocal2d
 
 NECK_SPECS = {
@@ -54,9 +54,8 @@ def test_panet_bottom_up_path_by_hand():
     for conv in [*neck.down, *neck.fuse]:
         identity_conv_(conv)
     feats = levels([4, 4, 4], 16)
-    p = list(neck.fpn(feats).values())
-    p = [x.clamp(min=0) for x in p]  # make P non-negative so the ReLUs pass it through
-    neck.fpn.forward = lambda _: OrderedDict(zip(feats, p))  # hand the bottom-up path known P levels
+    p = [x.clamp(min=0) for x in neck.top_down(feats)]  # non-negative P so the ReLUs pass it through
+    neck.top_down = lambda _: p  # hand the bottom-up path known P levels
     n2, n3, n4 = neck(feats).values()
     # N2 = P2; N3 = P3 + P2[::2, ::2]; N4 = P4 + N3[::2, ::2] = P4 + P3[::2, ::2] + P2[::4, ::4]
     assert torch.equal(n2, p[0])
@@ -65,23 +64,13 @@ def test_panet_bottom_up_path_by_hand():
 
 
 def test_bfp_with_zero_refine_returns_its_input():
-    bfp = BalancedFeaturePyramid([8, 16, 32], base="fpn", refine="conv", refine_level=1, out_channels=8)
+    bfp = balanced_feature_pyramid([8, 16, 32], base="fpn", refine="conv", refine_level=1, out_channels=8)
     nn.init.zeros_(bfp.refine[0].weight)
     nn.init.zeros_(bfp.refine[0].bias)
     feats = levels([8, 16, 32])
-    base = bfp.base(feats)
+    base = FPN.forward(bfp, feats)  # the FPN alone
     out = bfp(feats)
     assert all(torch.equal(out[k], base[k]) for k in base)
-
-
-class FixedPyramid(nn.Module):
-    def __init__(self, pyramid):
-        super().__init__()
-        self.pyramid = pyramid
-        self.out_channels = 1
-
-    def forward(self, _):
-        return self.pyramid
 
 
 def test_bfp_gathers_averages_and_scatters_by_hand():
@@ -89,9 +78,8 @@ def test_bfp_gathers_averages_and_scatters_by_hand():
     # level gets it back as a residual: out_i = c_i + mean(c)
     consts = [1.0, 2.0, 6.0, 3.0]
     pyramid = OrderedDict((str(i), torch.full((1, 1, 16 // 2**i, 16 // 2**i), c)) for i, c in enumerate(consts))
-    bfp = BalancedFeaturePyramid([1], base="fpn", refine="none", refine_level=2, out_channels=1)
-    bfp.base = FixedPyramid(pyramid)
-    out = bfp(None)
+    bfp = balanced_feature_pyramid([1], base="fpn", refine="none", refine_level=2, out_channels=1)
+    out = bfp.balance(pyramid)
     for (name, x), c in zip(out.items(), consts):
         assert x.shape == pyramid[name].shape
         assert torch.allclose(x, torch.full_like(x, c + sum(consts) / 4))
@@ -113,10 +101,10 @@ def test_non_local_starts_as_identity_and_attends_by_hand():
 
 
 def test_bfp_refuses_itself_as_base_and_bad_refine():
-    with pytest.raises(ValueError, match="cannot stack on itself"):
-        BalancedFeaturePyramid([8], base="bfp")
+    with pytest.raises(ValueError, match="bfp stacks on fpn or panet"):
+        balanced_feature_pyramid([8], base="bfp")
     with pytest.raises(ValueError, match="refine must be"):
-        BalancedFeaturePyramid([8], refine="attention")
+        balanced_feature_pyramid([8], refine="attention")
 
 
 def test_adaptive_pooling_with_one_level_is_ordinary_pooling():

@@ -38,13 +38,17 @@ def take_levels(features: dict[str, Tensor], levels: list[int]) -> dict[str, Ten
 
 
 class BackboneWithNeck(nn.Module):
-    """Backbone then neck, with the ``out_channels`` torchvision's detectors read."""
+    """Backbone then neck, with the ``out_channels`` torchvision's detectors read, laid out
+    as torchvision's ``BackboneWithFPN``: the feature extractor is ``body`` and the neck
+    ``fpn`` (every neck is an FPN with, for PANet and BFP, modules of its own added under
+    their own names), so a torchvision detector's ``backbone.body.*``/``backbone.fpn.*``
+    keys load as they are."""
 
     def __init__(self, body: nn.Module, neck: nn.Module) -> None:
         super().__init__()
         self.body = body
-        self.neck = neck
+        self.fpn = neck
         self.out_channels = neck.out_channels
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        return self.neck(self.body(x))
+        return self.fpn(OrderedDict(self.body(x)))

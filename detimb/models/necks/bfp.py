@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detimb.models.necks.base import NECKS
+from detimb.models.necks.fpn import FPN
+from detimb.models.necks.panet import PANet
 
 
 class NonLocal2d(nn.Module):
@@ -36,37 +38,24 @@ class NonLocal2d(nn.Module):
         return x + self.out(y.transpose(1, 2).reshape(n, -1, h, w))
 
 
-@NECKS.register("bfp")
-class BalancedFeaturePyramid(nn.Module):
-    """Balanced feature pyramid (Pang et al., Libra R-CNN, CVPR 2019) on top of ``base``.
+class _Balanced:
+    """Libra's gather-refine-scatter applied to the output of the neck class it is mixed into."""
 
-    Gather: every output level of the base neck is resized to the size of level
-    ``refine_level`` (adaptive max pooling for the larger levels, nearest upsampling for the
-    smaller ones) and averaged. Refine: ``non_local`` (embedded Gaussian), ``conv`` (3x3 +
-    ReLU) or ``none``. Scatter: the refined map is resized back to each level and added to
-    it (a residual). Names, shapes and strides are the base neck's. Defaults (Libra's):
-    base='fpn', refine='non_local', refine_level=2; other arguments go to the base neck.
-    """
+    refine: nn.Module
+    refine_level: int
 
-    def __init__(self, in_channels_list: list[int], base: str = "fpn", refine: str | None = "non_local",
-                 refine_level: int = 2, **base_args: Any) -> None:
-        super().__init__()
-        if base == "bfp":
-            raise ValueError("bfp cannot stack on itself; base must be another neck, e.g. fpn or panet")
-        self.base = NECKS.build({"type": base, **base_args}, "model.neck.base", in_channels_list=in_channels_list)
-        self.out_channels = self.base.out_channels
+    def _add_refine(self, refine: str | None, refine_level: int, channels: int) -> None:
         self.refine_level = refine_level
         if refine == "non_local":
-            self.refine: nn.Module = NonLocal2d(self.out_channels)
+            self.refine = NonLocal2d(channels)
         elif refine == "conv":
-            self.refine = nn.Sequential(nn.Conv2d(self.out_channels, self.out_channels, 3, 1, 1), nn.ReLU())
+            self.refine = nn.Sequential(nn.Conv2d(channels, channels, 3, 1, 1), nn.ReLU())
         elif refine in (None, "none"):
             self.refine = nn.Identity()
         else:
             raise ValueError(f"refine must be 'non_local', 'conv' or 'none', got {refine!r}")
 
-    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        pyramid = self.base(features)
+    def balance(self, pyramid: dict[str, Tensor]) -> dict[str, Tensor]:
         levels = list(pyramid.values())
         if not 0 <= self.refine_level < len(levels):
             raise ValueError(f"refine_level {self.refine_level} is outside the neck's {len(levels)} levels")
@@ -81,3 +70,48 @@ class BalancedFeaturePyramid(nn.Module):
                         else F.adaptive_max_pool2d(balanced, x.shape[-2:]))
             out[name] = x + residual
         return out
+
+
+class BalancedFPN(FPN, _Balanced):
+    """The balanced pyramid on FPN: FPN's keys, plus ``refine``."""
+
+    def __init__(self, in_channels_list: list[int], refine: str | None = "non_local", refine_level: int = 2,
+                 **fpn_args: Any) -> None:
+        super().__init__(in_channels_list, **fpn_args)
+        self._add_refine(refine, refine_level, self.out_channels)
+
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:  # type: ignore[override]
+        return self.balance(super().forward(features))
+
+
+class BalancedPANet(PANet, _Balanced):
+    """The balanced pyramid on PANet: PANet's keys, plus ``refine``."""
+
+    def __init__(self, in_channels_list: list[int], refine: str | None = "non_local", refine_level: int = 2,
+                 **panet_args: Any) -> None:
+        super().__init__(in_channels_list, **panet_args)
+        self._add_refine(refine, refine_level, self.out_channels)
+
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:  # type: ignore[override]
+        return self.balance(super().forward(features))
+
+
+BASES: dict[str, type[FPN]] = {"fpn": BalancedFPN, "panet": BalancedPANet}
+
+
+@NECKS.register("bfp")
+def balanced_feature_pyramid(in_channels_list: list[int], base: str = "fpn", refine: str | None = "non_local",
+                             refine_level: int = 2, **base_args: Any) -> FPN:
+    """Balanced feature pyramid (Pang et al., Libra R-CNN, CVPR 2019) on top of ``base``.
+
+    Gather: every output level of the base neck is resized to the size of level
+    ``refine_level`` (adaptive max pooling for the larger levels, nearest upsampling for the
+    smaller ones) and averaged. Refine: ``non_local`` (embedded Gaussian), ``conv`` (3x3 +
+    ReLU) or ``none``. Scatter: the refined map is resized back to each level and added to
+    it (a residual). Names, shapes and strides are the base neck's, and so are its keys
+    (the refinement adds ``refine``). Defaults (Libra's): base='fpn', refine='non_local',
+    refine_level=2; other arguments go to the base neck.
+    """
+    if base not in BASES:
+        raise ValueError(f"bfp stacks on {' or '.join(BASES)}, got base={base!r}")
+    return BASES[base](in_channels_list, refine=refine, refine_level=refine_level, **base_args)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 
-from torch import Tensor, nn
+import torch.nn.functional as F
+from torch import Tensor
 from torchvision.ops import FeaturePyramidNetwork
 
 from detimb.models.necks.base import NECKS, extra_block, select_levels, take_levels
 
 
 @NECKS.register("fpn")
-class FPN(nn.Module):
-    """Feature Pyramid Network (Lin et al., CVPR 2017): ``torchvision.ops.FeaturePyramidNetwork``.
+class FPN(FeaturePyramidNetwork):
+    """Feature Pyramid Network (Lin et al., CVPR 2017): ``torchvision.ops.FeaturePyramidNetwork``
+    itself (its ``inner_blocks``/``layer_blocks``/``extra_blocks`` keys), taking the backbone
+    levels ``levels``.
 
     ``extra_blocks``: 'maxpool' (torchvision's Faster/Mask R-CNN: a stride-2 max-pooled
     'pool' level), 'p6p7' (RetinaNet's two stride-2 convs) or None. Defaults:
@@ -22,11 +26,29 @@ class FPN(nn.Module):
 
     def __init__(self, in_channels_list: list[int], out_channels: int = 256,
                  extra_blocks: str | None = "maxpool", levels: list[int] | None = None) -> None:
-        super().__init__()
-        self.levels = select_levels(in_channels_list, levels)
-        self.fpn = FeaturePyramidNetwork([in_channels_list[i] for i in self.levels], out_channels,
-                                         extra_blocks=extra_block(extra_blocks, out_channels))
+        chosen = select_levels(in_channels_list, levels)
+        super().__init__([in_channels_list[i] for i in chosen], out_channels,
+                         extra_blocks=extra_block(extra_blocks, out_channels))
+        self.levels = chosen
         self.out_channels = out_channels
 
-    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        return self.fpn(take_levels(features, self.levels))
+    def top_down(self, inputs: dict[str, Tensor]) -> list[Tensor]:
+        """FPN's outputs P_i before the extra levels (torchvision's forward, without them)."""
+        x = list(inputs.values())
+        last_inner = self.get_result_from_inner_blocks(x[-1], -1)
+        results = [self.get_result_from_layer_blocks(last_inner, -1)]
+        for idx in range(len(x) - 2, -1, -1):
+            lateral = self.get_result_from_inner_blocks(x[idx], idx)
+            last_inner = lateral + F.interpolate(last_inner, size=lateral.shape[-2:], mode="nearest")
+            results.insert(0, self.get_result_from_layer_blocks(last_inner, idx))
+        return results
+
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:  # type: ignore[override]
+        return super().forward(take_levels(features, self.levels))
+
+    def with_extra_levels(self, inputs: dict[str, Tensor], outs: list[Tensor]) -> dict[str, Tensor]:
+        """``outs`` (one per input level) named as the inputs, plus the extra levels."""
+        names = list(inputs)
+        if self.extra_blocks is not None:
+            outs, names = self.extra_blocks(outs, list(inputs.values()), names)
+        return OrderedDict(zip(names, outs))

@@ -1,0 +1,164 @@
+"""Loading detector weights from local files: torchvision's state dicts or detimb checkpoints.
+
+One loader for ``model.weights``, ``--load-from`` and fine-tuning. Keys are matched by
+name (detimb's detectors keep torchvision's module names); a tensor whose shape depends on
+the class count (the box predictor, the mask predictor, RetinaNet's classification layer)
+keeps the model's own initialisation, torchvision's, when the file has another class
+count; anything else that does not fit is an error that names the first offending keys
+and what the file looks like. Every load returns a ``LoadReport`` to print.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch import Tensor, nn
+
+from detimb.errors import CheckpointError
+
+# Parameters whose shape follows the number of classes, by module prefix.
+CLASS_DEPENDENT = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.",
+                   "head.classification_head.cls_logits.")
+
+# detimb's module names before they became torchvision's (checkpoints written before then).
+LEGACY_PREFIXES = (("backbone.body.body.", "backbone.body."), ("backbone.neck.base.fpn.", "backbone.fpn."),
+                   ("backbone.neck.base.", "backbone.fpn."), ("backbone.neck.fpn.", "backbone.fpn."),
+                   ("backbone.neck.extra.", "backbone.fpn.extra_blocks."), ("backbone.neck.", "backbone.fpn."))
+
+
+@dataclass
+class LoadReport:
+    """What a load did, key by key."""
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    reinitialised: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    renamed: int = 0
+
+    def summary(self) -> str:
+        lines = [f"weights from {self.source}: {len(self.loaded)} tensors loaded"]
+        if self.renamed:
+            lines.append(f"  {self.renamed} keys of detimb's earlier layout renamed to torchvision's")
+        if self.reinitialised:
+            lines.append(f"  {len(self.reinitialised)} re-initialised (their shape depends on the class count): "
+                         + ", ".join(self.reinitialised))
+        if self.missing:
+            lines.append(f"  {len(self.missing)} missing from the file, kept at their initial values: "
+                         + _few(self.missing))
+        if self.unexpected:
+            lines.append(f"  {len(self.unexpected)} in the file but not in this model, ignored: "
+                         + _few(self.unexpected))
+        return "\n".join(lines)
+
+
+def _few(keys: list[str], n: int = 6) -> str:
+    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def state_dict_of(obj: Any, source: str) -> dict[str, Tensor]:
+    """The model state in a loaded file: a detimb checkpoint's ``model``, or a plain state
+    dict (``torch.save(model.state_dict())``, torchvision's cached ``*.pth``)."""
+    state = obj.get("model") if isinstance(obj, dict) and isinstance(obj.get("model"), dict) else obj
+    if not isinstance(state, dict) or not state or not all(isinstance(k, str) and isinstance(v, Tensor)
+                                                           for k, v in state.items()):
+        kind = sorted(state)[:5] if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{source}: not model weights (expected a state dict of tensors or a detimb checkpoint;"
+                              f" found {kind}). Fix: give torch.save(model.state_dict()) or a detimb checkpoint")
+    return state
+
+
+def rename_legacy(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], int]:
+    """``state`` with detimb's earlier backbone/neck names turned into torchvision's, and how many."""
+    out, renamed = {}, 0
+    for key, value in state.items():
+        for old, new in LEGACY_PREFIXES:
+            if key.startswith(old):
+                key, renamed = new + key[len(old):], renamed + 1
+                break
+        out[key] = value
+    return out, renamed
+
+
+def describe(keys: list[str]) -> str:
+    """What architecture a state dict's keys look like, for error messages."""
+    has = lambda part: any(part in k for k in keys)  # noqa: E731
+    if has("classification_head") and has("regression_head"):
+        kind = "RetinaNet"
+    elif has("mask_predictor"):
+        kind = "Mask R-CNN"
+    elif has("roi_heads.box_predictor"):
+        kind = "Faster R-CNN"
+    elif has("classifier.") and not has("rpn."):
+        kind = "an image classifier (MobileNet / VGG)"
+    elif any(k.startswith("fc.") for k in keys) and not has("rpn."):
+        kind = "an image classifier (ResNet): give it as model.backbone.weights"
+    else:
+        kind = "an unknown model"
+    blocks = {k.split(".")[k.split(".").index("layer3") + 1] for k in keys if ".layer3." in f".{k}"}
+    depth = {6: "ResNet-50", 23: "ResNet-101", 36: "ResNet-152"}.get(len(blocks), "")
+    if not depth and any("layer3.5." in k for k in keys):
+        depth = "ResNet-50 or deeper"
+    elif not depth and any("layer3.1." in k for k in keys):
+        depth = "ResNet-18/34"
+    v2 = " (v2 heads)" if has("roi_heads.box_head.0.0.") or has("head.classification_head.conv.0.1.") else ""
+    return f"{kind}{' on ' + depth if depth and 'classifier' not in kind else ''}{v2}"
+
+
+def load_weights_file(model: nn.Module, path: str | Path, strict_classes: bool = False) -> LoadReport:
+    """``load_weights`` from a file, read with ``weights_only=True`` (its failures named);
+    for a detimb checkpoint that does not fit, the error adds how its config differs."""
+    from detimb.engine.checkpoint import read_torch_file
+
+    obj = read_torch_file(path)
+    try:
+        return load_weights(model, obj, path, strict_classes)
+    except CheckpointError as err:
+        if isinstance(obj, dict) and isinstance(obj.get("config"), str):
+            saved = (yaml.safe_load(obj["config"]) or {}).get("model", {})
+            part = lambda k: (saved.get(k) or {}).get("type") if isinstance(saved.get(k), dict) else None  # noqa: E731
+            raise CheckpointError(f"{err} It is a detimb checkpoint of model.type {saved.get('type')!r}, backbone"
+                                  f" {part('backbone')!r}, neck {part('neck')!r}") from err
+        raise
+
+
+def load_weights(model: nn.Module, obj: Any, source: str | Path, strict_classes: bool = False) -> LoadReport:
+    """Load ``obj`` (a loaded file: state dict or detimb checkpoint) into ``model``.
+
+    Matching keys of equal shape are loaded; class-dependent keys of another shape keep the
+    model's initialisation (an error with ``strict_classes``); a shape mismatch elsewhere,
+    or a file that shares almost nothing with the model, is a ``CheckpointError``."""
+    source = str(source)
+    state, renamed = rename_legacy(state_dict_of(obj, source))
+    own = model.state_dict()
+    report = LoadReport(source, renamed=renamed)
+    fitting: dict[str, Tensor] = {}
+    mismatched: list[str] = []
+    for key, value in state.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif own[key].shape == value.shape:
+            fitting[key] = value
+        elif key.startswith(CLASS_DEPENDENT):
+            report.reinitialised.append(key)
+        else:
+            mismatched.append(f"{key} {tuple(value.shape)} in the file, {tuple(own[key].shape)} here")
+    if mismatched or len(fitting) < 0.5 * len(own):
+        detail = "; ".join(mismatched[:3]) if mismatched else (
+            f"only {len(fitting)} of this model's {len(own)} tensors are in the file; e.g. the file has "
+            + _few(report.unexpected, 3) + " and lacks " + _few([k for k in own if k not in state], 3))
+        raise CheckpointError(f"{source}: the weights do not fit this model: {detail}. The file looks like"
+                              f" {describe(list(state))}. Fix: choose the matching model.arch (or backbone and"
+                              " neck), or give the file that fits this config")
+    if report.reinitialised and strict_classes:
+        raise CheckpointError(f"{source}: the file has another class count ({_few(report.reinitialised, 2)} differ)"
+                              " and model.weights_strict is set. Fix: unset it to re-initialise the class layers,"
+                              " or train on the file's classes")
+    report.missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    report.loaded = sorted(fitting)
+    model.load_state_dict({**own, **fitting})
+    return report
