@@ -118,10 +118,13 @@ def config_differences(state: dict[str, Any], model_cfg: dict[str, Any], num_cla
 
 def load_model_state(model: nn.Module, state: dict[str, Any], model_cfg: dict[str, Any], num_classes: int,
                      source: str | Path) -> None:
-    """Load a detimb checkpoint's weights; a mismatch is an error that lists how the
-    checkpoint's config differs from this one (not a state-dict dump)."""
+    """Load a detimb checkpoint's weights exactly (resume, inference); a mismatch is an error
+    that lists how the checkpoint's config differs from this one (not a state-dict dump).
+    Checkpoints of detimb's earlier backbone/neck layout are renamed to the current one."""
+    from detimb.models.weights import rename_legacy
+
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(rename_legacy(state["model"])[0])
     except RuntimeError as err:
         diffs = config_differences(state, model_cfg, num_classes)
         detail = "; ".join(diffs[:8]) if diffs else str(err).splitlines()[0][:200]

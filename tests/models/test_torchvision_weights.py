@@ -148,3 +148,24 @@ def test_unknown_architecture_names_the_known_ones(tmp_path, tiny_shapes):
     with pytest.raises(ConfigError, match=r"model.arch: unknown architecture 'fasterrcnn_resnet50' \(did you mean"
                                           r" 'fasterrcnn_resnet50_fpn'\?\)"):
         load_config(write_config(tmp_path, tiny_shapes, "faster_rcnn", model={"arch": "fasterrcnn_resnet50"}))
+
+
+def test_load_from_takes_a_plain_state_dict_and_old_layouts_are_renamed(tiny_config, tiny_shapes, tmp_path):
+    from detimb.engine.trainer import Trainer
+    from detimb.models.weights import load_weights
+
+    (_, _), label_map = batch(tiny_shapes, False)
+    cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 1}})
+    torch.manual_seed(3)
+    source = build_detector(cfg.model, label_map)
+    plain = tmp_path / "plain.pth"
+    torch.save(source.state_dict(), plain)  # no 'model', no label_map: what torchvision users save
+    trainer = Trainer(cfg, tmp_path / "run", load_from=plain, progress=False)
+    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in source.state_dict().items())
+    # detimb's layout before torchvision's: backbone.body.body.* and backbone.neck.fpn.*
+    old = {k.replace("backbone.body.", "backbone.body.body.").replace("backbone.fpn.", "backbone.neck.fpn."): v
+           for k, v in source.state_dict().items()}
+    target = build_detector(cfg.model, label_map)
+    report = load_weights(target, old, "old.pth")
+    assert report.renamed == sum(k.startswith("backbone.") for k in old) and not report.unexpected
+    assert all(torch.equal(v, target.state_dict()[k]) for k, v in source.state_dict().items())
