@@ -140,7 +140,8 @@ def load_weights(model: nn.Module, obj: Any, source: str | Path, strict_classes:
     mismatched: list[str] = []
     for key, value in state.items():
         if key not in own:
-            report.unexpected.append(key)
+            if not key.endswith("num_batches_tracked"):  # BatchNorm bookkeeping, absent from FrozenBatchNorm2d
+                report.unexpected.append(key)
         elif own[key].shape == value.shape:
             fitting[key] = value
         elif key.startswith(CLASS_DEPENDENT):

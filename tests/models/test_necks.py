@@ -10,7 +10,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from detimb.models.backbones import BACKBONES
 from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLevelsRoIAlign
-from detimb.models.necks import FPN, NECKS, PANet, balanced_feature_pyramid
+from detimb.models.necks import NECKS, PANet, balanced_feature_pyramid
 from detimb.models.necks.bfp import NonLocal2d
 
 NECK_SPECS = {
@@ -68,7 +68,7 @@ def test_bfp_with_zero_refine_returns_its_input():
     nn.init.zeros_(bfp.refine[0].weight)
     nn.init.zeros_(bfp.refine[0].bias)
     feats = levels([8, 16, 32])
-    base = FPN.forward(bfp, feats)  # the FPN alone
+    base = bfp.pyramid(feats)  # the FPN alone
     out = bfp(feats)
     assert all(torch.equal(out[k], base[k]) for k in base)
 

@@ -81,7 +81,7 @@ class BalancedFPN(FPN, _Balanced):
         self._add_refine(refine, refine_level, self.out_channels)
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:  # type: ignore[override]
-        return self.balance(super().forward(features))
+        return self.balance(self.pyramid(features))
 
 
 class BalancedPANet(PANet, _Balanced):
@@ -93,7 +93,7 @@ class BalancedPANet(PANet, _Balanced):
         self._add_refine(refine, refine_level, self.out_channels)
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:  # type: ignore[override]
-        return self.balance(super().forward(features))
+        return self.balance(self.pyramid(features))
 
 
 BASES: dict[str, type[FPN]] = {"fpn": BalancedFPN, "panet": BalancedPANet}

@@ -33,7 +33,8 @@ class FPN(FeaturePyramidNetwork):
         self.out_channels = out_channels
 
     def top_down(self, inputs: dict[str, Tensor]) -> list[Tensor]:
-        """FPN's outputs P_i before the extra levels (torchvision's forward, without them)."""
+        """FPN's outputs P_i before the extra levels: torchvision's ``FeaturePyramidNetwork.
+        forward`` step for step (written out because TorchScript has no ``super()``)."""
         x = list(inputs.values())
         last_inner = self.get_result_from_inner_blocks(x[-1], -1)
         results = [self.get_result_from_layer_blocks(last_inner, -1)]
@@ -43,12 +44,17 @@ class FPN(FeaturePyramidNetwork):
             results.insert(0, self.get_result_from_layer_blocks(last_inner, idx))
         return results
 
+    def pyramid(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The neck's output levels (what subclasses change; torchvision's FPN forward here)."""
+        inputs = take_levels(features, self.levels)
+        return self.with_extra_levels(inputs, self.top_down(inputs))
+
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:  # type: ignore[override]
-        return super().forward(take_levels(features, self.levels))
+        return self.pyramid(features)
 
     def with_extra_levels(self, inputs: dict[str, Tensor], outs: list[Tensor]) -> dict[str, Tensor]:
         """``outs`` (one per input level) named as the inputs, plus the extra levels."""
         names = list(inputs)
         if self.extra_blocks is not None:
             outs, names = self.extra_blocks(outs, list(inputs.values()), names)
-        return OrderedDict(zip(names, outs))
+        return OrderedDict([(k, v) for k, v in zip(names, outs)])

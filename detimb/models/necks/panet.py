@@ -33,7 +33,7 @@ class PANet(FPN):
             nn.init.kaiming_uniform_(conv.weight, a=1)
             nn.init.zeros_(conv.bias)
 
-    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:  # type: ignore[override]
+    def pyramid(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         inputs = take_levels(features, self.levels)
         top_down = self.top_down(inputs)
         outs = [top_down[0]]
