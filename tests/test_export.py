@@ -11,7 +11,7 @@ from detimb.cli import export
 from detimb.engine.trainer import Trainer
 
 DETECTORS = {"faster_rcnn": {"roi_head": {"score_thresh": 0.0}}, "retinanet": {"retina_head": {"score_thresh": 0.0}},
-             "mask_rcnn": {"roi_head": {"score_thresh": 0.0}}}
+             "mask_rcnn": {"roi_head": {"score_thresh": 0.0}}, "fcos": {"fcos_head": {"score_thresh": 0.0}}}
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +28,13 @@ def checkpoints(tmp_path_factory, tiny_shapes):
         out[detector] = root / detector / "last.pth"
     # a barely trained RetinaNet scores every anchor alike (its 0.01 prior), and tied scores make
     # top-k keep different anchors in ONNX Runtime and PyTorch: spread its classifier's features
-    state = torch.load(out["retinanet"], weights_only=True)
-    noise = torch.Generator().manual_seed(0)
-    for key, value in state["model"].items():
-        if key.startswith("head.classification_head.") and key.endswith("weight") and value.dim() == 4:
-            value += 0.1 * torch.randn(value.shape, generator=noise)
-    torch.save(state, out["retinanet"])
+    for one_stage in ("retinanet", "fcos"):
+        state = torch.load(out[one_stage], weights_only=True)
+        noise = torch.Generator().manual_seed(0)
+        for key, value in state["model"].items():
+            if key.startswith("head.classification_head.") and key.endswith("weight") and value.dim() == 4:
+                value += 0.1 * torch.randn(value.shape, generator=noise)
+        torch.save(state, out[one_stage])
     return out
 
 
@@ -51,7 +52,7 @@ def test_export_round_trip(checkpoints, tiny_shapes, tmp_path, capsys, detector,
     eager = Predictor.from_checkpoint(checkpoints[detector], score_threshold=0.0).predict(image)
     pixels = torch.from_numpy(np.array(__import__("PIL.Image", fromlist=["Image"]).open(image).convert("RGB")))
     got = export.run_export(out, fmt, pixels.permute(2, 0, 1).float().div(255.0), ["boxes", "labels", "scores"]
-                            if detector != "retinanet" else ["boxes", "scores", "labels"])
+                            if detector not in ("retinanet", "fcos") else ["boxes", "scores", "labels"])
     want = {"boxes": eager.boxes, "scores": eager.scores,
             "labels": np.array([Predictor.from_checkpoint(checkpoints[detector]).label_map.label(int(c))
                                 for c in eager.category_ids])}
@@ -79,3 +80,16 @@ def test_export_refuses_a_segmentation_model(tiny_config, tiny_shapes, tmp_path,
                         str(tmp_path / "x.pt")]) == 2
     assert "export covers detectors" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
     assert write_config  # the helper is importable for the other tests
+
+
+def test_export_refuses_an_roi_head_scored_by_sigmoids(tiny_config, tiny_shapes):
+    from detimb.data.coco import CocoDetection
+    from detimb.errors import DetimbError
+    from detimb.models import build_detector
+    from detimb.models.export import inference_model
+
+    ds = CocoDetection(tiny_shapes / "annotations/train.json", tiny_shapes / "train")
+    model = build_detector(tiny_config("faster_rcnn", model={"roi_head": {"loss_cls": {"type": "binary_cross_entropy"}}}
+                                       ).model, ds.label_map)
+    with pytest.raises(DetimbError, match="scores by softmax"):
+        inference_model(model)

@@ -107,6 +107,24 @@ class RetinaHeadConfig:
 
 
 @dataclass
+class FCOSHeadConfig:
+    """FCOS's head and matching (torchvision's defaults): anchors are points, one per
+    location (``model.anchors`` sizes = the level strides, aspect ratio 1)."""
+
+    center_sampling_radius: float = 1.5
+    prior_probability: float = 0.01
+    num_convs: int = 4
+    topk_candidates: int = 1000
+    score_thresh: float = 0.2
+    nms_thresh: float = 0.6
+    detections_per_img: int = 100
+    sampler: Dict[str, Any] = _slot(type="all")
+    loss_cls: Dict[str, Any] = _slot(type="sigmoid_focal", alpha=0.25, gamma=2.0)
+    loss_bbox: Dict[str, Any] = _slot(type="giou")
+    balancer: Optional[Dict[str, Any]] = None
+
+
+@dataclass
 class DenseHeadConfig:
     """The semantic segmentation head: every pixel a candidate for ``sampler`` and ``loss``
     (any softmax loss of ``detimb.losses``). ``rare_classes`` of asymmetric losses are
@@ -120,7 +138,7 @@ class DenseHeadConfig:
 
 @dataclass
 class ModelConfig:
-    """``type``: faster_rcnn | retinanet | mask_rcnn | semantic_seg. ``arch``: a torchvision
+    """``type``: faster_rcnn | retinanet | mask_rcnn | fcos | semantic_seg. ``arch``: a torchvision
     builder's name (fasterrcnn_resnet50_fpn, ...): its settings are merged under the config's
     own (``detimb/configs/_base_/arch/``). ``weights``: a local detector checkpoint
     (torchvision's state dict or detimb's); ``weights_strict``: refuse to re-initialise the
@@ -135,6 +153,7 @@ class ModelConfig:
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi_head: RoIHeadConfig = field(default_factory=RoIHeadConfig)
     retina_head: RetinaHeadConfig = field(default_factory=RetinaHeadConfig)
+    fcos_head: FCOSHeadConfig = field(default_factory=FCOSHeadConfig)
     head: DenseHeadConfig = field(default_factory=DenseHeadConfig)
     weights: Optional[str] = None
     weights_strict: bool = False

@@ -36,6 +36,8 @@ class LabelMap:
         return self.coco_ids.index(coco_id) + 1
 
     def coco_id(self, label: int) -> int:
+        if not 1 <= label <= len(self.coco_ids):
+            raise ValueError(f"label {label} names no class: labels run 1..{len(self.coco_ids)} (0 is background)")
         return self.coco_ids[label - 1]
 
     def labels_of(self, values: Any, where: str) -> list[int]:

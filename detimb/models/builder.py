@@ -28,7 +28,9 @@ from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES, ClassificationLoss,
 from detimb.losses.statistics import ClassStatistics
 from detimb.models.backbones import BACKBONES, probe_outputs
 from detimb.models.heads import DetimbRetinaNet, DetimbRetinaNetHead, DetimbRoIHeads, DetimbRPN
+from detimb.models.heads.coders import LinearBoxCoder
 from detimb.models.heads.dense import DenseHead
+from detimb.models.heads.fcos import DetimbFCOS, DetimbFCOSHead
 from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLevelsRoIAlign
 from detimb.models.heads.objective import Averaging, HeadObjective, Layout, TermNames
 from detimb.models.heads.predictors import CLS_PREDICTORS
@@ -45,6 +47,7 @@ DETECTORS = Registry("detector")
 RPN_TERMS = TermNames(cls="loss_objectness", box="loss_rpn_box_reg")
 ROI_TERMS = TermNames(cls="loss_classifier", box="loss_box_reg")
 RETINA_TERMS = TermNames(cls="classification", box="bbox_regression")
+FCOS_TERMS = TermNames(cls="classification", box="bbox_regression")  # torchvision's; bbox_ctrness beside them
 DENSE_TERMS = TermNames(cls="loss_seg", box=None)
 # The classifier forms each head accepts (the RPN has one objectness output, RetinaNet
 # torchvision's sigmoid classifier, the dense head a softmax over pixels' classes).
@@ -52,6 +55,7 @@ HEAD_FORMS: dict[str, tuple[Form, ...]] = {
     "model.rpn": (Form.SIGMOID,),
     "model.roi_head": (Form.SOFTMAX, Form.SIGMOID),
     "model.retina_head": (Form.SIGMOID,),
+    "model.fcos_head": (Form.SIGMOID,),
     "model.head": (Form.SOFTMAX,),
 }
 RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # torchvision's RegionProposalNetwork
@@ -253,6 +257,30 @@ def retinanet(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics
     )
 
 
+@DETECTORS.register("fcos")
+def fcos(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics | None = None) -> DetimbFCOS:
+    """FCOS (Tian et al., ICCV 2019) with torchvision's defaults: point anchors, centre
+    sampling, focal loss, GIoU and centerness."""
+    num_classes = label_map.num_classes
+    backbone, levels = build_backbone_with_neck(cfg)
+    anchors = _anchor_generator(cfg, levels)
+    if anchors.num_anchors_per_location()[0] != 1:
+        raise ConfigError("model.anchors: FCOS takes one anchor point per location: one size per level and"
+                          " aspect_ratios [1.0]")
+    if backbone.out_channels % 32:
+        raise ConfigError(f"model.neck.out_channels: FCOS's head normalises with GroupNorm(32, channels), so the"
+                          f" neck's {backbone.out_channels} channels must be a multiple of 32")
+    h = cfg.fcos_head
+    objective = build_objective(h, "model.fcos_head", FCOS_TERMS, LinearBoxCoder(normalize_by_size=True),
+                                class_stats=class_stats, label_map=label_map)
+    head = DetimbFCOSHead(backbone.out_channels, 1, num_classes, objective, num_convs=h.num_convs,
+                          prior_probability=h.prior_probability)
+    return DetimbFCOS(backbone, num_classes, anchors, head, _transform(cfg),
+                      center_sampling_radius=h.center_sampling_radius, score_thresh=h.score_thresh,
+                      nms_thresh=h.nms_thresh, detections_per_img=h.detections_per_img,
+                      topk_candidates=h.topk_candidates)
+
+
 SEGMENTORS = Registry("segmentation model")
 
 
@@ -308,7 +336,7 @@ def build_detector(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStati
     return model
 
 
-V1_ARCHS = ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "retinanet_resnet50_fpn")
+V1_ARCHS = ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "retinanet_resnet50_fpn")  # torchvision's COCO_V1
 
 
 def _load_configured_weights(model: nn.Module, cfg: DictConfig) -> None:

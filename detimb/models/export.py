@@ -15,13 +15,15 @@ import copy
 from typing import Optional
 
 from torch import Tensor, nn
-from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
+from torchvision.models.detection import FCOS, FasterRCNN, MaskRCNN, RetinaNet
+from torchvision.models.detection.fcos import FCOSHead
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from detimb.errors import DetimbError
-from detimb.models.heads import DetimbRetinaNet
+from detimb.losses import Form
+from detimb.models.heads import DetimbFCOS, DetimbRetinaNet
 from detimb.models.transform import DetectionTransform
 
 
@@ -53,8 +55,26 @@ def inference_model(model: nn.Module, *, masks: bool = True) -> nn.Module:
                          anchor_generator=copy.deepcopy(model.anchor_generator), head=head,
                          score_thresh=model.score_thresh, nms_thresh=model.nms_thresh,
                          detections_per_img=model.detections_per_img, topk_candidates=model.topk_candidates)
+    elif isinstance(model, DetimbFCOS):
+        ours_fcos = model.head
+        fcos_head = FCOSHead.__new__(FCOSHead)
+        nn.Module.__init__(fcos_head)
+        fcos_head.box_coder = ours_fcos.box_coder
+        fcos_head.classification_head = copy.deepcopy(ours_fcos.classification_head)
+        fcos_head.regression_head = copy.deepcopy(ours_fcos.regression_head)
+        twin = FCOS(copy.deepcopy(model.backbone), ours_fcos.classification_head.num_classes,
+                    anchor_generator=copy.deepcopy(model.anchor_generator), head=fcos_head,
+                    center_sampling_radius=model.center_sampling_radius, score_thresh=model.score_thresh,
+                    nms_thresh=model.nms_thresh, detections_per_img=model.detections_per_img,
+                    topk_candidates=model.topk_candidates)
     elif isinstance(model, GeneralizedRCNN):
         rpn, roi = model.rpn, model.roi_heads
+        loss = roi.objective.loss_cls
+        num_classes = roi.box_predictor.bbox_pred.out_features // 4
+        if loss.form is not Form.SOFTMAX or loss.roi_outputs(num_classes) != num_classes:
+            raise DetimbError(f"export: this RoI head scores detections with {type(loss).__name__}'s own form"
+                              " (sigmoid, or an objectness branch); torchvision's RoIHeads, which the exported"
+                              " model is, scores by softmax. Export a model trained with a softmax loss")
         kwargs = dict(
             num_classes=None, rpn_anchor_generator=copy.deepcopy(rpn.anchor_generator),
             rpn_head=copy.deepcopy(rpn.head), rpn_pre_nms_top_n_test=rpn._pre_nms_top_n["testing"],
@@ -71,6 +91,7 @@ def inference_model(model: nn.Module, *, masks: bool = True) -> nn.Module:
             twin = FasterRCNN(copy.deepcopy(model.backbone), **kwargs)
         twin.rpn.min_size = rpn.min_size
     else:
-        raise DetimbError(f"export covers detectors (Faster R-CNN, Mask R-CNN, RetinaNet); got {type(model).__name__}")
+        raise DetimbError("export covers detectors (Faster R-CNN, Mask R-CNN, RetinaNet, FCOS); got"
+                          f" {type(model).__name__}")
     twin.transform = _transform(model.transform)
     return twin.eval()

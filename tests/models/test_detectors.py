@@ -46,7 +46,9 @@ def train_step(cfg, root):
 @pytest.mark.parametrize("detector", DETECTORS.names())
 @pytest.mark.parametrize("neck", NECKS.names())
 def test_every_neck_in_every_detector(tiny_config, tiny_shapes, detector, neck):
-    base = dict(RETINA_NECK if detector == "retinanet" else TINY_MODEL["neck"])
+    base = dict(RETINA_NECK if detector in ("retinanet", "fcos") else TINY_MODEL["neck"])
+    if detector == "fcos":
+        base["out_channels"] = 64  # its head's GroupNorm has 32 groups
     train_step(tiny_config(detector, model={"neck": {**base, "type": neck}}), tiny_shapes)
 
 
@@ -59,7 +61,7 @@ def test_adaptive_pooling_in_every_two_stage_detector(tiny_config, tiny_shapes, 
 
 
 STAGES = [("faster_rcnn", "rpn"), ("faster_rcnn", "roi_head"), ("mask_rcnn", "rpn"), ("mask_rcnn", "roi_head"),
-          ("retinanet", "retina_head")]
+          ("retinanet", "retina_head"), ("fcos", "fcos_head")]
 
 
 @pytest.mark.parametrize("detector,stage", STAGES)
@@ -72,7 +74,7 @@ def test_every_sampler_in_every_stage_of_every_detector(tiny_config, tiny_shapes
         head["sampler"].update(num=32)
     if sampler == "ohem_pixels":
         head["sampler"].update(min_kept=16)
-    if stage == "retina_head" and sampler == "focal":
+    if stage in ("retina_head", "fcos_head") and sampler == "focal":
         head["loss_cls"] = {"type": "binary_cross_entropy"}
     if SAMPLERS.get(sampler).needs.predictions and stage != "roi_head":
         with pytest.raises(ConfigError, match="use it in model.roi_head.sampler"):
@@ -102,7 +104,7 @@ def test_every_balancer_in_every_stage_of_every_detector(tiny_config, tiny_shape
 SIGMOID_LOSSES = [n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form is Form.SIGMOID]
 # written out, not derived from the builder's table: the forms each torchvision head has
 CLS_BY_STAGE = {"rpn": ["binary_cross_entropy", "ghm_c", "sigmoid_focal"], "roi_head": CLS_LOSSES.names(),
-                "retina_head": SIGMOID_LOSSES}
+                "retina_head": SIGMOID_LOSSES, "fcos_head": SIGMOID_LOSSES}
 
 
 @pytest.mark.parametrize("detector,stage", STAGES)
@@ -152,7 +154,8 @@ def test_focal_sampler_with_focal_loss_is_refused(tiny_config, tiny_shapes):
 
 @pytest.mark.parametrize("loss", BOX_LOSSES.names())
 @pytest.mark.parametrize("detector,head", [("faster_rcnn", "rpn"), ("faster_rcnn", "roi_head"),
-                                           ("mask_rcnn", "roi_head"), ("retinanet", "retina_head")])
+                                           ("mask_rcnn", "roi_head"), ("retinanet", "retina_head"),
+                                           ("fcos", "fcos_head")])
 def test_every_box_loss_in_every_head(tiny_config, tiny_shapes, loss, detector, head):
     cfg = tiny_config(detector, model={head: {"loss_bbox": {"type": loss}}})
     train_step(cfg, tiny_shapes)

@@ -28,7 +28,7 @@ SAMPLER_ARGS = {
     "random_pixels": {"num": 8}, "class_balanced_pixels": {"num": 8}, "ohem_pixels": {"min_kept": 4},
     "isr_p": {"base": {"type": "random", "num": 8, "pos_fraction": 0.5}},
 }
-HEADS = ["rpn", "roi_head", "retina_head", "dense"]
+HEADS = ["rpn", "roi_head", "retina_head", "fcos_head", "dense"]
 EDGES = ["no_ground_truth", "one_image_with_ground_truth", "no_negatives", "single_candidate"]
 NUM_CLASSES = 7  # background + the tiny dataset's 6
 
@@ -40,14 +40,14 @@ def sampler_spec(name: str, head: str) -> dict:
 def build_head_objective(tiny_config, tiny_shapes, head: str, sampler: dict) -> HeadObjective:
     ds = CocoDetection(tiny_shapes / "annotations/train.json", tiny_shapes / "train")
     slot = {"sampler": sampler}
-    if sampler["type"] == "focal" and head == "retina_head":
+    if sampler["type"] == "focal" and head in ("retina_head", "fcos_head"):
         slot["loss_cls"] = {"type": "binary_cross_entropy"}
     if head == "dense":
         model = build_model(tiny_config("semantic_seg", model={"head": {"channels": 8, **slot}}).model, ds.label_map)
         return model.head.objective
-    detector = "retinanet" if head == "retina_head" else "faster_rcnn"
+    detector = {"retina_head": "retinanet", "fcos_head": "fcos"}.get(head, "faster_rcnn")
     model = build_detector(tiny_config(detector, model={head: slot}).model, ds.label_map)
-    if head == "retina_head":
+    if head in ("retina_head", "fcos_head"):
         return model.head.objective
     return model.rpn.objective if head == "rpn" else model.roi_heads.objective
 
@@ -81,6 +81,9 @@ def edge_batch(head: str, edge: str, seed: int = 0) -> tuple[Targets, Prediction
     if head == "roi_head":
         return targets, Predictions(torch.randn(n, NUM_CLASSES, generator=g).requires_grad_(),
                                     (0.1 * torch.randn(n, NUM_CLASSES, 4, generator=g)).requires_grad_())
+    if head == "fcos_head":  # distances from the anchor point to the four sides, in anchor sizes
+        return targets, Predictions(torch.randn(n, NUM_CLASSES, generator=g).requires_grad_(),
+                                    (0.5 + 0.5 * torch.rand(n, 4, generator=g)).requires_grad_())
     return targets, Predictions(torch.randn(n, NUM_CLASSES, generator=g).requires_grad_(),
                                 (0.1 * torch.randn(n, 4, generator=g)).requires_grad_())
 

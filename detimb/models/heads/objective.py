@@ -30,6 +30,8 @@ from torchvision.models.detection._utils import BoxCoder
 from detimb.losses import BalanceContext, BoxLoss, ClassificationLoss, Form
 from detimb.losses.classification import BatchClasses, Columns
 from detimb.losses.balancers import Balancer
+from detimb.losses.regression import elementwise_iou
+from detimb.models.heads.coders import LinearBoxCoder
 from detimb.models.heads.matching import Matches
 from detimb.samplers import Candidates, Normalization, ReweightContext, Sampler, SoftSampler
 from detimb.samplers.stats import delta_iou, sampling_stats
@@ -176,7 +178,7 @@ class HeadObjective(nn.Module):
     """
 
     def __init__(self, sampler: Sampler, loss_cls: ClassificationLoss, loss_bbox: BoxLoss | None,
-                 box_coder: BoxCoder | None, terms: TermNames, averaging: Averaging = Averaging.BATCH,
+                 box_coder: BoxCoder | LinearBoxCoder | None, terms: TermNames, averaging: Averaging = Averaging.BATCH,
                  balancer: Balancer | None = None, layout: Layout = Layout.TORCHVISION,
                  num_classes: int | None = None) -> None:
         super().__init__()
@@ -334,9 +336,13 @@ class HeadObjective(nn.Module):
         cls_goal = self._cls_elementwise_targets(targets, logits)[0][0]
         with torch.no_grad():
             pred_ious = torch.zeros(len(targets.labels), dtype=logits.dtype, device=logits.device)
-            if pairs is not None and self.box_coder is not None:
+            if pairs is not None and isinstance(self.box_coder, BoxCoder):
                 pred_ious[positive] = delta_iou(pairs.deltas.detach(), pairs.goal_deltas,
                                                 self.box_coder.weights).to(logits.dtype)
+            elif pairs is not None and self.box_coder is not None and targets.boxes is not None:  # FCOS's coder
+                assert targets.gt_boxes is not None
+                decoded = self.box_coder.decode_single(pairs.deltas.detach(), targets.boxes[positive])
+                pred_ious[positive] = elementwise_iou(decoded, targets.gt_boxes[positive]).to(logits.dtype)
             context = ReweightContext(targets.gt_ids(), pred_ious, self.loss_cls.elementwise(logits.detach(), cls_goal))
         return sampler.reweight(logits, cls_goal, targets.labels, context)
 

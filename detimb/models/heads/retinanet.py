@@ -34,14 +34,26 @@ class DetimbRetinaNetHead(RetinaNetHead):
         self.objective = objective
 
 
+def without_background(detections: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+    """One-stage detections without label 0: torchvision's sigmoid classifiers keep a column
+    for background that is never a positive target, and at a low score threshold it still
+    yields detections, which name no class."""
+    return [{k: v[d["labels"] > 0] for k, v in d.items()} for d in detections]
+
+
 class DetimbRetinaNet(RetinaNet):
     """torchvision's RetinaNet taking its input transform by injection (see
-    DetectionTransform) and computing its training losses with its head's objective."""
+    DetectionTransform) and computing its training losses with its head's objective.
+    Inference is torchvision's, less detections of the background column (label 0)."""
 
     def __init__(self, backbone: nn.Module, num_classes: int, anchor_generator: nn.Module,
                  head: DetimbRetinaNetHead, transform: nn.Module, **kwargs: float) -> None:
         super().__init__(backbone, num_classes, anchor_generator=anchor_generator, head=head, **kwargs)
         self.transform = transform
+
+    def postprocess_detections(self, head_outputs: dict[str, list[Tensor]], anchors: list[list[Tensor]],
+                               image_shapes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+        return without_background(super().postprocess_detections(head_outputs, anchors, image_shapes))
 
     def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor],
                      anchors: list[Tensor]) -> dict[str, Tensor]:
