@@ -53,6 +53,8 @@ def write_config(tmp_path: Path, data_root: Path, model_type: str = "faster_rcnn
     if model_type == "retinanet":
         model.neck = RETINA_NECK
         model.anchors.sizes = [[16], [24], [36], [54], [80]]
+    if model_type == "ssd":  # SSDlite: the lighter variant (its own backbone and 320 px input)
+        model.ssd_head = {"variant": "ssdlite320_mobilenet_v3_large", "score_thresh": 0.001}
     if model_type == "fcos":  # one point per location, sized as the level's stride; GroupNorm(32) heads
         model.neck = {**RETINA_NECK, "out_channels": 64}  # 2 channels per group: a 1x1 P7 of one image normalises
         model.anchors.sizes, model.anchors.aspect_ratios = [[8], [16], [32], [64], [128]], [1.0]

@@ -125,6 +125,28 @@ class FCOSHeadConfig:
 
 
 @dataclass
+class SSDHeadConfig:
+    """SSD / SSDlite as torchvision builds them (``variant``: ssd300_vgg16 or
+    ssdlite320_mobilenet_v3_large: backbone, default boxes, input size and head are the
+    variant's, so ``model.backbone``/``neck``/``anchors``/``transform`` are not used);
+    ``trainable_layers`` null is torchvision's choice (VGG: 4 with weights, 5 without;
+    SSDlite: all 6). Thresholds are SSD300's; the ssdlite arch sets its own."""
+
+    variant: str = "ssd300_vgg16"
+    trainable_layers: Optional[int] = None
+    iou_thresh: float = 0.5
+    score_thresh: float = 0.01
+    nms_thresh: float = 0.45
+    detections_per_img: int = 200
+    topk_candidates: int = 400
+    bbox_reg_weights: List[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
+    sampler: Dict[str, Any] = _slot(type="ohem", mode="ratio", neg_pos_ratio=3.0, normalize_by="positives")
+    loss_cls: Dict[str, Any] = _slot(type="cross_entropy")
+    loss_bbox: Dict[str, Any] = _slot(type="smooth_l1", beta=1.0)
+    balancer: Optional[Dict[str, Any]] = None
+
+
+@dataclass
 class DenseHeadConfig:
     """The semantic segmentation head: every pixel a candidate for ``sampler`` and ``loss``
     (any softmax loss of ``detimb.losses``). ``rare_classes`` of asymmetric losses are
@@ -138,7 +160,7 @@ class DenseHeadConfig:
 
 @dataclass
 class ModelConfig:
-    """``type``: faster_rcnn | retinanet | mask_rcnn | fcos | semantic_seg. ``arch``: a torchvision
+    """``type``: faster_rcnn | retinanet | mask_rcnn | fcos | ssd | semantic_seg. ``arch``: a torchvision
     builder's name (fasterrcnn_resnet50_fpn, ...): its settings are merged under the config's
     own (``detimb/configs/_base_/arch/``). ``weights``: a local detector checkpoint
     (torchvision's state dict or detimb's); ``weights_strict``: refuse to re-initialise the
@@ -154,6 +176,7 @@ class ModelConfig:
     roi_head: RoIHeadConfig = field(default_factory=RoIHeadConfig)
     retina_head: RetinaHeadConfig = field(default_factory=RetinaHeadConfig)
     fcos_head: FCOSHeadConfig = field(default_factory=FCOSHeadConfig)
+    ssd_head: SSDHeadConfig = field(default_factory=SSDHeadConfig)
     head: DenseHeadConfig = field(default_factory=DenseHeadConfig)
     weights: Optional[str] = None
     weights_strict: bool = False

@@ -19,6 +19,8 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
+from torchvision.models.detection.ssd import ssd300_vgg16
+from torchvision.models.detection.ssdlite import ssdlite320_mobilenet_v3_large
 from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 
 from detimb.config import to_dict
@@ -31,6 +33,7 @@ from detimb.models.heads import DetimbRetinaNet, DetimbRetinaNetHead, DetimbRoIH
 from detimb.models.heads.coders import LinearBoxCoder
 from detimb.models.heads.dense import DenseHead
 from detimb.models.heads.fcos import DetimbFCOS, DetimbFCOSHead
+from detimb.models.heads.ssd import DetimbSSD
 from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLevelsRoIAlign
 from detimb.models.heads.objective import Averaging, HeadObjective, Layout, TermNames
 from detimb.models.heads.predictors import CLS_PREDICTORS
@@ -48,6 +51,7 @@ RPN_TERMS = TermNames(cls="loss_objectness", box="loss_rpn_box_reg")
 ROI_TERMS = TermNames(cls="loss_classifier", box="loss_box_reg")
 RETINA_TERMS = TermNames(cls="classification", box="bbox_regression")
 FCOS_TERMS = TermNames(cls="classification", box="bbox_regression")  # torchvision's; bbox_ctrness beside them
+SSD_TERMS = TermNames(cls="classification", box="bbox_regression")  # torchvision's
 DENSE_TERMS = TermNames(cls="loss_seg", box=None)
 # The classifier forms each head accepts (the RPN has one objectness output, RetinaNet
 # torchvision's sigmoid classifier, the dense head a softmax over pixels' classes).
@@ -56,6 +60,7 @@ HEAD_FORMS: dict[str, tuple[Form, ...]] = {
     "model.roi_head": (Form.SOFTMAX, Form.SIGMOID),
     "model.retina_head": (Form.SIGMOID,),
     "model.fcos_head": (Form.SIGMOID,),
+    "model.ssd_head": (Form.SOFTMAX,),
     "model.head": (Form.SOFTMAX,),
 }
 RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # torchvision's RegionProposalNetwork
@@ -279,6 +284,49 @@ def fcos(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics | No
                       center_sampling_radius=h.center_sampling_radius, score_thresh=h.score_thresh,
                       nms_thresh=h.nms_thresh, detections_per_img=h.detections_per_img,
                       topk_candidates=h.topk_candidates)
+
+
+VGG16_STAGE_STARTS = (0, 4, 9, 16, 23)  # vgg16().features: where each of the 5 conv stages starts
+
+
+def _freeze_ssd_backbone(model: nn.Module, variant: str, trainable: int | None, pretrained: bool) -> None:
+    """torchvision's trainable stages (``_vgg_extractor``), which its builders apply only to
+    pretrained backbones and detimb's builder must apply when it loads the weights itself:
+    VGG-16 trains 4 of 5 stages from weights, 5 without; SSDlite always all 6."""
+    if variant == "ssdlite320_mobilenet_v3_large":
+        if trainable not in (None, 6):
+            raise ConfigError("model.ssd_head.trainable_layers: SSDlite trains all 6 stages (torchvision's only"
+                              " setting); leave it null")
+        return
+    trainable = trainable if trainable is not None else (4 if pretrained else 5)
+    if not 1 <= trainable <= 5:
+        raise ConfigError(f"model.ssd_head.trainable_layers: VGG-16 has stages 1-5, got {trainable}")
+    for layer in list(model.backbone.features)[:VGG16_STAGE_STARTS[5 - trainable]]:
+        for parameter in layer.parameters():
+            parameter.requires_grad_(False)
+
+
+SSD_VARIANTS: dict[str, Callable[..., nn.Module]] = {"ssd300_vgg16": ssd300_vgg16,
+                                                     "ssdlite320_mobilenet_v3_large": ssdlite320_mobilenet_v3_large}
+
+
+@DETECTORS.register("ssd")
+def ssd(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics | None = None) -> DetimbSSD:
+    """SSD300 with VGG-16 (Liu et al., ECCV 2016) or SSDlite320 with MobileNetV3-Large
+    (Sandler et al. 2018), as torchvision's builders make them, with detimb's objective."""
+    h = cfg.ssd_head
+    if h.variant not in SSD_VARIANTS:
+        raise ConfigError(f"model.ssd_head.variant: unknown {h.variant!r}"
+                          f"{closest(str(h.variant), list(SSD_VARIANTS))}; choose {' or '.join(SSD_VARIANTS)}")
+    made = SSD_VARIANTS[h.variant](weights=None, weights_backbone=None, num_classes=label_map.num_classes)
+    _freeze_ssd_backbone(made, h.variant, h.trainable_layers, pretrained=bool(cfg.weights))
+    objective = build_objective(h, "model.ssd_head", SSD_TERMS, BoxCoder(tuple(h.bbox_reg_weights)),
+                                class_stats=class_stats, label_map=label_map)
+    t = made.transform
+    return DetimbSSD(made.backbone, made.anchor_generator, tuple(t.fixed_size), label_map.num_classes,
+                     image_mean=list(t.image_mean), image_std=list(t.image_std), head=made.head,
+                     score_thresh=h.score_thresh, nms_thresh=h.nms_thresh, detections_per_img=h.detections_per_img,
+                     iou_thresh=h.iou_thresh, topk_candidates=h.topk_candidates, objective=objective)
 
 
 SEGMENTORS = Registry("segmentation model")

@@ -20,8 +20,10 @@ from torch import Tensor, nn
 from detimb.errors import CheckpointError
 
 # Parameters whose shape follows the number of classes, by module prefix.
+# (A key under these prefixes is re-initialised only if its shape differs: SSDlite's depthwise
+# convs there keep theirs.)
 CLASS_DEPENDENT = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.",
-                   "head.classification_head.cls_logits.")
+                   "head.classification_head.cls_logits.", "head.classification_head.module_list.")
 
 # detimb's module names before they became torchvision's (checkpoints written before then).
 LEGACY_PREFIXES = (("backbone.body.body.", "backbone.body."), ("backbone.neck.base.fpn.", "backbone.fpn."),

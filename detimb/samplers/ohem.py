@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from detimb.samplers.base import SAMPLERS, Candidates, Sampler, SamplerNeeds, check_num, pick_top, quota
+from detimb.samplers.base import SAMPLERS, Candidates, Normalization, Sampler, SamplerNeeds, check_num, pick_top, quota
 
 
 @SAMPLERS.register("ohem")
@@ -20,17 +20,23 @@ class OHEMSampler(Sampler):
     negatives. ``mode='ratio'``: every positive, and the highest-loss negatives up to
     ``neg_pos_ratio`` per positive; an image without positives keeps ``min_neg``
     negatives. Every candidate counts once: when negatives are scarcer than the ratio all
-    are used and positives are not counted twice (torchvision's SSD does count them twice).
+    are used and positives are not counted twice (torchvision's SSD does count them twice,
+    so the two agree whenever every image has at least ``neg_pos_ratio`` negatives per
+    positive, as SSD's 8732 anchors always do). ``normalize_by``: 'kept' (the default) or
+    'positives' (torchvision's SSD divides both terms by the batch's positives).
     Defaults: mode='quota', num=512, pos_fraction=0.25, neg_pos_ratio=3, min_neg=0,
-    with_box_loss=False.
+    with_box_loss=False, normalize_by='kept'.
     """
 
     needs = SamplerNeeds(losses=True)
 
     def __init__(self, mode: str = "quota", num: int = 512, pos_fraction: float = 0.25, neg_pos_ratio: float = 3.0,
-                 min_neg: int = 0, with_box_loss: bool = False) -> None:
+                 min_neg: int = 0, with_box_loss: bool = False, normalize_by: str = "kept") -> None:
         if mode not in ("quota", "ratio"):
             raise ValueError(f"mode must be 'quota' or 'ratio', got {mode!r}")
+        if normalize_by not in ("kept", "positives"):
+            raise ValueError(f"normalize_by must be 'kept' or 'positives', got {normalize_by!r}")
+        self.normalization = Normalization.KEPT if normalize_by == "kept" else Normalization.POSITIVES
         check_num(num, pos_fraction)
         if neg_pos_ratio < 0 or min_neg < 0:
             raise ValueError("neg_pos_ratio and min_neg must be >= 0")

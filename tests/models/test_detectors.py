@@ -60,8 +60,14 @@ def test_adaptive_pooling_in_every_two_stage_detector(tiny_config, tiny_shapes, 
     train_step(cfg, tiny_shapes)
 
 
+def objective_of(model, stage: str):
+    """The objective of a detector's head ``stage``."""
+    return {"rpn": lambda: model.rpn.objective, "roi_head": lambda: model.roi_heads.objective,
+            "ssd_head": lambda: model.objective}.get(stage, lambda: model.head.objective)()
+
+
 STAGES = [("faster_rcnn", "rpn"), ("faster_rcnn", "roi_head"), ("mask_rcnn", "rpn"), ("mask_rcnn", "roi_head"),
-          ("retinanet", "retina_head"), ("fcos", "fcos_head")]
+          ("retinanet", "retina_head"), ("fcos", "fcos_head"), ("ssd", "ssd_head")]
 
 
 @pytest.mark.parametrize("detector,stage", STAGES)
@@ -81,8 +87,7 @@ def test_every_sampler_in_every_stage_of_every_detector(tiny_config, tiny_shapes
             train_step(tiny_config(detector, model={stage: head}), tiny_shapes)
         return
     _, model = train_step(tiny_config(detector, model={stage: head}), tiny_shapes)
-    stats = model.rpn.objective.stats if stage == "rpn" else (
-        model.roi_heads.objective.stats if stage == "roi_head" else model.head.objective.stats)
+    stats = objective_of(model, stage).stats
     assert stats["pos_per_image"] + stats["neg_per_image"] > 0
 
 
@@ -97,14 +102,14 @@ def test_every_balancer_in_every_stage_of_every_detector(tiny_config, tiny_shape
     losses, model = train_step(cfg, tiny_shapes)
     if balancer == "carl":
         assert "loss_carl" in losses
-    head = model.rpn if stage == "rpn" else model.roi_heads if stage == "roi_head" else model.head
-    assert any(k.startswith("raw/") for k in head.objective.stats)
+    assert any(k.startswith("raw/") for k in objective_of(model, stage).stats)
 
 
 SIGMOID_LOSSES = [n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form is Form.SIGMOID]
 # written out, not derived from the builder's table: the forms each torchvision head has
 CLS_BY_STAGE = {"rpn": ["binary_cross_entropy", "ghm_c", "sigmoid_focal"], "roi_head": CLS_LOSSES.names(),
-                "retina_head": SIGMOID_LOSSES, "fcos_head": SIGMOID_LOSSES}
+                "retina_head": SIGMOID_LOSSES, "fcos_head": SIGMOID_LOSSES,
+                "ssd_head": [n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form is Form.SOFTMAX]}
 
 
 @pytest.mark.parametrize("detector,stage", STAGES)
@@ -112,12 +117,13 @@ CLS_BY_STAGE = {"rpn": ["binary_cross_entropy", "ghm_c", "sigmoid_focal"], "roi_
 def test_every_classification_loss_in_every_stage(tiny_config, tiny_shapes, detector, stage, loss):
     cfg = tiny_config(detector, model={stage: {"loss_cls": {"type": loss}}})
     if loss not in CLS_BY_STAGE[stage]:
-        wrong_form = CLS_LOSSES.get(loss).form is Form.SOFTMAX
-        with pytest.raises(ConfigError, match="fits in model.roi_head.loss_cls" if wrong_form else
+        wrong_form = stage != "rpn" or CLS_LOSSES.get(loss).form is Form.SOFTMAX
+        with pytest.raises(ConfigError, match=r"fits in .*model\.roi_head\.loss_cls" if wrong_form else
                            "weighs classes, and the RPN has one objectness output"):
             train_step(cfg, tiny_shapes)
         return
     _, model = train_step(cfg, tiny_shapes)
+    assert objective_of(model, stage).loss_cls.form is CLS_LOSSES.get(loss).form
     if stage == "roi_head":  # the predictor has the outputs the loss's layout needs: 7 = background + 6
         outputs = {"eqlv2": 7, "binary_cross_entropy": 6, "eql": 6, "federated": 6, "ghm_c": 6, "sigmoid_focal": 6}
         assert model.roi_heads.box_predictor.cls_score.out_features == outputs.get(loss, 7)
@@ -155,7 +161,7 @@ def test_focal_sampler_with_focal_loss_is_refused(tiny_config, tiny_shapes):
 @pytest.mark.parametrize("loss", BOX_LOSSES.names())
 @pytest.mark.parametrize("detector,head", [("faster_rcnn", "rpn"), ("faster_rcnn", "roi_head"),
                                            ("mask_rcnn", "roi_head"), ("retinanet", "retina_head"),
-                                           ("fcos", "fcos_head")])
+                                           ("fcos", "fcos_head"), ("ssd", "ssd_head")])
 def test_every_box_loss_in_every_head(tiny_config, tiny_shapes, loss, detector, head):
     cfg = tiny_config(detector, model={head: {"loss_bbox": {"type": loss}}})
     train_step(cfg, tiny_shapes)

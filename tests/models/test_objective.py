@@ -28,7 +28,7 @@ SAMPLER_ARGS = {
     "random_pixels": {"num": 8}, "class_balanced_pixels": {"num": 8}, "ohem_pixels": {"min_kept": 4},
     "isr_p": {"base": {"type": "random", "num": 8, "pos_fraction": 0.5}},
 }
-HEADS = ["rpn", "roi_head", "retina_head", "fcos_head", "dense"]
+HEADS = ["rpn", "roi_head", "retina_head", "fcos_head", "ssd_head", "dense"]
 EDGES = ["no_ground_truth", "one_image_with_ground_truth", "no_negatives", "single_candidate"]
 NUM_CLASSES = 7  # background + the tiny dataset's 6
 
@@ -45,8 +45,10 @@ def build_head_objective(tiny_config, tiny_shapes, head: str, sampler: dict) -> 
     if head == "dense":
         model = build_model(tiny_config("semantic_seg", model={"head": {"channels": 8, **slot}}).model, ds.label_map)
         return model.head.objective
-    detector = {"retina_head": "retinanet", "fcos_head": "fcos"}.get(head, "faster_rcnn")
+    detector = {"retina_head": "retinanet", "fcos_head": "fcos", "ssd_head": "ssd"}.get(head, "faster_rcnn")
     model = build_detector(tiny_config(detector, model={head: slot}).model, ds.label_map)
+    if head == "ssd_head":
+        return model.objective
     if head in ("retina_head", "fcos_head"):
         return model.head.objective
     return model.rpn.objective if head == "rpn" else model.roi_heads.objective

@@ -6,22 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.fcos import FCOS, FCOSClassificationHead, FCOSHead, FCOSRegressionHead
-from torchvision.ops import box_iou
 
 from detimb.models.heads.coders import LinearBoxCoder
-from detimb.models.heads.matching import Matches
+from detimb.models.heads.matching import matches_from_indices
 from detimb.models.heads.objective import HeadObjective, Predictions, Targets
 from detimb.models.heads.retinanet import without_background
-
-
-def matches_from_indices(matched: Tensor, anchors: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> Matches:
-    """FCOS's per-anchor ground-truth index (-1: background; FCOS ignores none) as ``Matches``."""
-    if gt_boxes.numel() == 0:
-        zeros = torch.zeros(len(matched), dtype=torch.int64, device=matched.device)
-        return Matches(zeros, torch.zeros(len(matched), dtype=anchors.dtype, device=matched.device), zeros.clone())
-    index = matched.clamp(min=0)
-    labels = torch.where(matched >= 0, gt_labels[index].to(torch.int64), torch.zeros_like(index))
-    return Matches(labels, box_iou(gt_boxes, anchors).max(dim=0).values, index)
 
 
 class DetimbFCOSHead(FCOSHead):

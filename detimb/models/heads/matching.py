@@ -41,3 +41,14 @@ def match_to_ground_truth(matcher: Matcher, candidates: Tensor, gt_boxes: Tensor
     labels[matched == matcher.BELOW_LOW_THRESHOLD] = 0
     labels[matched == matcher.BETWEEN_THRESHOLDS] = -1
     return Matches(labels, quality.max(dim=0).values, index)
+
+
+def matches_from_indices(matched: Tensor, anchors: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> Matches:
+    """A torchvision head's own per-anchor ground-truth index (FCOS's centre sampling,
+    SSD's matcher: -1 background, nothing ignored) as ``Matches``."""
+    if gt_boxes.numel() == 0:
+        zeros = torch.zeros(len(matched), dtype=torch.int64, device=matched.device)
+        return Matches(zeros, torch.zeros(len(matched), dtype=anchors.dtype, device=matched.device), zeros.clone())
+    index = matched.clamp(min=0)
+    labels = torch.where(matched >= 0, gt_labels[index].to(torch.int64), torch.zeros_like(index))
+    return Matches(labels, box_iou(gt_boxes, anchors).max(dim=0).values, index)
