@@ -41,6 +41,7 @@ class AnchorConfig:
 
 @dataclass
 class RPNConfig:
+    conv_depth: int = 1  # torchvision's RPNHead; 2 in the v2 architectures
     fg_iou_thresh: float = 0.7
     bg_iou_thresh: float = 0.3
     pre_nms_top_n_train: int = 2000
@@ -80,6 +81,10 @@ class RoIHeadConfig:
     roi_output_size: int = 7
     sampling_ratio: int = 2
     representation_size: int = 1024
+    # torchvision's box heads: null is TwoMLPHead (two fc layers of representation_size);
+    # {conv_layers: [256, 256, 256, 256], fc_layers: [1024], norm: bn} is FastRCNNConvFCHead (v2)
+    box_head: Optional[Dict[str, Any]] = None
+    mask_norm: Optional[str] = None  # the mask head's norm: null, or bn (v2)
     adaptive_pooling: AdaptivePoolingConfig = field(default_factory=AdaptivePoolingConfig)
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
@@ -91,6 +96,7 @@ class RoIHeadConfig:
 
 @dataclass
 class RetinaHeadConfig:
+    norm: Optional[str] = None  # the sub-heads' norm: null, or gn (GroupNorm(32), v2)
     fg_iou_thresh: float = 0.5
     bg_iou_thresh: float = 0.4
     prior_probability: float = 0.01

@@ -8,6 +8,7 @@ with detimb's head.
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any, Callable
 
 import torch
@@ -15,7 +16,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
@@ -38,6 +39,7 @@ from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLeve
 from detimb.models.heads.objective import Averaging, HeadObjective, Layout, TermNames
 from detimb.models.heads.predictors import CLS_PREDICTORS
 from detimb.models.necks import NECKS, BackboneWithNeck
+from detimb.models.necks.base import norm_layer
 from detimb.models.weights import load_weights_file
 from detimb.models.transform import DetectionTransform
 from detimb.models.segmentor import SemanticSegmentor
@@ -163,16 +165,43 @@ def _mask_loss(roi_cfg: DictConfig) -> nn.Module | None:
     return CLS_LOSSES.build(spec, "model.roi_head.loss_mask")
 
 
-def _roi_predictor(roi_cfg: DictConfig, loss: ClassificationLoss, num_classes: int) -> FastRCNNPredictor:
-    """torchvision's ``FastRCNNPredictor``, its ``cls_score`` sized and typed as the loss and
-    ``cls_predictor`` say (K + 1 for softmax, K for sigmoid, ...); ``bbox_pred`` unchanged."""
-    predictor = FastRCNNPredictor(roi_cfg.representation_size, num_classes)
+def _roi_predictor(roi_cfg: DictConfig, loss: ClassificationLoss, num_classes: int, features: int
+                   ) -> FastRCNNPredictor:
+    """torchvision's ``FastRCNNPredictor`` on the box head's ``features``, its ``cls_score``
+    sized and typed as the loss and ``cls_predictor`` say (K + 1 for softmax, K for sigmoid,
+    ...); ``bbox_pred`` unchanged."""
+    predictor = FastRCNNPredictor(features, num_classes)
     outputs = loss.roi_outputs(num_classes)
     spec = to_dict(roi_cfg.cls_predictor)
     if outputs != num_classes or spec.get("type") != "linear":
         predictor.cls_score = CLS_PREDICTORS.build(spec, "model.roi_head.cls_predictor",
-                                                   in_features=roi_cfg.representation_size, out_features=outputs)
+                                                   in_features=features, out_features=outputs)
     return predictor
+
+
+BOX_HEAD_KEYS = ("conv_layers", "fc_layers", "norm")
+
+
+def _box_head(roi_cfg: DictConfig, channels: int, levels: int) -> tuple[nn.Module, int]:
+    """The RoI box head and its output width: torchvision's TwoMLPHead (``box_head`` null),
+    FastRCNNConvFCHead (``box_head: {conv_layers, fc_layers, norm}``, the v2 architectures), or
+    PANet's adaptive pooling head."""
+    size = roi_cfg.roi_output_size
+    spec = to_dict(roi_cfg.box_head)
+    if roi_cfg.adaptive_pooling.enabled:
+        if spec is not None:
+            raise ConfigError("model.roi_head.box_head: adaptive pooling has its own box head; set box_head: null")
+        return AdaptivePoolingBoxHead(levels, channels * size**2, roi_cfg.representation_size,
+                                      roi_cfg.adaptive_pooling.fuse), roi_cfg.representation_size
+    if spec is None:
+        return TwoMLPHead(channels * size**2, roi_cfg.representation_size), roi_cfg.representation_size
+    unknown = sorted(set(spec) - set(BOX_HEAD_KEYS))
+    if unknown or not spec.get("fc_layers"):
+        raise ConfigError(f"model.roi_head.box_head: give conv_layers, fc_layers (at least one) and norm (null or bn);"
+                          f" got {spec}")
+    fc = [int(x) for x in spec["fc_layers"]]
+    return FastRCNNConvFCHead((channels, size, size), [int(x) for x in spec.get("conv_layers") or []], fc,
+                              norm_layer=norm_layer(spec.get("norm"))), fc[-1]
 
 
 def _two_stage(cfg: DictConfig, label_map: LabelMap, with_masks: bool, class_stats: ClassStatistics | None
@@ -182,7 +211,7 @@ def _two_stage(cfg: DictConfig, label_map: LabelMap, with_masks: bool, class_sta
     anchors = _anchor_generator(cfg, levels)
     channels = backbone.out_channels
     rpn_cfg, roi_cfg = cfg.rpn, cfg.roi_head
-    rpn_head = RPNHead(channels, anchors.num_anchors_per_location()[0])
+    rpn_head = RPNHead(channels, anchors.num_anchors_per_location()[0], conv_depth=rpn_cfg.conv_depth)
     rpn_objective = build_objective(rpn_cfg, "model.rpn", RPN_TERMS, BoxCoder(RPN_BOX_WEIGHTS))
     _init_prior(rpn_head.cls_logits.bias, rpn_cfg, rpn_objective, Form.SIGMOID)
     rpn = DetimbRPN(
@@ -199,19 +228,15 @@ def _two_stage(cfg: DictConfig, label_map: LabelMap, with_masks: bool, class_sta
         layers = list(roi_cfg.mask_layers)
         mask_parts = {
             "mask_roi_pool": MultiScaleRoIAlign(roi_levels, roi_cfg.mask_roi_output_size, roi_cfg.sampling_ratio),
-            "mask_head": MaskRCNNHeads(channels, layers, 1),
+            "mask_head": MaskRCNNHeads(channels, layers, 1, norm_layer=norm_layer(roi_cfg.mask_norm)),
             "mask_predictor": MaskRCNNPredictor(layers[-1], layers[-1], num_classes),
         }
-    if roi_cfg.adaptive_pooling.enabled:
-        box_pool: nn.Module = AllLevelsRoIAlign(roi_levels, size, roi_cfg.sampling_ratio)
-        box_head: nn.Module = AdaptivePoolingBoxHead(len(roi_levels), channels * size**2, roi_cfg.representation_size,
-                                                     roi_cfg.adaptive_pooling.fuse)
-    else:
-        box_pool = MultiScaleRoIAlign(roi_levels, size, roi_cfg.sampling_ratio)
-        box_head = TwoMLPHead(channels * size**2, roi_cfg.representation_size)
+    box_pool: nn.Module = (AllLevelsRoIAlign if roi_cfg.adaptive_pooling.enabled else MultiScaleRoIAlign)(
+        roi_levels, size, roi_cfg.sampling_ratio)
+    box_head, features = _box_head(roi_cfg, channels, len(roi_levels))
     roi_objective = build_objective(roi_cfg, "model.roi_head", ROI_TERMS, BoxCoder(tuple(roi_cfg.bbox_reg_weights)),
                                     class_stats=class_stats, label_map=label_map)
-    predictor = _roi_predictor(roi_cfg, roi_objective.loss_cls, num_classes)
+    predictor = _roi_predictor(roi_cfg, roi_objective.loss_cls, num_classes, features)
     _init_prior(predictor.cls_score.bias, roi_cfg, roi_objective, roi_objective.loss_cls.form)
     roi_heads = DetimbRoIHeads(
         box_pool,
@@ -253,8 +278,11 @@ def retinanet(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics
     h = cfg.retina_head
     objective = build_objective(h, "model.retina_head", RETINA_TERMS, BoxCoder(RETINA_BOX_WEIGHTS),
                                 averaging=Averaging.IMAGE, class_stats=class_stats, label_map=label_map)
+    if h.norm not in (None, "gn"):
+        raise ConfigError(f"model.retina_head.norm: null or gn (GroupNorm with 32 groups, v2), got {h.norm!r}")
     head = DetimbRetinaNetHead(backbone.out_channels, anchors.num_anchors_per_location()[0], num_classes, objective,
-                               prior_probability=h.prior_probability)
+                               prior_probability=h.prior_probability,
+                               norm_layer=None if h.norm is None else partial(nn.GroupNorm, 32))
     return DetimbRetinaNet(
         backbone, num_classes, anchors, head, _transform(cfg), score_thresh=h.score_thresh,
         nms_thresh=h.nms_thresh, detections_per_img=h.detections_per_img, fg_iou_thresh=h.fg_iou_thresh,

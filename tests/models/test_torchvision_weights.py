@@ -8,7 +8,8 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.models import resnet50
 from torchvision.models.detection import (
-    fasterrcnn_resnet50_fpn, fcos_resnet50_fpn, maskrcnn_resnet50_fpn, retinanet_resnet50_fpn, ssd300_vgg16,
+    fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2, fcos_resnet50_fpn, maskrcnn_resnet50_fpn,
+    maskrcnn_resnet50_fpn_v2, retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2, ssd300_vgg16,
     ssdlite320_mobilenet_v3_large,
 )
 from torchvision.ops import FrozenBatchNorm2d
@@ -23,12 +24,14 @@ from tests.conftest import write_config
 SIZE = 160  # both sides resize to this: torchvision's 800 px would make a CPU test slow
 ARCHS = {"fasterrcnn_resnet50_fpn": fasterrcnn_resnet50_fpn, "maskrcnn_resnet50_fpn": maskrcnn_resnet50_fpn,
          "retinanet_resnet50_fpn": retinanet_resnet50_fpn, "fcos_resnet50_fpn": fcos_resnet50_fpn,
-         "ssd300_vgg16": ssd300_vgg16, "ssdlite320_mobilenet_v3_large": ssdlite320_mobilenet_v3_large}
+         "ssd300_vgg16": ssd300_vgg16, "ssdlite320_mobilenet_v3_large": ssdlite320_mobilenet_v3_large,
+         "fasterrcnn_resnet50_fpn_v2": fasterrcnn_resnet50_fpn_v2, "maskrcnn_resnet50_fpn_v2": maskrcnn_resnet50_fpn_v2,
+         "retinanet_resnet50_fpn_v2": retinanet_resnet50_fpn_v2}
 SSD = ("ssd300_vgg16", "ssdlite320_mobilenet_v3_large")  # their input size is fixed (300, 320)
 
 
-ONE_STAGE = {"retinanet_resnet50_fpn": "retina_head", "fcos_resnet50_fpn": "fcos_head", "ssd300_vgg16": "ssd_head",
-             "ssdlite320_mobilenet_v3_large": "ssd_head"}
+ONE_STAGE = {"retinanet_resnet50_fpn": "retina_head", "retinanet_resnet50_fpn_v2": "retina_head",
+             "fcos_resnet50_fpn": "fcos_head", "ssd300_vgg16": "ssd_head", "ssdlite320_mobilenet_v3_large": "ssd_head"}
 
 
 def torchvision_file(tmp_path, arch, num_classes):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
 from torchvision.models.detection.retinanet import (
     RetinaNet,
@@ -20,17 +22,18 @@ class DetimbRetinaNetHead(RetinaNetHead):
     ``HeadObjective``, which for this head normalises image by image and averages the
     images, as torchvision does). Defaults: sampler ``all`` with sigmoid focal loss
     (alpha 0.25, gamma 2) and L1 — torchvision's RetinaNet; equivalently sampler ``focal``
-    with ``binary_cross_entropy``. Classification bias from ``prior_probability`` 0.01.
+    with ``binary_cross_entropy``. Classification bias from ``prior_probability`` 0.01;
+    ``norm_layer`` (None; GroupNorm(32) in the v2 architecture) after each conv.
     """
 
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int, objective: HeadObjective,
-                 prior_probability: float = 0.01) -> None:
+                 prior_probability: float = 0.01, norm_layer: Callable[..., nn.Module] | None = None) -> None:
         nn.Module.__init__(self)
         if not 0.0 < prior_probability < 1.0:
             raise ValueError(f"prior_probability must be in (0, 1), got {prior_probability}")
         self.classification_head = RetinaNetClassificationHead(in_channels, num_anchors, num_classes,
-                                                               prior_probability)
-        self.regression_head = RetinaNetRegressionHead(in_channels, num_anchors)
+                                                               prior_probability, norm_layer=norm_layer)
+        self.regression_head = RetinaNetRegressionHead(in_channels, num_anchors, norm_layer=norm_layer)
         self.objective = objective
 
 

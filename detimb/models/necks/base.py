@@ -12,16 +12,29 @@ from detimb.registry import Registry
 NECKS = Registry("neck")
 
 
-def extra_block(kind: str | None, out_channels: int) -> ExtraFPNBlock | None:
+def extra_block(kind: str | None, out_channels: int, top_in_channels: int | None = None) -> ExtraFPNBlock | None:
     """torchvision's extra levels: 'maxpool' (a stride-2 'pool' level, Faster/Mask R-CNN),
-    'p6p7' (RetinaNet's two stride-2 convs) or None."""
+    'p6p7' (RetinaNet's two stride-2 convs on P5), 'p6p7_c5' (the same on the backbone's
+    top level C5, RetinaNet v2; ``top_in_channels`` its channels) or None."""
     if kind == "maxpool":
         return LastLevelMaxPool()
     if kind == "p6p7":
         return LastLevelP6P7(out_channels, out_channels)
+    if kind == "p6p7_c5" and top_in_channels is not None:
+        return LastLevelP6P7(top_in_channels, out_channels)
     if kind is None:
         return None
-    raise ValueError(f"extra_blocks must be 'maxpool', 'p6p7' or null, got {kind!r}")
+    raise ValueError(f"extra_blocks must be 'maxpool', 'p6p7', 'p6p7_c5' or null, got {kind!r}")
+
+
+NORMS = {"bn": nn.BatchNorm2d}
+
+
+def norm_layer(name: str | None) -> type[nn.Module] | None:
+    """A neck's norm: None, or 'bn' (the v2 architectures' FPN)."""
+    if name is not None and name not in NORMS:
+        raise ValueError(f"norm must be null or one of {', '.join(NORMS)}, got {name!r}")
+    return None if name is None else NORMS[name]
 
 
 def select_levels(in_channels_list: list[int], levels: list[int] | None) -> list[int]:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import FeaturePyramidNetwork
 
-from detimb.models.necks.base import NECKS, extra_block, select_levels, take_levels
+from detimb.models.necks.base import NECKS, extra_block, norm_layer, select_levels, take_levels
 
 
 @NECKS.register("fpn")
@@ -18,17 +18,20 @@ class FPN(FeaturePyramidNetwork):
     levels ``levels``.
 
     ``extra_blocks``: 'maxpool' (torchvision's Faster/Mask R-CNN: a stride-2 max-pooled
-    'pool' level), 'p6p7' (RetinaNet's two stride-2 convs) or None. Defaults:
-    out_channels=256, extra_blocks='maxpool', levels=None (every backbone level; RetinaNet
-    takes [1, 2, 3], i.e. C3-C5, as torchvision does). ``in_channels_list`` comes from the
-    backbone.
+    'pool' level), 'p6p7' (RetinaNet's two stride-2 convs on P5), 'p6p7_c5' (on C5,
+    RetinaNet v2) or None. ``norm``: null or 'bn' (BatchNorm after each conv, the v2
+    architectures). Defaults: out_channels=256, extra_blocks='maxpool', levels=None (every
+    backbone level; RetinaNet takes [1, 2, 3], i.e. C3-C5, as torchvision does),
+    norm=None. ``in_channels_list`` comes from the backbone.
     """
 
     def __init__(self, in_channels_list: list[int], out_channels: int = 256,
-                 extra_blocks: str | None = "maxpool", levels: list[int] | None = None) -> None:
+                 extra_blocks: str | None = "maxpool", levels: list[int] | None = None,
+                 norm: str | None = None) -> None:
         chosen = select_levels(in_channels_list, levels)
-        super().__init__([in_channels_list[i] for i in chosen], out_channels,
-                         extra_blocks=extra_block(extra_blocks, out_channels))
+        inputs = [in_channels_list[i] for i in chosen]
+        super().__init__(inputs, out_channels, extra_blocks=extra_block(extra_blocks, out_channels, inputs[-1]),
+                         norm_layer=norm_layer(norm))
         self.levels = chosen
         self.out_channels = out_channels
 

@@ -24,8 +24,9 @@ class PANet(FPN):
     """
 
     def __init__(self, in_channels_list: list[int], out_channels: int = 256,
-                 extra_blocks: str | None = "maxpool", levels: list[int] | None = None) -> None:
-        super().__init__(in_channels_list, out_channels, extra_blocks, levels)
+                 extra_blocks: str | None = "maxpool", levels: list[int] | None = None,
+                 norm: str | None = None) -> None:
+        super().__init__(in_channels_list, out_channels, extra_blocks, levels, norm)
         n = len(self.levels)
         self.down = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, 2, 1) for _ in range(n - 1))
         self.fuse = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, 1, 1) for _ in range(n - 1))
