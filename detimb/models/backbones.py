@@ -194,3 +194,26 @@ def mobilenet_v3_large(weights: str | None = None, norm: str | None = None, pret
         features.train()
     nodes = {f"features.{last_at_stride[s]}": str(k) for k, s in enumerate((8, 16, 32))}
     return FeatureBackbone(create_feature_extractor(net, return_nodes=nodes))
+
+
+@BACKBONES.register("mobilenet_v3_large_fpn")
+def mobilenet_v3_large_fpn(weights: str | None = None, norm: str | None = None, trainable_layers: int | None = None,
+                           pretrained: bool = False) -> FeatureBackbone:
+    """MobileNetV3-Large as torchvision's ``fasterrcnn_mobilenet_v3_large_fpn`` takes it
+    (``_mobilenet_extractor``): the features' last two stages (strides 16 and 32) under
+    torchvision's key names; with weights FrozenBatchNorm2d and 3 of 6 stages trained,
+    without them BatchNorm2d and all 6."""
+    pretrained = pretrained or weights is not None
+    norm, trainable_layers = pretrained_defaults(pretrained, norm, trainable_layers, all_layers=6)
+    net = models.mobilenet_v3_large(weights=None, norm_layer=_norm(norm))
+    _load_local_weights(net, weights)
+    features = net.features
+    stages = [0] + [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)] + [len(features) - 1]
+    if not 0 <= trainable_layers <= len(stages):
+        raise ValueError(f"trainable_layers must be in [0, {len(stages)}], got {trainable_layers}")
+    freeze_before = len(features) if trainable_layers == 0 else stages[len(stages) - trainable_layers]
+    for block in list(features)[:freeze_before]:
+        for param in block.parameters():
+            param.requires_grad_(False)
+    nodes = {str(stages[-2]): "0", str(stages[-1]): "1"}
+    return FeatureBackbone(create_feature_extractor(features, return_nodes=nodes))

@@ -13,6 +13,8 @@ EXPECTED = {
     "resnet34": ([64, 128, 256, 512], [4, 8, 16, 32]),
     "resnet50": ([256, 512, 1024, 2048], [4, 8, 16, 32]),
     "mobilenet_v3_large": ([40, 112, 960], [8, 16, 32]),
+    # torchvision's _mobilenet_extractor: the last stride-2 block (160) and the last block (960), both stride 32
+    "mobilenet_v3_large_fpn": ([160, 960], [32, 32]),
     "small_cnn": ([32, 64, 128, 256], [4, 8, 16, 32]),
 }
 

@@ -172,6 +172,8 @@ def test_every_backbone_in_faster_rcnn(tiny_config, tiny_shapes, backbone):
     overrides = {"backbone": {"type": backbone}}
     if backbone == "mobilenet_v3_large":  # three levels (strides 8-32) plus the pooled one
         overrides["anchors"] = {"sizes": [[16], [32], [64], [128]]}
+    if backbone == "mobilenet_v3_large_fpn":  # two levels (strides 16, 32) plus the pooled one
+        overrides["anchors"] = {"sizes": [[16], [32], [64]]}
     cfg = tiny_config("faster_rcnn", model=overrides)
     train_step(cfg, tiny_shapes)
 

@@ -8,8 +8,8 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.models import resnet50
 from torchvision.models.detection import (
-    fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2, fcos_resnet50_fpn, maskrcnn_resnet50_fpn,
-    maskrcnn_resnet50_fpn_v2, retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2, ssd300_vgg16,
+    fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2, fcos_resnet50_fpn,
+    maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2, retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2, ssd300_vgg16,
     ssdlite320_mobilenet_v3_large,
 )
 from torchvision.ops import FrozenBatchNorm2d
@@ -26,7 +26,8 @@ ARCHS = {"fasterrcnn_resnet50_fpn": fasterrcnn_resnet50_fpn, "maskrcnn_resnet50_
          "retinanet_resnet50_fpn": retinanet_resnet50_fpn, "fcos_resnet50_fpn": fcos_resnet50_fpn,
          "ssd300_vgg16": ssd300_vgg16, "ssdlite320_mobilenet_v3_large": ssdlite320_mobilenet_v3_large,
          "fasterrcnn_resnet50_fpn_v2": fasterrcnn_resnet50_fpn_v2, "maskrcnn_resnet50_fpn_v2": maskrcnn_resnet50_fpn_v2,
-         "retinanet_resnet50_fpn_v2": retinanet_resnet50_fpn_v2}
+         "retinanet_resnet50_fpn_v2": retinanet_resnet50_fpn_v2,
+         "fasterrcnn_mobilenet_v3_large_fpn": fasterrcnn_mobilenet_v3_large_fpn}
 SSD = ("ssd300_vgg16", "ssdlite320_mobilenet_v3_large")  # their input size is fixed (300, 320)
 
 
@@ -58,6 +59,8 @@ def detimb_config(tmp_path, tiny_shapes, arch, **model):
     # torchvision built without weights uses BatchNorm2d and trains every stage: say so
     settings = {"arch": arch, "backbone": {"type": "resnet50", "norm": "bn", "trainable_layers": 5},
                 "transform": {"min_size": SIZE, "max_size": SIZE}, **model}
+    if arch == "fasterrcnn_mobilenet_v3_large_fpn":
+        settings["backbone"] = {"type": "mobilenet_v3_large_fpn", "norm": "bn", "trainable_layers": 6}
     if arch in SSD:  # SSD's backbone and size are its variant's
         settings = {"arch": arch, **model}
         settings.setdefault("ssd_head", {})["trainable_layers"] = 5 if arch == "ssd300_vgg16" else None
