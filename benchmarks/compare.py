@@ -1,7 +1,7 @@
 """Step time (and parameters) of module variants relative to a baseline, on the demo
 detector: one named suite per issue, each a set of configs in configs/.
 
-    python benchmarks/compare.py necks|samplers|losses [--rounds 8] [--steps 8] [--device cpu|cuda]
+    python benchmarks/compare.py necks|samplers|losses|long_tail [--rounds 8] [--steps 8] [--device cpu|cuda]
 
 Writes benchmarks/results/<suite>_<device>.json. The samplers suite also times one
 sampler call on 8 images x 2000 candidates.
@@ -38,6 +38,15 @@ SUITES: dict[str, dict[str, tuple[str, str]]] = {
            for n in ("fixed", "carl", "guided", "guided_frozen")},
         "retinanet (torchvision default)": ("demo/retinanet_shapes.yaml", "retinanet (torchvision default)"),
         "retinanet sampling_free": ("published/sampling_free.yaml", "retinanet (torchvision default)"),
+    },
+    # the long-tail classification losses (and ISR-N) against cross-entropy on the demo detector
+    "long_tail": {
+        "cross_entropy (torchvision default)": ("losses/smooth_l1.yaml", "cross_entropy (torchvision default)"),
+        **{n: (f"losses/{n}.yaml", "cross_entropy (torchvision default)")
+           for n in ("sigmoid_ce", "seesaw", "eql", "eqlv2", "federated", "bounded_iou")},
+        "pisa (isr_n + isr_p + carl)": ("published/pisa.yaml", "cross_entropy (torchvision default)"),
+        "retinanet (torchvision default)": ("demo/retinanet_shapes.yaml", "retinanet (torchvision default)"),
+        "retinanet ghm_c + ghm_r": ("losses/ghm.yaml", "retinanet (torchvision default)"),
     },
 }
 

@@ -8,10 +8,19 @@ lower-scored boxes that match it, and merges them in descending score one at a t
 only if it still matches the box merged so far (which grows), becoming their union (its
 score and label stay); a taken box that no longer matches is dropped. NMS drops them all.
 Class-aware matching only pairs boxes of the same label.
+
+A pair can match only if the boxes intersect (both metrics are 0 otherwise and thresholds
+are >= 0), so ``merge_predictions`` finds the pairs with a uniform grid: each box is
+entered in the cells it covers, and only boxes that share a cell are compared. Time and
+memory grow with the number of boxes and of close pairs, not with N^2; the result equals
+the exhaustive N x N merge (``merge_predictions_exhaustive``, kept as the reference the
+tests and ``benchmarks/sliced_inference.py`` compare against), pair metrics being
+computed with the same float32 operations.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchvision.ops import batched_nms, box_area, box_iou
@@ -41,13 +50,113 @@ def match_matrix(boxes: Tensor, labels: Tensor, match: str, class_agnostic: bool
     return m
 
 
+def _check(method: str, match: str, threshold: float) -> None:
+    if method not in MERGES or match not in MATCHES:
+        raise ValueError(f"method must be one of {MERGES} and match one of {MATCHES}, got {method!r}, {match!r}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"the merge threshold must be in [0, 1], got {threshold}")
+
+
+def paired_metric(a: Tensor, b: Tensor, match: str) -> Tensor:
+    """(P,) IoU or IoS of aligned boxes a[k], b[k], by the operations ``box_iou`` / ``box_ios``
+    perform on each entry of their matrices (so the values are the same floats)."""
+    lt = torch.max(a[:, :2], b[:, :2])
+    rb = torch.min(a[:, 2:], b[:, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[:, 0] * wh[:, 1]
+    if match == "iou":
+        return inter / (box_area(a) + box_area(b) - inter)
+    return inter / torch.min(box_area(a), box_area(b)).clamp(min=1e-9)
+
+
+def candidate_pairs(boxes: np.ndarray) -> np.ndarray:
+    """(P, 2) int64 pairs i < j of boxes (N, 4) that share a cell of a uniform grid whose
+    cells are as large as the median box's larger side: every intersecting pair among them."""
+    n = len(boxes)
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    cell = max(float(np.median(sides)) if n else 1.0, 1e-6)
+    lo = np.floor(boxes[:, :2] / cell).astype(np.int64)
+    hi = np.maximum(np.floor(boxes[:, 2:] / cell).astype(np.int64), lo)  # a degenerate box covers its first cell
+    shift = lo.min(axis=0)
+    lo, hi = lo - shift, hi - shift
+    span = hi - lo + 1
+    counts = span[:, 0] * span[:, 1]
+    owner = np.repeat(np.arange(n), counts)  # one entry per (box, covered cell)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    k = np.arange(len(owner)) - first
+    cx = lo[owner, 0] + k % span[owner, 0]
+    cy = lo[owner, 1] + k // span[owner, 0]
+    width = int(hi[:, 0].max()) + 2
+    key = cy * width + cx
+    order = np.argsort(key, kind="stable")
+    key, owner = key[order], owner[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    sizes = np.diff(np.r_[starts, len(key)])
+    # every ordered pair within a cell: entry e with each entry of its cell
+    rep = np.repeat(sizes, sizes)
+    base = np.repeat(starts, sizes)
+    a = np.repeat(np.arange(len(key)), rep)
+    offsets = np.arange(rep.sum()) - np.repeat(np.cumsum(rep) - rep, rep)
+    b = np.repeat(base, rep) + offsets
+    i, j = owner[a], owner[b]
+    keep = i < j
+    pairs = np.unique(i[keep] * n + j[keep])
+    return np.stack([pairs // n, pairs % n], axis=1)
+
+
 def merge_predictions(boxes: Tensor, scores: Tensor, labels: Tensor, method: str = "greedy_nmm",
                       match: str = "ios", threshold: float = 0.5, class_agnostic: bool = False
                       ) -> tuple[Tensor, Tensor, Tensor]:
     """boxes (N, 4) xyxy, scores (N,), labels (N,) -> the merged (boxes, scores, labels),
-    highest score first. A pair matches when its IoU/IoS exceeds ``threshold``."""
-    if method not in MERGES or match not in MATCHES:
-        raise ValueError(f"method must be one of {MERGES} and match one of {MATCHES}, got {method!r}, {match!r}")
+    highest score first. A pair matches when its IoU/IoS exceeds ``threshold``. Pairs are
+    found on a grid (see the module docstring); the result equals the exhaustive merge."""
+    _check(method, match, threshold)
+    if boxes.numel() == 0:
+        return boxes.reshape(0, 4), scores, labels
+    if not bool(torch.isfinite(boxes).all()):
+        raise ValueError("merge_predictions: boxes hold NaN or infinite coordinates")
+    if method == "nms" and match == "iou":
+        keep = batched_nms(boxes, scores, torch.zeros_like(labels) if class_agnostic else labels, threshold)
+        return boxes[keep], scores[keep], labels[keep]
+    order = torch.argsort(scores, descending=True, stable=True)
+    boxes, scores, labels = boxes[order], scores[order], labels[order]
+    pairs = torch.from_numpy(candidate_pairs(boxes.double().numpy()))
+    i, j = pairs[:, 0], pairs[:, 1]
+    ok = paired_metric(boxes[i], boxes[j], match) > threshold
+    if not class_agnostic:
+        ok &= labels[i] == labels[j]
+    i, j = i[ok].numpy(), j[ok].numpy()  # i < j: j scores lower (or equal, later)
+    order_j = np.lexsort((j, i))
+    i, j = i[order_j], j[order_j]
+    indptr = np.searchsorted(i, np.arange(len(boxes) + 1))
+    taken = np.zeros(len(boxes), dtype=bool)
+    kept, merged = [], []
+    for k in range(len(boxes)):
+        if taken[k]:
+            continue
+        group = j[indptr[k]:indptr[k + 1]]
+        group = group[~taken[group]]
+        taken[k] = True
+        taken[group] = True
+        box = boxes[k]
+        if method == "greedy_nmm" and len(group):
+            for g in group.tolist():  # in descending score, re-checked against the growing box (SAHI's)
+                if pair_metric(box, boxes[g], match) > threshold:
+                    box = torch.cat([torch.minimum(box[:2], boxes[g, :2]), torch.maximum(box[2:], boxes[g, 2:])])
+            merged.append(box)
+        else:
+            merged.append(box)
+        kept.append(k)
+    idx = torch.tensor(kept, dtype=torch.long)
+    return torch.stack(merged), scores[idx], labels[idx]
+
+
+def merge_predictions_exhaustive(boxes: Tensor, scores: Tensor, labels: Tensor, method: str = "greedy_nmm",
+                                 match: str = "ios", threshold: float = 0.5, class_agnostic: bool = False
+                                 ) -> tuple[Tensor, Tensor, Tensor]:
+    """The reference merge over the full N x N match matrix (memory N^2): what
+    ``merge_predictions`` equals."""
+    _check(method, match, threshold)
     if boxes.numel() == 0:
         return boxes.reshape(0, 4), scores, labels
     if method == "nms" and match == "iou":

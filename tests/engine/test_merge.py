@@ -61,3 +61,55 @@ def test_greedy_nmm_rechecks_each_box_against_the_growing_merge_as_sahi_does():
     scores = torch.tensor([0.9, 0.8, 0.7])
     out, s, _ = merge_predictions(boxes, scores, torch.ones(3, dtype=torch.int64), "greedy_nmm", "iou", 0.3)
     assert out.tolist() == [[0.0, 0.0, 15.0, 10.0]] and s.tolist() == pytest.approx([0.9])
+
+
+# --- the grid-blocked merge equals the exhaustive one ------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from detimb.engine.merge import candidate_pairs, merge_predictions_exhaustive  # noqa: E402
+
+SETTINGS = [(m, k) for m in ("nms", "greedy_nmm") for k in ("iou", "ios")]
+
+
+def assert_same(boxes, scores, labels, threshold, class_agnostic=False):
+    for method, match in SETTINGS:
+        a = merge_predictions(boxes, scores, labels, method, match, threshold, class_agnostic)
+        b = merge_predictions_exhaustive(boxes, scores, labels, method, match, threshold, class_agnostic)
+        assert all(torch.equal(x, y) for x, y in zip(a, b)), (method, match, threshold)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(0.5, 80), st.floats(0.5, 80),
+                          st.integers(0, 9), st.integers(1, 3)), min_size=1, max_size=60),
+       st.sampled_from([0.0, 0.1, 0.5, 0.8]), st.booleans())
+def test_blocked_merge_equals_exhaustive_on_random_scenes(rows, threshold, class_agnostic):
+    t = torch.tensor([r[:4] for r in rows], dtype=torch.float32)
+    boxes = torch.cat([t[:, :2], t[:, :2] + t[:, 2:]], dim=1)
+    scores = torch.tensor([r[4] / 10 for r in rows])  # coarse: ties are common
+    labels = torch.tensor([r[5] for r in rows])
+    assert_same(boxes, scores, labels, threshold, class_agnostic)
+
+
+def test_blocked_merge_across_tile_borders_by_hand():
+    # a 100 px object cut by a tile border at x = 512 (two pieces) and seen whole in the
+    # next tile; a far one; one box spanning many grid cells; and a degenerate box
+    boxes = torch.tensor([[462.0, 10, 512, 60], [512, 10, 562, 60], [462, 10, 562, 60], [2000, 2000, 2010, 2010],
+                          [0, 0, 3000, 30], [700, 700, 700, 705]])
+    scores = torch.tensor([0.6, 0.7, 0.9, 0.8, 0.3, 0.5])
+    labels = torch.tensor([1, 1, 1, 1, 1, 1])
+    boxes_m, scores_m, _ = merge_predictions(boxes, scores, labels, "greedy_nmm", "ios", 0.5)
+    # the whole box absorbs both pieces (IoS 1 each); the long thin box overlaps it by 100 x 20,
+    # IoS 2000 / 5000 = 0.4 (the smaller box is the whole one): it stays a detection of its own
+    assert scores_m.tolist() == pytest.approx([0.9, 0.8, 0.5, 0.3])
+    assert boxes_m[0].tolist() == [462.0, 10, 562, 60]
+    assert_same(boxes, scores, labels, 0.5)
+    # every intersecting pair is a candidate
+    pairs = {tuple(p) for p in candidate_pairs(boxes.double().numpy()).tolist()}
+    assert {(0, 1), (0, 2), (1, 2), (0, 4), (1, 4), (2, 4)} <= pairs
+
+
+def test_blocked_merge_refuses_non_finite_boxes():
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        merge_predictions(torch.tensor([[0.0, 0, float("nan"), 1]]), torch.ones(1), torch.ones(1, dtype=torch.long))
