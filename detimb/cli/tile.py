@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--min-visible", type=float, default=0.1,
                    help="keep an annotation in a tile when at least this share of it is inside (default 0.1)")
     p.add_argument("--empty-keep", type=float, default=1.0, help="share of tiles without annotations kept (seeded)")
+    p.add_argument("--empty-ratio", type=float, default=None,
+                   help="keep tiles without annotations so that they make up this share of the kept tiles (seeded)")
     p.add_argument("--max-nodata", type=float, default=0.99, help="drop tiles with a larger nodata share")
     p.add_argument("--format", choices=FORMATS, default="auto", help="auto: GeoTIFF when georeferenced, else PNG")
     p.add_argument("--bands", type=int, nargs="+", help="1-based bands to keep (default all)")
@@ -115,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         size = tuple(args.size) if len(args.size) == 2 else (args.size[0], args.size[0])
         overlap = tuple(args.overlap) if len(args.overlap) == 2 else args.overlap[0]
         options = TileOptions(size=size, overlap=overlap, edge=args.edge, min_visible=args.min_visible,  # type: ignore[arg-type]
-                              empty_keep=args.empty_keep, max_nodata=args.max_nodata, fmt=args.format,
+                              empty_keep=args.empty_keep, empty_ratio=args.empty_ratio, max_nodata=args.max_nodata,
+                              fmt=args.format,
                               bands=args.bands, dtype=args.dtype, scale=tuple(args.scale) if args.scale else None,
                               png_compression=args.png_compression, jpeg_quality=args.jpeg_quality,
                               tif_compress=args.tif_compress, seed=args.seed)

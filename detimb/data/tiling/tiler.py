@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ class TileOptions:
     """How to tile. ``size`` (h, w); ``overlap`` ratio (< 1) or pixels, one value or (y, x);
     ``edge`` shift | pad | skip; an annotation is kept in a tile when its visible part is at
     least ``min_visible`` of it (SAHI's default 0.1); tiles without annotations are kept
-    with probability ``empty_keep`` (seeded); tiles more than ``max_nodata`` nodata are
+    with probability ``empty_keep`` (seeded), or, with ``empty_ratio`` R, so that empty
+    tiles make up R of the kept tiles (``resolve_empty_ratio``); tiles more than ``max_nodata`` nodata are
     dropped; ``fmt`` auto = GeoTIFF for georeferenced scenes, else PNG; ``bands`` (1-based),
     ``dtype`` and ``scale`` (min, max) convert pixels explicitly (default: kept as they are)."""
 
@@ -46,6 +47,7 @@ class TileOptions:
     edge: str = "shift"
     min_visible: float = 0.1
     empty_keep: float = 1.0
+    empty_ratio: float | None = None
     max_nodata: float = 0.99
     fmt: str = "auto"
     bands: list[int] | None = None
@@ -61,6 +63,8 @@ class TileOptions:
             raise ValueError(f"format must be one of {FORMATS}, got {self.fmt!r}")
         if not 0.0 <= self.min_visible <= 1.0 or not 0.0 <= self.empty_keep <= 1.0:
             raise ValueError("min_visible and empty_keep must be in [0, 1]")
+        if self.empty_ratio is not None and not 0.0 <= self.empty_ratio < 1.0:
+            raise ValueError(f"empty_ratio must be in [0, 1), got {self.empty_ratio}")
 
 
 @dataclass
@@ -138,6 +142,42 @@ def clip_annotations(anns: list[dict[str, Any]], boxes: np.ndarray, candidates: 
     return out
 
 
+def empty_draw(options: TileOptions, scene: Scene, index: int) -> float:
+    """The seeded draw that decides whether an empty tile is kept (below the keep share)."""
+    return float(np.random.default_rng([options.seed, scene.index, index]).random())
+
+
+def resolve_empty_ratio(scenes: list[Scene], options: TileOptions) -> TileOptions:
+    """``options`` with ``empty_keep`` set so that, of the kept tiles, a share ``empty_ratio``
+    is empty: one pass over the scenes' grids and annotations (no pixels read) counts the
+    tiles with annotations (A) and draws each empty tile's number; the ``round(R A / (1 - R))``
+    empty tiles with the lowest draws are kept (all of them when there are fewer). The count
+    is taken before the nodata filter, which can drop some of the kept tiles."""
+    if options.empty_ratio is None:
+        return options
+    if options.empty_keep != 1.0:
+        raise ValueError("give --empty-keep or --empty-ratio, not both")
+    draws: list[float] = []
+    with_annotations = 0
+    for scene in scenes:
+        width, height = scene.record.get("width"), scene.record.get("height")
+        if width is None or height is None:
+            with RasterSource(scene.path, options.bands) as src:
+                width, height = src.width, src.height
+        grid = tile_grid(height, width, *options.size, overlap=options.overlap, edge=options.edge)
+        boxes = _xyxy(scene.annotations)
+        candidates = tile_candidates(boxes, grid)
+        for index, tile in enumerate(grid):
+            if clip_annotations(scene.annotations, boxes, candidates[index], tile, width, height, options.min_visible):
+                with_annotations += 1
+            else:
+                draws.append(empty_draw(options, scene, index))
+    ratio = options.empty_ratio
+    quota = min(len(draws), round(ratio * with_annotations / (1 - ratio)))
+    cutoff = 1.0 if quota == len(draws) else sorted(draws)[quota]
+    return replace(options, empty_keep=cutoff)
+
+
 def tile_name(file_name: str, tile: Tile, fmt: str) -> str:
     stem = Path(file_name).with_suffix("")
     return f"{stem.as_posix()}_x{tile.x0}_y{tile.y0}.{fmt}"
@@ -163,8 +203,7 @@ def tile_scene(scene: Scene, options: TileOptions, out: Path, progress: bool = F
         for index, tile, pixels in tiles:
             anns = clip_annotations(scene.annotations, boxes, candidates[index], tile, src.width, src.height,
                                     options.min_visible)
-            drop_draw = np.random.default_rng([options.seed, scene.index, index]).random()
-            if not anns and drop_draw >= options.empty_keep:
+            if not anns and empty_draw(options, scene, index) >= options.empty_keep:
                 stats["dropped_empty"] += 1
                 continue
             if options.max_nodata < 1.0 and nodata_fraction(pixels, src.nodata) > options.max_nodata:
@@ -208,6 +247,7 @@ def run_tiling(scenes: list[Scene], categories: list[dict[str, Any]], options: T
     out = Path(out)
     final = out / "annotations.json"
     parts = out / ".parts"
+    options = resolve_empty_ratio(scenes, options)
     settings = {"options": json.loads(json.dumps(asdict(options))), "source": source or {},
                 "scenes": [s.path for s in scenes]}
     if final.is_file() and not parts.exists():

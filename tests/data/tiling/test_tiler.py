@@ -92,6 +92,24 @@ def test_empty_tiles_keep_ratio_is_seeded(tiny_shapes, tmp_path):
     assert data["summary"]["dropped_empty"] == data["summary"]["tiles_in_grid"] - len(data["images"]) > 0
 
 
+def test_empty_ratio_hits_its_share_of_the_kept_tiles(tiny_shapes, tmp_path):
+    base = ["--coco", str(tiny_shapes / "annotations/val.json"), "--images", str(tiny_shapes / "val"), *TILING]
+    assert tile_cli.main([*base, "--out", str(tmp_path / "all")]) == 0
+    everything = read_coco_json(tmp_path / "all" / "annotations.json")
+    with_anns = {a["image_id"] for a in everything["annotations"]}
+    empty_total = len(everything["images"]) - len(with_anns)
+    for ratio in (0.02, 0.05):
+        out = tmp_path / f"r{ratio}"
+        assert tile_cli.main([*base, "--empty-ratio", str(ratio), "--out", str(out)]) == 0
+        data = read_coco_json(out / "annotations.json")
+        kept_empty = len(data["images"]) - len({a["image_id"] for a in data["annotations"]})
+        # round(R A / (1 - R)) empty tiles for A tiles with annotations, by hand
+        want = min(empty_total, round(ratio * len(with_anns) / (1 - ratio)))
+        assert kept_empty == want and 0 < want < empty_total
+        assert abs(kept_empty / len(data["images"]) - ratio) < 0.5 / len(data["images"]) + 1e-9
+    assert tile_cli.main([*base, "--empty-ratio", "0.1", "--empty-keep", "0.5", "--out", str(tmp_path / "x")]) == 2
+
+
 def test_an_interrupted_run_completes_without_duplicates(tiny_shapes, tmp_path):
     records = validate_coco(tiny_shapes / "annotations/val.json", tiny_shapes / "val")
     scenes = [Scene(i, str(tiny_shapes / "val" / im["file_name"]), dict(im), records.annotations_by_image[im["id"]])
