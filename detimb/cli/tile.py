@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--min-visible", type=float, default=0.1,
                    help="keep an annotation in a tile when at least this share of it is inside (default 0.1)")
     p.add_argument("--empty-keep", type=float, default=1.0, help="share of tiles without annotations kept (seeded)")
+    p.add_argument("--write-threads", type=int, default=2, help="threads encoding and writing one scene's tiles")
     p.add_argument("--empty-ratio", type=float, default=None,
                    help="keep tiles without annotations so that they make up this share of the kept tiles (seeded)")
     p.add_argument("--max-nodata", type=float, default=0.99, help="drop tiles with a larger nodata share")
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                               fmt=args.format,
                               bands=args.bands, dtype=args.dtype, scale=tuple(args.scale) if args.scale else None,
                               png_compression=args.png_compression, jpeg_quality=args.jpeg_quality,
-                              tif_compress=args.tif_compress, seed=args.seed)
+                              tif_compress=args.tif_compress, seed=args.seed, write_threads=args.write_threads)
         inputs = [Path(args.coco), Path(args.images)] if args.coco else [Path(r) for r in args.raster]
         inputs += [Path(args.labels)] if args.labels else []
         check_output(Path(args.out), inputs)

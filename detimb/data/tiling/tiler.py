@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,9 @@ class TileOptions:
     with probability ``empty_keep`` (seeded), or, with ``empty_ratio`` R, so that empty
     tiles make up R of the kept tiles (``resolve_empty_ratio``); tiles more than ``max_nodata`` nodata are
     dropped; ``fmt`` auto = GeoTIFF for georeferenced scenes, else PNG; ``bands`` (1-based),
-    ``dtype`` and ``scale`` (min, max) convert pixels explicitly (default: kept as they are)."""
+    ``dtype`` and ``scale`` (min, max) convert pixels explicitly (default: kept as they are);
+    ``write_threads`` encode and write one scene's tiles in parallel (PNG/JPEG/GeoTIFF
+    encoders release the GIL), at most twice as many tiles in flight as threads."""
 
     size: tuple[int, int] = (512, 512)
     overlap: float | tuple[float, float] = 0.2
@@ -57,12 +61,15 @@ class TileOptions:
     jpeg_quality: int = 95
     tif_compress: str | None = None
     seed: int = 0
+    write_threads: int = 2
 
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {self.fmt!r}")
         if not 0.0 <= self.min_visible <= 1.0 or not 0.0 <= self.empty_keep <= 1.0:
             raise ValueError("min_visible and empty_keep must be in [0, 1]")
+        if self.write_threads < 1:
+            raise ValueError(f"write_threads must be >= 1, got {self.write_threads}")
         if self.empty_ratio is not None and not 0.0 <= self.empty_ratio < 1.0:
             raise ValueError(f"empty_ratio must be in [0, 1), got {self.empty_ratio}")
 
@@ -178,6 +185,34 @@ def resolve_empty_ratio(scenes: list[Scene], options: TileOptions) -> TileOption
     return replace(options, empty_keep=cutoff)
 
 
+class BoundedWriter:
+    """A thread pool for tile writes that holds at most ``2 * threads`` tiles in flight, so
+    the memory bound of reading a scene band by band holds (the tiles are views of band
+    buffers the reader never writes to again); errors surface on the next submit or on
+    ``close``."""
+
+    def __init__(self, threads: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+        self.limit = 2 * threads
+        self.pending: deque[Future[None]] = deque()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        if self.pool is None:
+            fn(*args)
+            return
+        while len(self.pending) >= self.limit:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(fn, *args))
+
+    def close(self) -> None:
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def tile_name(file_name: str, tile: Tile, fmt: str) -> str:
     stem = Path(file_name).with_suffix("")
     return f"{stem.as_posix()}_x{tile.x0}_y{tile.y0}.{fmt}"
@@ -200,25 +235,30 @@ def tile_scene(scene: Scene, options: TileOptions, out: Path, progress: bool = F
         stats = {"tiles_in_grid": len(grid), "dropped_empty": 0, "dropped_nodata": 0}
         tiles = tqdm(src.tiles(grid), total=len(grid), desc=Path(scene.path).name, unit="tile", leave=False,
                      disable=not progress or len(grid) < 200)
-        for index, tile, pixels in tiles:
-            anns = clip_annotations(scene.annotations, boxes, candidates[index], tile, src.width, src.height,
-                                    options.min_visible)
-            if not anns and empty_draw(options, scene, index) >= options.empty_keep:
-                stats["dropped_empty"] += 1
-                continue
-            if options.max_nodata < 1.0 and nodata_fraction(pixels, src.nodata) > options.max_nodata:
-                stats["dropped_nodata"] += 1
-                continue
-            name = tile_name(record["file_name"], tile, fmt)
-            path = out / "images" / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            geo = src.tile_transform(tile) if src.georeferenced else None
-            write_tile(path, convert(pixels, options.dtype, options.scale), fmt, src.crs if geo else None, geo,
-                       options.png_compression, options.jpeg_quality, options.tif_compress)
-            images.append({"file_name": name, "width": tile.width, "height": tile.height, "tile": {
-                "parent_id": record["id"], "parent_file": record["file_name"], "x0": tile.x0, "y0": tile.y0,
-                "transform": list(geo)[:6] if geo else None, "crs": src.crs.to_string() if geo else None}})
-            annotations.append(anns)
+        writer = BoundedWriter(options.write_threads)
+        try:
+            for index, tile, pixels in tiles:
+                anns = clip_annotations(scene.annotations, boxes, candidates[index], tile, src.width, src.height,
+                                        options.min_visible)
+                if not anns and empty_draw(options, scene, index) >= options.empty_keep:
+                    stats["dropped_empty"] += 1
+                    continue
+                if options.max_nodata < 1.0 and nodata_fraction(pixels, src.nodata) > options.max_nodata:
+                    stats["dropped_nodata"] += 1
+                    continue
+                name = tile_name(record["file_name"], tile, fmt)
+                path = out / "images" / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                geo = src.tile_transform(tile) if src.georeferenced else None
+                writer.submit(write_tile, path, convert(pixels, options.dtype, options.scale), fmt,
+                              src.crs if geo else None, geo, options.png_compression, options.jpeg_quality,
+                              options.tif_compress)
+                images.append({"file_name": name, "width": tile.width, "height": tile.height, "tile": {
+                    "parent_id": record["id"], "parent_file": record["file_name"], "x0": tile.x0, "y0": tile.y0,
+                    "transform": list(geo)[:6] if geo else None, "crs": src.crs.to_string() if geo else None}})
+                annotations.append(anns)
+        finally:
+            writer.close()  # every tile on disk before the scene's part is recorded
         parent = {**record, "transform": list(src.transform)[:6] if src.georeferenced else None,
                   "crs": src.crs.to_string() if src.georeferenced else None}
     part = {"parent": parent, "images": images, "annotations": annotations, "stats": stats}

@@ -110,6 +110,18 @@ def test_empty_ratio_hits_its_share_of_the_kept_tiles(tiny_shapes, tmp_path):
     assert tile_cli.main([*base, "--empty-ratio", "0.1", "--empty-keep", "0.5", "--out", str(tmp_path / "x")]) == 2
 
 
+def test_parallel_tile_writes_give_the_same_files(tiny_shapes, tmp_path):
+    base = ["--coco", str(tiny_shapes / "annotations/val.json"), "--images", str(tiny_shapes / "val"), *TILING]
+    assert tile_cli.main([*base, "--write-threads", "1", "--out", str(tmp_path / "one")]) == 0
+    assert tile_cli.main([*base, "--write-threads", "4", "--out", str(tmp_path / "four")]) == 0
+    one = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one" / "images").rglob("*.png"))
+    four = sorted(p.relative_to(tmp_path / "four") for p in (tmp_path / "four" / "images").rglob("*.png"))
+    assert one == four and one
+    assert all((tmp_path / "one" / p).read_bytes() == (tmp_path / "four" / p).read_bytes() for p in one)
+    a, b = (read_coco_json(tmp_path / d / "annotations.json") for d in ("one", "four"))
+    assert a["images"] == b["images"] and a["annotations"] == b["annotations"]
+
+
 def test_an_interrupted_run_completes_without_duplicates(tiny_shapes, tmp_path):
     records = validate_coco(tiny_shapes / "annotations/val.json", tiny_shapes / "val")
     scenes = [Scene(i, str(tiny_shapes / "val" / im["file_name"]), dict(im), records.annotations_by_image[im["id"]])
