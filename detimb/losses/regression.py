@@ -133,7 +133,9 @@ class DIoULoss(BoxLoss):
 @BOX_LOSSES.register("ciou")
 class CIoULoss(BoxLoss):
     """Complete IoU loss (Zheng et al., AAAI 2020): ``torchvision.ops.complete_box_iou_loss``
-    (eps 1e-7, aspect term always on) on decoded boxes. ``gated=True`` is mmdetection's
+    (eps 1e-7, aspect term always on) on decoded boxes. A predicted box of zero height (an
+    FCOS head's first steps predict them), where torchvision's aspect term divides by zero,
+    takes mmdetection's form instead, the heights plus eps. ``gated=True`` is mmdetection's
     variant: the aspect term ``alpha v`` only where IoU > 0.5. Defaults: gated=False,
     loss_weight 1."""
 
@@ -144,15 +146,30 @@ class CIoULoss(BoxLoss):
         self.gated = gated
 
     def per_box(self, pred: Tensor, target: Tensor) -> Tensor:
-        if not self.gated:
+        if self.gated:
+            return self._ciou(pred, target, gate=True)
+        flat = (pred[:, 3] - pred[:, 1]) <= 0
+        if not bool(flat.any()):
             return complete_box_iou_loss(pred, target, reduction="none", eps=1e-7)
+        loss = pred.new_zeros(len(pred))
+        ok = torch.where(~flat)[0]
+        loss = loss.index_put((ok,), complete_box_iou_loss(pred[ok], target[ok], reduction="none", eps=1e-7))
+        bad = torch.where(flat)[0]
+        return loss.index_put((bad,), self._ciou(pred[bad], target[bad], gate=False))
+
+    @staticmethod
+    def _ciou(pred: Tensor, target: Tensor, gate: bool) -> Tensor:
+        """DIoU plus ``alpha v`` with the heights plus eps (mmdetection's ``ciou_loss``);
+        ``gate``: the aspect term only where IoU > 0.5."""
         eps = 1e-7
         iou = elementwise_iou(pred, target, eps)
-        w_p, h_p = pred[:, 2] - pred[:, 0], pred[:, 3] - pred[:, 1]
-        w_t, h_t = target[:, 2] - target[:, 0], target[:, 3] - target[:, 1]
+        w_p, h_p = pred[:, 2] - pred[:, 0], pred[:, 3] - pred[:, 1] + eps
+        w_t, h_t = target[:, 2] - target[:, 0], target[:, 3] - target[:, 1] + eps
         v = (4 / math.pi**2) * (torch.atan(w_t / h_t) - torch.atan(w_p / h_p)) ** 2
         with torch.no_grad():
-            alpha = (iou > 0.5).to(v.dtype) * v / (1 - iou + v + eps)
+            alpha = v / (1 - iou + v + eps)
+            if gate:
+                alpha = (iou > 0.5).to(v.dtype) * alpha
         return distance_box_iou_loss(pred, target, reduction="none", eps=eps) + alpha * v
 
 

@@ -60,11 +60,12 @@ def test_a_sigmoid_loss_in_a_softmax_head_names_where_it_fits(tiny_config, tiny_
                                    model={"rpn": {"loss_cls": {"type": "seesaw"}}}))
     ds = CocoDetection(tiny_shapes / "annotations/train.json", tiny_shapes / "train")
     with pytest.raises(ConfigError, match=r"model.rpn.loss_cls: 'seesaw' is a softmax loss .* fits in"
-                                          r" model.roi_head.loss_cls, model.head.loss"):
+                                          r" model.roi_head.loss_cls, model.ssd_head.loss_cls, model.head.loss"):
         build_detector(cfg.model, ds.label_map)
     # and a sigmoid one in the softmax-only dense head: the RPN is not offered to a per-class loss
     with pytest.raises(ConfigError, match=r"model.head.loss: 'eqlv2' is a sigmoid loss .* fits in"
-                                          r" model.roi_head.loss_cls, model.retina_head.loss_cls$"):
+                                          r" model.roi_head.loss_cls, model.retina_head.loss_cls,"
+                                          r" model.fcos_head.loss_cls$"):
         build_classification_loss({"type": "eqlv2"}, "model.head.loss", "model.head", None)
 
 
