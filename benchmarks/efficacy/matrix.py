@@ -72,6 +72,8 @@ DETECTION = [
           builds_on="class_aware"),
     # the 2500-iteration one (repeat-factor sampling) with the same Libra R-CNN changes
     Entry("repeat_factor_libra", "configs/combined/repeat_factor_libra.yaml", "combined", builds_on="repeat_factor"),
+    # repeat-factor sampling with the best long-tail loss at 2500 iterations (Seesaw)
+    Entry("repeat_factor_seesaw", "configs/combined/repeat_factor_seesaw.yaml", "combined", builds_on="repeat_factor"),
     # one-stage: focal loss against plain cross-entropy on every anchor (prior-initialised)
     Entry("retinanet_focal", "configs/demo/retinanet_shapes.yaml", "one-stage",
           "RetinaNet: the focal loss beats CE on all anchors", "mAP", baseline="retinanet_ce"),
