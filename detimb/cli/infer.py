@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", required=True)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--images", nargs="+", required=True, help="scene files or folders of scenes")
-    p.add_argument("--out", required=True, help="output folder: results_bbox.json (+ <scene>.geojson)")
+    p.add_argument("--out", required=True,
+                   help="output folder: results_bbox.json (+ <scene>.geojson, <scene>.gpkg for georeferenced scenes)")
     p.add_argument("--coco", help="COCO file naming the scenes: its image ids go into the results (for eval)")
     p.add_argument("--tile", type=int, nargs="+", default=[512], metavar="PX", help="tile size: S or H W")
     p.add_argument("--overlap", type=float, default=0.2, help="ratio (< 1) or pixels")
@@ -41,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--match-thr", type=float, default=0.5)
     p.add_argument("--class-agnostic", action="store_true")
     p.add_argument("--score-thr", type=float, default=0.0)
+    p.add_argument("--geojson-crs", choices=("scene", "wgs84"), default="scene",
+                   help="GeoJSON coordinates in the scene's CRS, or longitude/latitude (RFC 7946)")
+    p.add_argument("--gpkg", action="store_true", help="also write <scene>.gpkg (one 'detections' layer; pyogrio)")
     p.add_argument("--draw", metavar="DIR", help="also write each scene with its detections drawn (PNG) to DIR")
     p.add_argument("--max-draw", type=int, default=500, help="with --draw: the highest-scoring N detections")
     p.add_argument("--draw-max-side", type=int, default=4096,
@@ -67,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         require_extra("geo", "detimb-infer (sliced inference)", ("rasterio", "shapely"))
-        from detimb.engine.sliced import SliceSettings, coco_records, scene_picture, sliced_predict, write_geojson
+        from detimb.engine.sliced import (
+            SliceSettings, coco_records, scene_picture, sliced_predict, write_geojson, write_geopackage,
+        )
 
         cfg = load_config(args.config, args.cfg_options)
         if is_segmentation(cfg.model):
@@ -95,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
             results += coco_records(pred, image_id, label_map)
             images.append({"id": image_id, "file_name": path.name, "width": pred["width"], "height": pred["height"]})
             if pred["crs"]:
-                write_geojson(out / f"{path.stem}.geojson", pred, label_map)
+                write_geojson(out / f"{path.stem}.geojson", pred, label_map, wgs84=args.geojson_crs == "wgs84")
+                if args.gpkg:
+                    write_geopackage(out / f"{path.stem}.gpkg", pred, label_map, path.name)
+            elif args.gpkg or args.geojson_crs == "wgs84":
+                raise DetimbError(f"{path}: the scene has no CRS, so there are no map coordinates to write;"
+                                  " drop --gpkg / --geojson-crs wgs84, or georeference the scene")
             if args.draw:
                 picture, scale = scene_picture(path, args.draw_max_side)
                 labels = pred["labels"].tolist()

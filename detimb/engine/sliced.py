@@ -20,6 +20,7 @@ from detimb.data.label_map import LabelMap
 from detimb.data.tiling.grid import tile_grid
 from detimb.data.tiling.raster import RasterSource, apply_affine
 from detimb.engine.merge import merge_predictions
+from detimb.optional import require_extra
 from detimb.utils import atomic_write_json
 
 
@@ -95,18 +96,58 @@ def coco_records(pred: dict[str, Any], image_id: int, label_map: LabelMap) -> li
     return out
 
 
-def write_geojson(path: Path, pred: dict[str, Any], label_map: LabelMap) -> None:
-    """Boxes as polygons in the raster's CRS (named in a ``crs`` member, as GDAL reads it)."""
+def detection_features(pred: dict[str, Any], label_map: LabelMap, wgs84: bool = False) -> list[dict[str, Any]]:
+    """GeoJSON features of the detections: each box as a polygon in the raster's CRS, or
+    reprojected to WGS84 longitude/latitude (``rasterio.warp.transform_geom``), with its
+    class, category id and score."""
+    from rasterio.warp import transform_geom
+
     t = pred["transform"]
     features = []
     for (x0, y0, x1, y1), s, lab in zip(pred["boxes"].tolist(), pred["scores"].tolist(), pred["labels"].tolist()):
-        ring = [apply_affine(t, x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
-        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in ring]]},
+        ring = [list(apply_affine(t, x, y)) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
+        geometry: dict[str, Any] = {"type": "Polygon", "coordinates": [ring]}
+        if wgs84:
+            geometry = dict(transform_geom(pred["crs"], "EPSG:4326", geometry))
+            geometry["coordinates"] = [[list(p) for p in r] for r in geometry["coordinates"]]
+        features.append({"type": "Feature", "geometry": geometry,
                          "properties": {"label": label_map.names[int(lab) - 1],
                                         "category_id": label_map.coco_id(int(lab)), "score": float(s)}})
-    data = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": pred["crs"]}},
-            "features": features}
+    return features
+
+
+def write_geojson(path: Path, pred: dict[str, Any], label_map: LabelMap, wgs84: bool = False) -> None:
+    """Boxes as polygons in the raster's CRS (named in a ``crs`` member, as GDAL reads it), or
+    with ``wgs84`` reprojected to longitude/latitude without a ``crs`` member (RFC 7946)."""
+    data: dict[str, Any] = {"type": "FeatureCollection"}
+    if not wgs84:
+        data["crs"] = {"type": "name", "properties": {"name": pred["crs"]}}
+    data["features"] = detection_features(pred, label_map, wgs84)
     atomic_write_json(path, data)
+
+
+def write_geopackage(path: Path, pred: dict[str, Any], label_map: LabelMap, scene: str) -> None:
+    """One GeoPackage layer, ``detections``: the boxes as polygons in the raster's CRS with
+    ``label``, ``category_id``, ``score`` and ``scene`` (pyogrio, the ``geo`` extra); written
+    to a temporary file beside ``path`` and moved into place."""
+    require_extra("geo", "--gpkg (GeoPackage output)", ("pyogrio", "shapely"))
+    import shapely
+    from pyogrio.raw import write as write_layer
+
+    features = detection_features(pred, label_map)
+    geometry = np.array([shapely.to_wkb(shapely.geometry.shape(f["geometry"])) for f in features], dtype=object)
+    columns = {"label": np.array([f["properties"]["label"] for f in features], dtype=object),
+               "category_id": np.array([f["properties"]["category_id"] for f in features], dtype=np.int64),
+               "score": np.array([f["properties"]["score"] for f in features], dtype=np.float64),
+               "scene": np.array([scene] * len(features), dtype=object)}
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    tmp.unlink(missing_ok=True)
+    try:
+        write_layer(str(tmp), geometry, list(columns.values()), fields=list(columns), layer="detections",
+                      driver="GPKG", geometry_type="Polygon", crs=pred["crs"])
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def scene_picture(path: str | Path, max_side: int = 4096) -> tuple[np.ndarray, float]:

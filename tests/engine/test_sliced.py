@@ -81,3 +81,35 @@ def test_infer_cli_writes_results_and_geojson(tiny_config, tmp_path, scene, caps
     geo = json.loads((tmp_path / "preds" / "scene.geojson").read_text())
     assert geo["type"] == "FeatureCollection" and len(geo["features"]) == len(results)
     assert json.loads((tmp_path / "preds" / "images.json").read_text())[0]["width"] == 200
+
+
+def test_geopackage_and_wgs84_geojson_read_back(scene, tmp_path):
+    pyogrio = pytest.importorskip("pyogrio")
+    import shapely
+    from rasterio.warp import transform_geom
+
+    from detimb.engine.sliced import write_geopackage
+
+    settings = SliceSettings(size=(64, 64), overlap=0.25, batch_size=3, method="greedy_nmm", match="ios")
+    pred = sliced_predict(BrightBox(), scene, settings, torch.device("cpu"))
+    label_map = LabelMap((7,), ("tree",))
+    write_geojson(tmp_path / "scene.geojson", pred, label_map)
+    write_geojson(tmp_path / "wgs84.geojson", pred, label_map, wgs84=True)
+    write_geopackage(tmp_path / "scene.gpkg", pred, label_map, "scene.tif")
+    native = json.loads((tmp_path / "scene.geojson").read_text())
+    meta, _, geometry, fields = pyogrio.raw.read(str(tmp_path / "scene.gpkg"), layer="detections")
+    assert meta["crs"] == "EPSG:32617" and meta["geometry_type"] == "Polygon"
+    columns = dict(zip(meta["fields"], fields))
+    assert len(geometry) == len(native["features"]) == 2
+    for k, feature in enumerate(native["features"]):
+        assert shapely.from_wkb(geometry[k]).equals(shapely.geometry.shape(feature["geometry"]))
+        assert columns["label"][k] == "tree" and columns["category_id"][k] == 7 and columns["scene"][k] == "scene.tif"
+        assert columns["score"][k] == feature["properties"]["score"]
+    # RFC 7946: longitude/latitude, no crs member; the same as rasterio's own reprojection
+    wgs84 = json.loads((tmp_path / "wgs84.geojson").read_text())
+    assert "crs" not in wgs84
+    for ours, theirs in zip(wgs84["features"], native["features"]):
+        want = transform_geom("EPSG:32617", "EPSG:4326", theirs["geometry"])["coordinates"][0]
+        got = ours["geometry"]["coordinates"][0]
+        assert np.allclose(np.array(got), np.array(want), atol=1e-9, rtol=0)
+        assert -83 < got[0][0] < -81 and 29 < got[0][1] < 30.5  # UTM 17N near (400 km, 3300 km): north Florida
