@@ -70,7 +70,7 @@ def test_infer_cli_writes_results_and_geojson(tiny_config, tmp_path, scene, caps
     code = infer.main(["--config", str(tmp_path / "run" / "config.yaml"), "--checkpoint",
                        str(tmp_path / "run" / "last.pth"), "--images", str(scene), "--out", str(tmp_path / "preds"),
                        "--tile", "64", "--overlap", "0.2", "--full-image", "--draw", str(tmp_path / "drawn"),
-                       "--max-draw", "5", "--draw-max-side", "100"])
+                       "--max-draw", "5", "--draw-max-side", "100", "--gpkg", "--geojson-crs", "wgs84"])
     assert code == 0 and "scene.tif: 12 tiles" in capsys.readouterr().out
     from PIL import Image
 
@@ -79,7 +79,8 @@ def test_infer_cli_writes_results_and_geojson(tiny_config, tmp_path, scene, caps
     results = json.loads((tmp_path / "preds" / "results_bbox.json").read_text())
     assert all(r["image_id"] == 1 and len(r["bbox"]) == 4 for r in results)
     geo = json.loads((tmp_path / "preds" / "scene.geojson").read_text())
-    assert geo["type"] == "FeatureCollection" and len(geo["features"]) == len(results)
+    assert geo["type"] == "FeatureCollection" and len(geo["features"]) == len(results) and "crs" not in geo
+    assert (tmp_path / "preds" / "scene.gpkg").is_file()
     assert json.loads((tmp_path / "preds" / "images.json").read_text())[0]["width"] == 200
 
 
