@@ -8,12 +8,17 @@ back in the scene's pixels and, for georeferenced rasters, as GeoJSON in its CRS
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from rasterio.enums import Resampling
 from torch import Tensor, nn
 
 from detimb.data.label_map import LabelMap
@@ -26,8 +31,10 @@ from detimb.utils import atomic_write_json
 
 @dataclass
 class SliceSettings:
-    """Tile size (h, w), overlap (ratio or pixels), batch size, full-image pass, and the
-    merge: method nms | greedy_nmm, match iou | ios above ``threshold``, class-agnostic or not."""
+    """Tile size (h, w), overlap (ratio or pixels), batch size, full-image pass (on the scene
+    read decimated so that its longer side is at most ``full_image_side``), the merge:
+    method nms | greedy_nmm, match iou | ios above ``threshold``, class-agnostic or not, and
+    how many batches of tiles a background thread reads ahead (``prefetch``)."""
 
     size: tuple[int, int] = (512, 512)
     overlap: float = 0.2
@@ -38,6 +45,8 @@ class SliceSettings:
     threshold: float = 0.5
     class_agnostic: bool = False
     score_threshold: float = 0.0
+    full_image_side: int = 2048
+    prefetch: int = 2
 
 
 def to_tensor(pixels: np.ndarray) -> Tensor:
@@ -51,41 +60,108 @@ def to_tensor(pixels: np.ndarray) -> Tensor:
     return x[:3]
 
 
+_DONE = object()
+
+
+def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """``items`` produced by a background thread at most ``depth`` ahead (GDAL and the
+    decoders release the GIL, so reading overlaps the model); an error in the reader is
+    raised here. ``depth`` 0 reads in the calling thread."""
+    if depth <= 0:
+        yield from items
+        return
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(_DONE)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer
+            slots.put(err)
+
+    reader = threading.Thread(target=read, daemon=True, name="detimb-tile-reader")
+    reader.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
+
+
 @torch.no_grad()
 def sliced_predict(model: nn.Module, path: str | Path, settings: SliceSettings, device: torch.device
                    ) -> dict[str, Any]:
     """Merged predictions for one scene: ``boxes`` (N, 4) xyxy scene pixels, ``scores``,
-    ``labels``, and the scene's ``width``, ``height``, ``transform``, ``crs``, ``tiles``."""
+    ``labels``, and the scene's ``width``, ``height``, ``transform``, ``crs``, ``tiles``, and
+    ``wait_s`` / ``wall_s``: the time spent waiting for pixels and in all. Tiles are read
+    in row bands (memory flat in scene size) by a background thread; the full-image pass
+    reads a decimated overview, never the whole scene."""
     model.eval()
     boxes, scores, labels = [], [], []
+    start = time.perf_counter()
+    waited = 0.0
 
-    def run(batch: list[tuple[Tensor, int, int]]) -> None:
+    def run(batch: list[tuple[Tensor, int, int]], scale: tuple[float, float] = (1.0, 1.0)) -> None:
         outputs = model([im.to(device) for im, _, _ in batch])
+        factor = torch.tensor([scale[0], scale[1], scale[0], scale[1]])
         for out, (_, x0, y0) in zip(outputs, batch):
             keep = out["scores"] >= settings.score_threshold
-            boxes.append(out["boxes"][keep].cpu() + torch.tensor([x0, y0, x0, y0], dtype=torch.float32))
+            boxes.append(out["boxes"][keep].cpu() * factor + torch.tensor([x0, y0, x0, y0], dtype=torch.float32))
             scores.append(out["scores"][keep].cpu())
             labels.append(out["labels"][keep].cpu())
 
     with RasterSource(path) as src:
         grid = tile_grid(src.height, src.width, *settings.size, overlap=settings.overlap, edge="shift")
-        batch: list[tuple[Tensor, int, int]] = []
-        for _, tile, pixels in src.tiles(grid):
-            batch.append((to_tensor(pixels), tile.x0, tile.y0))
-            if len(batch) == settings.batch_size:
+
+        def batches() -> Iterator[list[tuple[Tensor, int, int]]]:
+            batch: list[tuple[Tensor, int, int]] = []
+            for _, tile, pixels in src.tiles(grid):
+                batch.append((to_tensor(pixels), tile.x0, tile.y0))
+                if len(batch) == settings.batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+        source = prefetched(batches(), settings.prefetch)
+        try:
+            while True:
+                asked = time.perf_counter()
+                batch = next(source, None)
+                waited += time.perf_counter() - asked
+                if batch is None:
+                    break
                 run(batch)
-                batch = []
-        if batch:
-            run(batch)
+        finally:
+            source.close()  # the reader stops before the raster closes
         if settings.full_image:
-            run([(to_tensor(src.ds.read(src.bands)), 0, 0)])
+            factor = max(1.0, max(src.width, src.height) / settings.full_image_side)
+            shape = (len(src.bands), max(1, round(src.height / factor)), max(1, round(src.width / factor)))
+            overview = src.ds.read(src.bands, out_shape=shape, resampling=Resampling.average)
+            run([(to_tensor(overview), 0, 0)], scale=(src.width / shape[2], src.height / shape[1]))
         info = {"width": src.width, "height": src.height, "tiles": len(grid),
                 "transform": src.transform if src.georeferenced else None,
                 "crs": src.crs.to_string() if src.georeferenced else None}
     merged = merge_predictions(torch.cat(boxes) if boxes else torch.zeros(0, 4), torch.cat(scores) if scores else
                                torch.zeros(0), torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64),
                                settings.method, settings.match, settings.threshold, settings.class_agnostic)
-    return {"boxes": merged[0], "scores": merged[1], "labels": merged[2], **info}
+    return {"boxes": merged[0], "scores": merged[1], "labels": merged[2], **info,
+            "wait_s": waited, "wall_s": time.perf_counter() - start}
 
 
 def coco_records(pred: dict[str, Any], image_id: int, label_map: LabelMap) -> list[dict[str, Any]]:

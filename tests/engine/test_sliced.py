@@ -114,3 +114,31 @@ def test_geopackage_and_wgs84_geojson_read_back(scene, tmp_path):
         got = ours["geometry"]["coordinates"][0]
         assert np.allclose(np.array(got), np.array(want), atol=1e-9, rtol=0)
         assert -83 < got[0][0] < -81 and 29 < got[0][1] < 30.5  # UTM 17N near (400 km, 3300 km): north Florida
+
+
+class Failing(nn.Module):
+    def forward(self, images):
+        raise RuntimeError("boom")
+
+
+def test_prefetched_reading_gives_the_same_predictions_and_stops_cleanly(scene):
+    import threading
+
+    base = dict(size=(64, 64), overlap=0.25, batch_size=2, method="greedy_nmm", match="ios")
+    ahead = sliced_predict(BrightBox(), scene, SliceSettings(**base, prefetch=3), torch.device("cpu"))
+    inline = sliced_predict(BrightBox(), scene, SliceSettings(**base, prefetch=0), torch.device("cpu"))
+    assert torch.equal(ahead["boxes"], inline["boxes"]) and ahead["tiles"] == inline["tiles"] == 12
+    assert 0 <= ahead["wait_s"] <= ahead["wall_s"]
+    with pytest.raises(RuntimeError, match="boom"):
+        sliced_predict(Failing(), scene, SliceSettings(**base, prefetch=2), torch.device("cpu"))
+    assert not any(t.name == "detimb-tile-reader" for t in threading.enumerate())
+
+
+def test_full_image_pass_reads_a_decimated_overview(scene):
+    # a 200 x 150 scene read at most 100 px wide: BrightBox finds the squares at half size,
+    # scaled back to scene pixels (to within the averaging's blur)
+    settings = SliceSettings(size=(64, 64), overlap=0.25, full_image=True, full_image_side=100, method="nms",
+                             match="iou", threshold=0.99, class_agnostic=True)
+    pred = sliced_predict(BrightBox(), scene, settings, torch.device("cpu"))
+    whole = [b for b in pred["boxes"].tolist() if b[0] <= 12 and b[2] >= 180]  # the overview's one box spans both
+    assert whole and whole[0] == pytest.approx([10, 12, 182, 132], abs=2.1)
