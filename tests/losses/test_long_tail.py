@@ -149,3 +149,44 @@ def test_federated_loss_drops_negatives_where_labels_are_not_exhaustive():
     value = loss(torch.zeros(2, 3), targets, None, 1.0, batch=batch)
     assert value.item() == pytest.approx(5 * math.log(2), rel=1e-6)  # 6 terms, one dropped
 
+
+
+def test_sigmoid_long_tail_gradients_are_weight_times_p_minus_y():
+    """Each sigmoid loss's weights carry no gradient: dL/dx = w (sigmoid(x) - y) / N, with w
+    the loss's own element weight worked out above for each."""
+    from detimb.losses import GHMCLoss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 4, generator=g)
+    targets = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    stats = ClassStatistics(instances=(9, 1, 9, 9), images=(9, 1, 9, 9), num_images=10)
+    eqlv2 = EQLv2Loss()
+    eqlv2.pos_grad = torch.tensor([4.0, 2.0, 1.0], dtype=torch.float64)  # columns 1-3; column 0 is background
+    eqlv2.neg_grad = torch.tensor([4.0, 1.0, 1.0], dtype=torch.float64)
+    fg = (targets.sum(1) > 0).float()[:, None]
+    tail = torch.tensor([0.0, 1.0, 0.0, 0.0])  # f = 0.1 < 0.5 for class 2 only
+    ratio = eqlv2.pos_grad / eqlv2.neg_grad
+    neg = (1 / (1 + torch.exp(-12 * (ratio - 0.8)))).float()
+    cases = {
+        "eql": (EQLLoss(lambda_=0.5, class_stats=stats), 1 - fg * tail[None, :] * (1 - targets)),
+        "eqlv2": (eqlv2, None),
+        "federated": (FederatedLoss(num_classes=10, class_stats=stats), torch.ones(3, 4)),
+    }
+    pos_v2 = torch.cat([torch.ones(1), 1 + 4 * (1 - neg)])
+    neg_v2 = torch.cat([torch.ones(1), neg])
+    cases["eqlv2"] = (eqlv2, pos_v2[None, :] * targets + neg_v2[None, :] * (1 - targets))
+    for name, (loss, weight) in cases.items():
+        x = logits.clone().requires_grad_()
+        loss.eval()  # no state update
+        loss(x, targets, None, 3.0).backward()
+        want = weight * (torch.sigmoid(logits) - targets) / 3.0
+        assert torch.allclose(x.grad, want, atol=1e-6), name
+    # GHM-C: w = tot / (count(bin) n) per element, over tot
+    ghm = GHMCLoss(bins=10, momentum=0.0)
+    x = logits.clone().requires_grad_()
+    ghm(x, targets).backward()
+    gnorm = (torch.sigmoid(logits) - targets).abs()
+    index = torch.clamp((gnorm * 10).floor().long(), max=9)
+    counts = torch.bincount(index.flatten(), minlength=10).float()
+    w = 12 / counts[index] / int((counts > 0).sum())
+    assert torch.allclose(x.grad, w * (torch.sigmoid(logits) - targets) / 12, atol=1e-6)
