@@ -23,6 +23,7 @@ from torch import nn
 
 from detimb.config import config_from_yaml, load_config, to_dict
 from detimb.data.label_map import LabelMap
+from detimb.data.pixels import RGB, PixelSpec, read_raster
 from detimb.engine.checkpoint import load_checkpoint, load_model_state
 from detimb.engine.drawing import draw_class_map, draw_detections
 from detimb.engine.priors import apply_priors
@@ -89,13 +90,15 @@ class Predictor:
         model: from ``detimb.models.build_model``. label_map: the classes it was trained on.
         device: 'cpu', 'cuda' or a torch.device (default: CUDA when available).
         score_threshold: detections scoring below it are left out (default 0.05).
+        pixels: the bands and scaling the model reads (from the checkpoint's config): a model
+            of other than 8-bit RGB input reads image files with rasterio, as in training.
     """
 
     def __init__(self, model: nn.Module, label_map: LabelMap, device: str | torch.device | None = None,
-                 score_threshold: float = 0.05) -> None:
+                 score_threshold: float = 0.05, pixels: PixelSpec = RGB) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
-        self.label_map, self.score_threshold = label_map, score_threshold
+        self.label_map, self.score_threshold, self.pixels = label_map, score_threshold, pixels
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, config: str | Path | None = None,
@@ -108,7 +111,7 @@ class Predictor:
         model = build_model(cfg.model, label_map)
         load_model_state(model, state, to_dict(cfg.model), label_map.num_classes, checkpoint)
         apply_priors(model, cfg, dict(state.get("priors", {})), set_bias=False)
-        return cls(model, label_map, device, score_threshold)
+        return cls(model, label_map, device, score_threshold, PixelSpec.from_config(cfg))
 
     @torch.no_grad()
     def predict(self, images: ImageInput | Sequence[ImageInput], color: str = "RGB",
@@ -118,13 +121,22 @@ class Predictor:
         items = [images] if single else list(images)
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        pixels = [load_image(im, color) for im in items]  # every input checked before any runs
+        pixels = [self._read(im, color) for im in items]  # every input checked before any runs
         out: list[Prediction] = []
         for start in range(0, len(pixels), batch_size):
-            batch = [torch.from_numpy(p if p.flags.writeable else p.copy()).permute(2, 0, 1).float().div_(255.0)
-                     .to(self.device) for p in pixels[start:start + batch_size]]
+            batch = [_as_input(p).to(self.device) for p in pixels[start:start + batch_size]]
             out += [self._to_prediction(o) for o in self.model(batch)]
         return out[0] if single else out
+
+    def _read(self, image: ImageInput, color: str) -> np.ndarray:
+        if self.pixels.is_rgb:
+            return load_image(image, color)
+        if not isinstance(image, (str, Path)):
+            raise InputError(f"this model reads {self.pixels.channels}-band rasters (model.in_channels); give a file"
+                             " path, which is read with the checkpoint's data.bands and data.scale")
+        if not Path(image).is_file():
+            raise InputError(f"{image}: no such image file")
+        return read_raster(image, self.pixels)
 
     def _to_prediction(self, output: dict[str, torch.Tensor]) -> Prediction:
         lm = self.label_map
@@ -142,6 +154,12 @@ class Predictor:
                           output["scores"][keep].cpu().numpy().astype(np.float32),
                           np.array([lm.coco_id(int(k)) for k in labels], dtype=np.int64),
                           [lm.names[int(k) - 1] for k in labels], masks)
+
+
+def _as_input(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, C) uint8 RGB (divided by 255) or float model input -> (C, H, W) float."""
+    x = torch.from_numpy(pixels if pixels.flags.writeable else pixels.copy()).permute(2, 0, 1).float()
+    return x.div_(255.0) if pixels.dtype == np.uint8 else x
 
 
 def draw(image: ImageInput, prediction: Prediction, color: str = "RGB", max_draw: int | None = None,

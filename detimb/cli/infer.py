@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from detimb.config import load_config, to_dict
+from detimb.config import config_from_yaml, load_config, to_dict
 from detimb.data.coco_validate import validate_coco
 from detimb.data.label_map import LabelMap
+from detimb.data.pixels import PixelSpec
 from detimb.engine.checkpoint import load_checkpoint, load_model_state
 from detimb.engine.merge import MATCHES, MERGES
 from detimb.errors import DetimbError
@@ -67,6 +69,19 @@ def scene_files(paths: list[str]) -> list[Path]:
     return out
 
 
+def checkpoint_pixels(state: dict, cfg: Any, checkpoint: str) -> PixelSpec:
+    """The bands and scaling the checkpoint was trained on (its stored config), which must
+    be the ones the given config states."""
+    wanted = PixelSpec.from_config(cfg)
+    if not isinstance(state.get("config"), str):
+        return wanted
+    trained = PixelSpec.from_config(config_from_yaml(state["config"], f"{checkpoint} (its stored config)"))
+    if trained != wanted:
+        raise DetimbError(f"{checkpoint} was trained on input {trained} but --config states {wanted}. Fix: give the"
+                          " config the model was trained with (its run folder's config.yaml)")
+    return trained
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -86,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         model.to(device)
         size = tuple(args.tile) if len(args.tile) == 2 else (args.tile[0], args.tile[0])
         settings = SliceSettings(size, args.overlap, args.batch_size, args.full_image, args.merge, args.match,  # type: ignore[arg-type]
-                                 args.match_thr, args.class_agnostic, args.score_thr)
+                                 args.match_thr, args.class_agnostic, args.score_thr,
+                                 pixels=checkpoint_pixels(state, cfg, args.checkpoint))
         scenes = scene_files(args.images)
         ids = {}
         if args.coco:

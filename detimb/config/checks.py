@@ -104,6 +104,18 @@ def check_values(cfg: DictConfig, layers: list[tuple[str, dict[str, Any]]]) -> N
         value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
         if not rule.ok(value):
             raise ConfigError(f"{_set_by(rule.key, layers)}: {rule.key} is {value!r}; it must be {rule.accepts}")
+    channels = cfg.model.in_channels
+    for key in ("image_mean", "image_std"):
+        values = list(cfg.model.transform[key])
+        if len(values) != channels:
+            raise ConfigError(f"{_set_by(f'model.transform.{key}', layers)}: model.transform.{key} has {len(values)}"
+                              f" values but model.in_channels is {channels}; give one per input channel")
+    if cfg.data.bands is not None and len(cfg.data.bands) != channels:
+        raise ConfigError(f"{_set_by('data.bands', layers)}: data.bands names {len(cfg.data.bands)} bands but"
+                          f" model.in_channels is {channels}; give as many bands as input channels")
+    if channels != 3 and cfg.model.type == "ssd":
+        raise ConfigError(f"{_set_by('model.in_channels', layers)}: SSD's backbones are torchvision's RGB ones;"
+                          " model.in_channels must be 3 with model.type ssd")
     best = cfg.train.best_metric
     if best is not None:
         names = metric_names(cfg)

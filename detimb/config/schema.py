@@ -174,6 +174,7 @@ class ModelConfig:
 
     type: str = "faster_rcnn"
     arch: Optional[str] = None
+    in_channels: int = 3  # input channels: 3 for RGB; as many as data.bands for multi-band scenes
     backbone: Dict[str, Any] = _slot(type="resnet50")
     neck: Dict[str, Any] = _slot(type="fpn", out_channels=256, extra_blocks="maxpool")
     transform: TransformConfig = field(default_factory=TransformConfig)
@@ -239,6 +240,10 @@ class DataConfig:
     val_batch_size: int = 2
     num_workers: int = 0
     check_images: bool = True  # read every image's header before training (cached; --skip-image-check)
+    # multi-band / high-bit-depth input (read with rasterio, see detimb.data.pixels): 1-based bands
+    # (null: all) and [lo, hi] scaling (null: integers by their type's maximum); model.in_channels
+    bands: Optional[List[int]] = None
+    scale: Optional[List[float]] = None
 
 
 @dataclass

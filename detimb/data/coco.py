@@ -15,6 +15,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from detimb.data.coco_validate import CocoRecords, is_lvis_style, validate_coco
+from detimb.data.pixels import RGB, PixelSpec, read_raster
 from detimb.data.label_map import LabelMap
 from detimb.data.transforms import apply_albumentations, build_albumentations
 from detimb.errors import DatasetError
@@ -61,6 +62,9 @@ class CocoDetection(Dataset):
         with_masks: decode polygons/RLE into masks (Mask R-CNN).
         label_map: the training set's map; pass it for a val split so labels agree.
         seed: base seed of the augmentation; ``set_epoch`` varies it per epoch.
+        pixels: the bands and scaling the model reads (``detimb.data.pixels``): the default
+            reads 8-bit RGB with OpenCV; multi-band or 16-bit GeoTIFFs are read with rasterio
+            and keep their bands, as float32 (C, H, W).
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class CocoDetection(Dataset):
         with_masks: bool = False,
         label_map: LabelMap | None = None,
         seed: int = 0,
+        pixels: PixelSpec = RGB,
     ) -> None:
         self.records: CocoRecords = validate_coco(ann_file, img_dir, out_of_bounds)
         self.img_dir = Path(img_dir)
@@ -83,6 +88,7 @@ class CocoDetection(Dataset):
             raise DatasetError(f"{ann_file}: category ids {extra} are not in the training set's categories."
                                " Fix: use the same categories in every split")
         self.with_masks = with_masks
+        self.pixels = pixels
         self.pipeline = build_albumentations(list(transforms or []))
         self.seed = seed
         self.epoch = 0
@@ -108,7 +114,15 @@ class CocoDetection(Dataset):
         return [a for a in self.records.annotations_by_image[image_id] if not a.get("iscrowd", 0)]
 
     def load_image(self, info: dict[str, Any]) -> np.ndarray:
+        """(H, W, 3) uint8 RGB, or (H, W, C) float32 model input for a non-RGB ``pixels``."""
         path = self.img_dir / info["file_name"]
+        if not self.pixels.is_rgb:
+            image = read_raster(path, self.pixels)
+            if image.shape[:2] != (info["height"], info["width"]):
+                raise DatasetError(f"{self.records.path}: image id {info['id']} file {path} is"
+                                   f" {image.shape[1]}x{image.shape[0]} but the record says"
+                                   f" {info['width']}x{info['height']}. Fix: correct width/height in the record")
+            return image
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise DatasetError(f"{self.records.path}: image id {info['id']} file {path} is missing or cannot be"
@@ -148,7 +162,9 @@ class CocoDetection(Dataset):
         if masks is not None:
             h, w = image.shape[:2]
             target["masks"] = torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, h, w), dtype=torch.uint8)
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+        if image.dtype == np.uint8:
+            tensor = tensor.div_(255.0)
         return tensor, target
 
 

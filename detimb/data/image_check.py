@@ -29,13 +29,29 @@ def cache_file() -> Path:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    """{size: [w, h]} or {error: ...} for one file: the header, then a full verification pass."""
+    """{size: [w, h]} or {error: ...} for one file: the header, then a full verification pass.
+    GeoTIFFs PIL cannot open (more than 4 bands, 16-bit colour) are read with rasterio."""
     try:
         with Image.open(path) as im:
             size = list(im.size)
             im.verify()
         return {"size": size}
     except Exception as err:  # noqa: BLE001 - any decoder failure means an unusable file
+        if path.suffix.lower() in (".tif", ".tiff"):
+            return _read_raster(path, err)
+        return {"error": f"{type(err).__name__}: {err}"}
+
+
+def _read_raster(path: Path, pil_error: Exception) -> dict[str, Any]:
+    try:
+        import rasterio
+    except ImportError:
+        return {"error": f"{type(pil_error).__name__}: {pil_error} (rasterio, the geo extra, reads such GeoTIFFs)"}
+    try:
+        with rasterio.open(path) as src:
+            src.read(1)  # every block of one band decodes
+            return {"size": [src.width, src.height]}
+    except Exception as err:  # noqa: BLE001
         return {"error": f"{type(err).__name__}: {err}"}
 
 

@@ -8,6 +8,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from detimb.data.pixels import RGB, PixelSpec
 from detimb.data.coco import CocoDetection, collate
 from detimb.data.dense_augment import MIXUPS, AsymmetricAugmentation
 from detimb.data.image_check import check_images
@@ -18,12 +19,13 @@ from detimb.data.transforms import build_albumentations
 from detimb.errors import ConfigError, DatasetError
 
 
-def build_datasets(cfg: DictConfig, with_masks: bool, seed: int) -> tuple[CocoDetection, CocoDetection]:
-    """Train and val splits; val uses the training set's label map."""
+def build_datasets(cfg: DictConfig, with_masks: bool, seed: int, pixels: PixelSpec = RGB
+                   ) -> tuple[CocoDetection, CocoDetection]:
+    """Train and val splits; val uses the training set's label map; both read ``pixels``."""
     train = CocoDetection(cfg.train.ann_file, cfg.train.img_dir, list(cfg.train.transforms), cfg.train.keep_empty,
-                          cfg.train.out_of_bounds, with_masks, seed=seed)
+                          cfg.train.out_of_bounds, with_masks, seed=seed, pixels=pixels)
     val = CocoDetection(cfg.val.ann_file, cfg.val.img_dir, list(cfg.val.transforms), True, cfg.val.out_of_bounds,
-                        with_masks, label_map=train.label_map, seed=seed)
+                        with_masks, label_map=train.label_map, seed=seed, pixels=pixels)
     if len(train) == 0:
         raise DatasetError(f"{cfg.train.ann_file}: no training images (keep_empty: {cfg.train.keep_empty}). Fix: add"
                            " annotated images or set data.train.keep_empty: true")

@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from torch import Tensor, nn
 
 from detimb.data.label_map import LabelMap
+from detimb.data.pixels import RGB, PixelSpec
 from detimb.data.tiling.grid import tile_grid
 from detimb.data.tiling.raster import RasterSource, apply_affine
+from detimb.errors import DatasetError
 from detimb.engine.merge import merge_predictions
 from detimb.optional import require_extra
 from detimb.utils import atomic_write_json
@@ -34,7 +36,8 @@ class SliceSettings:
     """Tile size (h, w), overlap (ratio or pixels), batch size, full-image pass (on the scene
     read decimated so that its longer side is at most ``full_image_side``), the merge:
     method nms | greedy_nmm, match iou | ios above ``threshold``, class-agnostic or not, and
-    how many batches of tiles a background thread reads ahead (``prefetch``)."""
+    how many batches of tiles a background thread reads ahead (``prefetch``), and the bands
+    and scaling the model was trained on (``pixels``, from the config)."""
 
     size: tuple[int, int] = (512, 512)
     overlap: float = 0.2
@@ -47,11 +50,16 @@ class SliceSettings:
     score_threshold: float = 0.0
     full_image_side: int = 2048
     prefetch: int = 2
+    pixels: PixelSpec = RGB
 
 
-def to_tensor(pixels: np.ndarray) -> Tensor:
-    """(bands, h, w) raster pixels -> (3, h, w) float in [0, 1] (integers scaled by their type's
-    maximum; one band repeated; bands beyond three dropped)."""
+def to_tensor(pixels: np.ndarray, spec: PixelSpec = RGB, source: str = "scene") -> Tensor:
+    """(bands, h, w) raster pixels -> the model's input. An RGB model: (3, h, w) float in
+    [0, 1] (integers scaled by their type's maximum; one band repeated; ``sliced_predict``
+    refuses more than three colour bands). Any other ``spec``: its bands and scaling, a band
+    count other than the model's being a named error (``PixelSpec.convert``)."""
+    if not spec.is_rgb:
+        return torch.from_numpy(np.ascontiguousarray(spec.convert(pixels, source)))
     x = torch.from_numpy(np.ascontiguousarray(pixels)).float()
     if np.issubdtype(pixels.dtype, np.integer):
         x = x / float(np.iinfo(pixels.dtype).max)
@@ -125,13 +133,21 @@ def sliced_predict(model: nn.Module, path: str | Path, settings: SliceSettings, 
             scores.append(out["scores"][keep].cpu())
             labels.append(out["labels"][keep].cpu())
 
-    with RasterSource(path) as src:
+    spec = settings.pixels
+    with RasterSource(path, None if spec.bands is None else list(spec.bands)) as src:
+        if spec.is_rgb:  # an RGB model reads 1 or 3 colour bands (an alpha band is left out)
+            colour = [b for b in src.bands if src.ds.colorinterp[b - 1] != ColorInterp.alpha]
+            if len(colour) > 3:
+                raise DatasetError(f"{path}: has {len(colour)} bands but the model reads 3 (RGB, model.in_channels"
+                                   " 3). Fix: train a model on these bands (data.bands, model.in_channels), or cut"
+                                   " the scene to its RGB bands")
+            src.bands = colour
         grid = tile_grid(src.height, src.width, *settings.size, overlap=settings.overlap, edge="shift")
 
         def batches() -> Iterator[list[tuple[Tensor, int, int]]]:
             batch: list[tuple[Tensor, int, int]] = []
             for _, tile, pixels in src.tiles(grid):
-                batch.append((to_tensor(pixels), tile.x0, tile.y0))
+                batch.append((to_tensor(pixels, spec, str(path)), tile.x0, tile.y0))
                 if len(batch) == settings.batch_size:
                     yield batch
                     batch = []
@@ -153,7 +169,7 @@ def sliced_predict(model: nn.Module, path: str | Path, settings: SliceSettings, 
             factor = max(1.0, max(src.width, src.height) / settings.full_image_side)
             shape = (len(src.bands), max(1, round(src.height / factor)), max(1, round(src.width / factor)))
             overview = src.ds.read(src.bands, out_shape=shape, resampling=Resampling.average)
-            run([(to_tensor(overview), 0, 0)], scale=(src.width / shape[2], src.height / shape[1]))
+            run([(to_tensor(overview, spec, str(path)), 0, 0)], scale=(src.width / shape[2], src.height / shape[1]))
         info = {"width": src.width, "height": src.height, "tiles": len(grid),
                 "transform": src.transform if src.georeferenced else None,
                 "crs": src.crs.to_string() if src.georeferenced else None}

@@ -26,6 +26,7 @@ from detimb.engine.inference import predict
 from detimb.engine.seg_eval import (
     format_segmentation_table, predict_confusions, segmentation_report, write_segmentation_reports,
 )
+from detimb.data.pixels import PixelSpec, display_rgb
 from detimb.losses.statistics import ClassStatistics
 from detimb.models.builder import build_model, is_segmentation, uses_masks
 from detimb.utils import atomic_write_json
@@ -45,7 +46,7 @@ class DetectionTask:
         self.with_masks = uses_masks(cfg.model)
 
     def build_datasets(self, seed: int, progress: bool = False) -> tuple[Any, Any]:
-        return build_datasets(self.cfg.data, self.with_masks, seed)
+        return build_datasets(self.cfg.data, self.with_masks, seed, PixelSpec.from_config(self.cfg))
 
     def class_statistics(self, train_set: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]]
                          ) -> ClassStatistics:
@@ -218,7 +219,7 @@ def write_detection_samples(dataset: Any, results: list[dict[str, Any]], label_m
     written = []
     for _, image_id in ranked[:count]:
         info = by_id[image_id]
-        pixels = dataset.load_image(info)
+        pixels = display_rgb(dataset.load_image(info))  # multi-band inputs drawn by their first three bands
 
         def xyxy(records: list[dict[str, Any]]) -> np.ndarray:
             return np.array([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in records)],

@@ -62,12 +62,18 @@ def pretrained_defaults(pretrained: bool, norm: str | None, trainable_layers: in
             trainable_layers if trainable_layers is not None else (3 if pretrained else all_layers))
 
 
+def input_channels(module: nn.Module) -> int:
+    """The input channels of a network: those of its first convolution."""
+    first = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+    return 3 if first is None else first.in_channels
+
+
 @torch.no_grad()
 def probe_outputs(module: nn.Module, size: int = 64) -> dict[str, Tensor]:
     """``module``'s output for one blank image, run in eval mode (BatchNorm statistics untouched)."""
     was_training = module.training
     module.eval()
-    out = module(torch.zeros(1, 3, size, size))
+    out = module(torch.zeros(1, input_channels(module), size, size))
     module.train(was_training)
     return out
 
@@ -75,6 +81,30 @@ def probe_outputs(module: nn.Module, size: int = 64) -> dict[str, Tensor]:
 def probe_channels(body: nn.Module) -> list[int]:
     """Channels of each level ``body`` returns."""
     return [v.shape[1] for v in probe_outputs(body).values()]
+
+
+def adapt_input_weight(weight: Tensor, channels: int) -> Tensor:
+    """A first convolution's (O, 3, k, k) RGB weight for ``channels`` inputs, as torchvision
+    users adapt pretrained weights: the RGB weights kept, each extra band initialised with
+    their mean; fewer than 3 inputs take the mean, scaled by 3 / channels (the response to a
+    grey image is kept)."""
+    mean = weight.mean(dim=1, keepdim=True)
+    if channels >= weight.shape[1]:
+        return torch.cat([weight, mean.expand(-1, channels - weight.shape[1], -1, -1)], dim=1)
+    return (mean * weight.shape[1] / channels).expand(-1, channels, -1, -1).clone()
+
+
+def with_input_channels(conv: nn.Conv2d, channels: int) -> nn.Conv2d:
+    """``conv`` taking ``channels`` inputs, its weights adapted by ``adapt_input_weight``."""
+    if conv.in_channels == channels:
+        return conv
+    new = nn.Conv2d(channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                    conv.groups, conv.bias is not None, conv.padding_mode)
+    with torch.no_grad():
+        new.weight.copy_(adapt_input_weight(conv.weight, channels))
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    return new
 
 
 class FeatureBackbone(nn.Module):
@@ -94,14 +124,14 @@ class SmallCNN(nn.Module):
     level (stride 4, 8, 16, 32), each a stride-2 conv and a conv (norm + ReLU)."""
 
     def __init__(self, channels: tuple[int, ...] = (32, 64, 128, 256), stem_channels: int = 32,
-                 norm: str = "bn") -> None:
+                 norm: str = "bn", in_channels: int = 3) -> None:
         super().__init__()
         norm_layer = _norm(norm)
 
         def conv(cin: int, cout: int, stride: int) -> list[nn.Module]:
             return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), norm_layer(cout), nn.ReLU(inplace=True)]
 
-        self.stem = nn.Sequential(*conv(3, stem_channels, 2))
+        self.stem = nn.Sequential(*conv(in_channels, stem_channels, 2))
         self.stages = nn.ModuleList()
         cin = stem_channels
         for cout in channels:
@@ -122,12 +152,13 @@ class SmallCNN(nn.Module):
 
 @BACKBONES.register("small_cnn")
 def small_cnn(channels: tuple[int, ...] = (32, 64, 128, 256), stem_channels: int = 32, norm: str = "bn",
-              weights: str | None = None, pretrained: bool = False) -> FeatureBackbone:
+              weights: str | None = None, pretrained: bool = False, in_channels: int = 3) -> FeatureBackbone:
     """detimb's CPU backbone: 9 convs, levels at strides 4/8/16/32 with ``channels``
     (default 32/64/128/256, about 1.2M parameters), BatchNorm by default (``pretrained``,
     set when the detector's weights are loaded, changes nothing here)."""
     body = SmallCNN(tuple(channels), stem_channels, norm)
     _load_local_weights(body, weights)
+    body.stem[0] = with_input_channels(body.stem[0], in_channels)
     return FeatureBackbone(body)
 
 
@@ -143,10 +174,11 @@ def _freeze_resnet(net: nn.Module, trainable_layers: int) -> None:
 
 
 def _resnet(arch: str, weights: str | None, norm: str | None, trainable_layers: int | None,
-            pretrained: bool) -> FeatureBackbone:
+            pretrained: bool, in_channels: int) -> FeatureBackbone:
     norm, trainable_layers = pretrained_defaults(pretrained or weights is not None, norm, trainable_layers)
     net = getattr(models, arch)(weights=None, norm_layer=_norm(norm))
     _load_local_weights(net, weights)
+    net.conv1 = with_input_channels(net.conv1, in_channels)
     _freeze_resnet(net, trainable_layers)
     nodes = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}
     return FeatureBackbone(create_feature_extractor(net, return_nodes=nodes))
@@ -154,35 +186,36 @@ def _resnet(arch: str, weights: str | None, norm: str | None, trainable_layers: 
 
 @BACKBONES.register("resnet18")
 def resnet18(weights: str | None = None, norm: str | None = None, trainable_layers: int | None = None,
-           pretrained: bool = False) -> FeatureBackbone:
+           pretrained: bool = False, in_channels: int = 3) -> FeatureBackbone:
     """ResNet-18 (He et al., CVPR 2016), levels C2-C5. Defaults as torchvision's detection
     builders: with weights (``weights``, or the detector's: ``pretrained``) FrozenBatchNorm2d
     and trainable_layers=3, without them BatchNorm2d and all 5 stages trained."""
-    return _resnet("resnet18", weights, norm, trainable_layers, pretrained)
+    return _resnet("resnet18", weights, norm, trainable_layers, pretrained, in_channels)
 
 
 @BACKBONES.register("resnet34")
 def resnet34(weights: str | None = None, norm: str | None = None, trainable_layers: int | None = None,
-           pretrained: bool = False) -> FeatureBackbone:
+           pretrained: bool = False, in_channels: int = 3) -> FeatureBackbone:
     """ResNet-34 (He et al., CVPR 2016), levels C2-C5; defaults as resnet18."""
-    return _resnet("resnet34", weights, norm, trainable_layers, pretrained)
+    return _resnet("resnet34", weights, norm, trainable_layers, pretrained, in_channels)
 
 
 @BACKBONES.register("resnet50")
 def resnet50(weights: str | None = None, norm: str | None = None, trainable_layers: int | None = None,
-           pretrained: bool = False) -> FeatureBackbone:
+           pretrained: bool = False, in_channels: int = 3) -> FeatureBackbone:
     """ResNet-50 (He et al., CVPR 2016), levels C2-C5; defaults as resnet18."""
-    return _resnet("resnet50", weights, norm, trainable_layers, pretrained)
+    return _resnet("resnet50", weights, norm, trainable_layers, pretrained, in_channels)
 
 
 @BACKBONES.register("mobilenet_v3_large")
-def mobilenet_v3_large(weights: str | None = None, norm: str | None = None, pretrained: bool = False
-                       ) -> FeatureBackbone:
+def mobilenet_v3_large(weights: str | None = None, norm: str | None = None, pretrained: bool = False,
+                       in_channels: int = 3) -> FeatureBackbone:
     """MobileNetV3-Large (Howard et al., ICCV 2019): the last block at strides 8, 16 and 32.
     BatchNorm2d, or FrozenBatchNorm2d with weights (torchvision's detection default)."""
     norm, _ = pretrained_defaults(pretrained or weights is not None, norm, None)
     net = models.mobilenet_v3_large(weights=None, norm_layer=_norm(norm))
     _load_local_weights(net, weights)
+    net.features[0][0] = with_input_channels(net.features[0][0], in_channels)
     features = net.features
     last_at_stride: dict[int, int] = {}
     with torch.no_grad():
@@ -198,7 +231,7 @@ def mobilenet_v3_large(weights: str | None = None, norm: str | None = None, pret
 
 @BACKBONES.register("mobilenet_v3_large_fpn")
 def mobilenet_v3_large_fpn(weights: str | None = None, norm: str | None = None, trainable_layers: int | None = None,
-                           pretrained: bool = False) -> FeatureBackbone:
+                           pretrained: bool = False, in_channels: int = 3) -> FeatureBackbone:
     """MobileNetV3-Large as torchvision's ``fasterrcnn_mobilenet_v3_large_fpn`` takes it
     (``_mobilenet_extractor``): the features' last two stages (strides 16 and 32) under
     torchvision's key names; with weights FrozenBatchNorm2d and 3 of 6 stages trained,
@@ -207,6 +240,7 @@ def mobilenet_v3_large_fpn(weights: str | None = None, norm: str | None = None, 
     norm, trainable_layers = pretrained_defaults(pretrained, norm, trainable_layers, all_layers=6)
     net = models.mobilenet_v3_large(weights=None, norm_layer=_norm(norm))
     _load_local_weights(net, weights)
+    net.features[0][0] = with_input_channels(net.features[0][0], in_channels)
     features = net.features
     stages = [0] + [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)] + [len(features) - 1]
     if not 0 <= trainable_layers <= len(stages):

@@ -72,7 +72,8 @@ RETINA_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # torchvision's RetinaNet
 def build_backbone_with_neck(cfg: DictConfig) -> tuple[BackboneWithNeck, list[str]]:
     """The backbone and neck, and the names of the neck's levels (pooled levels excluded).
     With detector weights to load, the backbone takes torchvision's pretrained defaults."""
-    body = BACKBONES.build(to_dict(cfg.backbone), "model.backbone", pretrained=bool(cfg.weights))
+    body = BACKBONES.build(to_dict(cfg.backbone), "model.backbone", pretrained=bool(cfg.weights),
+                           in_channels=cfg.in_channels)
     neck = NECKS.build(to_dict(cfg.neck), "model.neck", in_channels_list=body.out_channels_list)
     backbone = BackboneWithNeck(body.body, neck)
     return backbone, list(probe_outputs(backbone))

@@ -18,6 +18,7 @@ import yaml
 from torch import Tensor, nn
 
 from detimb.errors import CheckpointError
+from detimb.models.backbones import adapt_input_weight
 
 # Parameters whose shape follows the number of classes, by module prefix.
 # (A key under these prefixes is re-initialised only if its shape differs: SSDlite's depthwise
@@ -40,12 +41,16 @@ class LoadReport:
     reinitialised: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
     renamed: int = 0
 
     def summary(self) -> str:
         lines = [f"weights from {self.source}: {len(self.loaded)} tensors loaded"]
         if self.renamed:
             lines.append(f"  {self.renamed} keys of detimb's earlier layout renamed to torchvision's")
+        if self.adapted:
+            lines.append(f"  {len(self.adapted)} first-convolution weights adapted to the input channels (RGB kept,"
+                         " extra bands their mean): " + ", ".join(self.adapted))
         if self.reinitialised:
             lines.append(f"  {len(self.reinitialised)} re-initialised (their shape depends on the class count): "
                          + ", ".join(self.reinitialised))
@@ -111,6 +116,13 @@ def describe(keys: list[str]) -> str:
     return f"{kind}{' on ' + depth if depth and 'classifier' not in kind else ''}{v2}"
 
 
+def _first_conv_of_other_input(key: str, saved: Tensor, here: Tensor) -> bool:
+    """A backbone convolution that differs only in its input channels, from a 3-channel file:
+    the first convolution of a model that reads other than RGB (``model.in_channels``)."""
+    return (key.startswith("backbone.body.") and saved.dim() == 4 and here.dim() == 4 and saved.shape[1] == 3
+            and saved.shape[0] == here.shape[0] and saved.shape[2:] == here.shape[2:])
+
+
 def load_weights_file(model: nn.Module, path: str | Path, strict_classes: bool = False) -> LoadReport:
     """``load_weights`` from a file, read with ``weights_only=True`` (its failures named);
     for a detimb checkpoint that does not fit, the error adds how its config differs."""
@@ -148,6 +160,9 @@ def load_weights(model: nn.Module, obj: Any, source: str | Path, strict_classes:
             fitting[key] = value
         elif key.startswith(CLASS_DEPENDENT):
             report.reinitialised.append(key)
+        elif _first_conv_of_other_input(key, value, own[key]):
+            fitting[key] = adapt_input_weight(value, own[key].shape[1])
+            report.adapted.append(key)
         else:
             mismatched.append(f"{key} {tuple(value.shape)} in the file, {tuple(own[key].shape)} here")
     if mismatched or len(fitting) < 0.5 * len(own):

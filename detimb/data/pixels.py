@@ -1,0 +1,97 @@
+"""What a model reads: the bands of an image and how their values become the model's input.
+
+``PixelSpec`` comes from the config (``data.bands``, ``data.scale``, ``model.in_channels``)
+and travels with the checkpoint in its config, so training, ``tools/infer.py`` and the
+Python API read a scene the same way. The default (3 channels, no bands or scale named) is
+the RGB path every detector had: 8-bit colour images read by OpenCV, divided by 255.
+Anything else reads the file with rasterio and keeps its bands and dtype: the named bands
+(1-based) or all of them, scaled by ``(x - lo) / (hi - lo)`` when ``scale`` is given, else
+integers by their type's maximum (uint16 by 65535) and floats as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detimb.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class PixelSpec:
+    """bands: 1-based band indices, or None for every band. scale: (lo, hi) or None.
+    channels: the model's input channels (``model.in_channels``)."""
+
+    bands: tuple[int, ...] | None = None
+    scale: tuple[float, float] | None = None
+    channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.channels < 1:
+            raise ValueError(f"model.in_channels must be >= 1, got {self.channels}")
+        if self.bands is not None and (not self.bands or min(self.bands) < 1):
+            raise ValueError(f"data.bands are 1-based band indices, got {list(self.bands)}")
+        if self.bands is not None and len(self.bands) != self.channels:
+            raise ValueError(f"data.bands names {len(self.bands)} bands but model.in_channels is {self.channels};"
+                             " give as many bands as input channels")
+        if self.scale is not None and not self.scale[1] > self.scale[0]:
+            raise ValueError(f"data.scale must be [lo, hi] with hi > lo, got {list(self.scale)}")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> PixelSpec:
+        """From a full config (``cfg.data.bands``, ``cfg.data.scale``, ``cfg.model.in_channels``)."""
+        bands = cfg.data.bands
+        scale = cfg.data.scale
+        return cls(None if bands is None else tuple(int(b) for b in bands),
+                   None if scale is None else (float(scale[0]), float(scale[1])), int(cfg.model.in_channels))
+
+    @property
+    def is_rgb(self) -> bool:
+        """The 8-bit colour path (OpenCV, divided by 255)."""
+        return self.bands is None and self.scale is None and self.channels == 3
+
+    def convert(self, pixels: np.ndarray, source: str) -> np.ndarray:
+        """(bands, H, W) raster values -> (channels, H, W) float32 model input; a band count
+        other than ``channels`` is a named error."""
+        if pixels.shape[0] != self.channels:
+            raise DatasetError(f"{source}: has {pixels.shape[0]} bands but the model takes {self.channels}"
+                               " (model.in_channels). Fix: choose the bands with data.bands, or train a model with"
+                               f" in_channels: {pixels.shape[0]}")
+        x = pixels.astype(np.float32)
+        if self.scale is not None:
+            lo, hi = self.scale
+            return (x - lo) / (hi - lo)
+        if np.issubdtype(pixels.dtype, np.integer):
+            return x / float(np.iinfo(pixels.dtype).max)
+        return x
+
+
+def read_raster(path: str | Path, spec: PixelSpec) -> np.ndarray:
+    """(H, W, channels) float32 model input of a whole image file read by rasterio."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as src:
+            pixels = src.read(list(spec.bands) if spec.bands is not None else None)
+    except rasterio.errors.RasterioIOError as err:
+        raise DatasetError(f"{path}: cannot be read as a raster ({err}). Fix: restore the file or remove its"
+                           " record") from err
+    except IndexError as err:
+        raise DatasetError(f"{path}: has no band among {list(spec.bands or [])} (data.bands)") from err
+    return np.ascontiguousarray(spec.convert(pixels, str(path)).transpose(1, 2, 0))
+
+
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 for pictures: an RGB image as it is, a float model input's first three
+    channels (one channel repeated) clipped to [0, 1]."""
+    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        return image
+    x = image if image.ndim == 3 else image[..., None]
+    x = np.repeat(x[..., :1], 3, axis=2) if x.shape[2] < 3 else x[..., :3]
+    return (np.clip(x, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+RGB = PixelSpec()  # the 8-bit colour default
