@@ -2,12 +2,18 @@
 
     python benchmarks/tiling.py [--geotiff-sizes 10000 20000 40000] [--png-size 20000] [--boxes 20000]
         [--levels 1 6] [--sahi-python /path/to/venv/bin/python] [--deepforest DIR] [--work /tmp/tiling_bench]
+        [--scenes generated texture]
 
 Every run is a fresh child process; its peak resident memory is that child's
-``ru_maxrss``. Scenes are generated (deterministic, structured pixels so PNG compresses
-as imagery does); GeoTIFFs are written block by block. SAHI is never a dependency: pass
-the python of a separate environment where ``pip install sahi`` was run. Results go to
-``benchmarks/results/tiling_cpu.json``.
+``ru_maxrss``. Scenes are generated: GeoTIFFs block by block from deterministic structured
+pixels; two PNG scenes of ``--png-size``: ``generated`` (the same structured pixels, which
+compress easily) and ``texture`` (real aerial texture: deepforest's 2299 x 2472 crop,
+mirror-tiled, which compresses as imagery does; needs ``--deepforest``, the folder of the
+deepforest wheel's ``deepforest/data``, fetched with ``pip download --no-deps
+deepforest==2.1.0``). Each PNG scene is tiled by detimb, by a bare OpenCV loop (read the
+whole scene, crop, write in 2 threads) and by SAHI's ``slice_coco``. SAHI is never a
+dependency: pass the python of a separate environment where ``pip install sahi`` was run.
+Results go to ``benchmarks/results/tiling_cpu.json``.
 """
 
 from __future__ import annotations
@@ -35,14 +41,17 @@ MEASURE = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
 
 BARE_LOOP = """
 import sys, cv2
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 sys.path.insert(0, sys.argv[4])
 from detimb.data.tiling.grid import tile_grid
 image = cv2.imread(sys.argv[1], cv2.IMREAD_UNCHANGED)
 out = Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)
 level = int(sys.argv[3])
-for t in tile_grid(image.shape[0], image.shape[1], 512, 512, 0.2, "shift"):
+def write(t):
     cv2.imwrite(str(out / f"{t.x0}_{t.y0}.png"), image[t.y0:t.y1, t.x0:t.x1], [cv2.IMWRITE_PNG_COMPRESSION, level])
+with ThreadPoolExecutor(2) as pool:
+    list(pool.map(write, tile_grid(image.shape[0], image.shape[1], 512, 512, 0.2, "shift")))
 """
 
 SAHI = """
@@ -86,12 +95,29 @@ def make_geotiff(path: Path, size: int) -> None:
             dst.write(scene_rows(y0, rows, size), window=Window(0, y0, size, rows))
 
 
-def make_png_scene(folder: Path, size: int, boxes: int) -> tuple[Path, Path]:
+def mirror_tiled(texture: np.ndarray, size: int) -> np.ndarray:
+    """(size, size, 3) pixels: ``texture`` repeated, every other copy flipped so that edges meet."""
+    h, w = texture.shape[:2]
+    flips = {(fy, fx): texture[::-1 if fy else 1, ::-1 if fx else 1] for fy in (0, 1) for fx in (0, 1)}
+    out = np.empty((size, size, 3), dtype=np.uint8)
+    for i, y0 in enumerate(range(0, size, h)):
+        for j, x0 in enumerate(range(0, size, w)):
+            block = flips[(i % 2, j % 2)]
+            out[y0:y0 + h, x0:x0 + w] = block[:size - y0, :size - x0]
+    return out
+
+
+def make_png_scene(folder: Path, size: int, boxes: int, texture: Path | None = None) -> tuple[Path, Path]:
+    """A PNG scene (generated pixels, or ``texture`` mirror-tiled) with ``boxes`` random boxes."""
     image_path, ann_path = folder / "scene.png", folder / "scene.json"
     if not image_path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        pixels = np.moveaxis(scene_rows(0, size, size), 0, -1)
-        cv2.imwrite(str(image_path), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if texture is None:
+            bgr = cv2.cvtColor(np.moveaxis(scene_rows(0, size, size), 0, -1), cv2.COLOR_RGB2BGR)
+        else:
+            bgr = mirror_tiled(cv2.imread(str(texture), cv2.IMREAD_COLOR), size)
+        cv2.imwrite(str(image_path), bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        del bgr
     rng = np.random.default_rng(0)
     wh = rng.uniform(10, 60, (boxes, 2))
     xy = rng.uniform(0, size - 60, (boxes, 2))
@@ -107,6 +133,39 @@ def count_tiles(folder: Path, suffix: str) -> int:
     return sum(1 for _ in folder.rglob(f"*{suffix}"))
 
 
+def png_runs(image: Path, ann: Path, levels: list[int], sahi_python: str | None, work: Path,
+             tile: list[str]) -> dict[str, dict]:
+    """detimb, the bare OpenCV loop and SAHI (when given) tiling one PNG scene."""
+    runs: dict[str, dict] = {}
+    for level in levels:
+        out = work / f"tiles_png_{level}"
+        shutil.rmtree(out, ignore_errors=True)
+        r = measure([*tile, "--coco", str(ann), "--images", str(image.parent), "--out", str(out),
+                     "--png-compression", str(level)])
+        data = json.loads((out / "annotations.json").read_text())
+        r.update(tiles=len(data["images"]), annotations=len(data["annotations"]))
+        runs[f"detimb_level{level}"] = r
+        print(f"{image.parent.name} detimb PNG level {level}: {r}", flush=True)
+        shutil.rmtree(out)
+        bare = work / f"bare_{level}"
+        shutil.rmtree(bare, ignore_errors=True)
+        r = measure([sys.executable, "-c", BARE_LOOP, str(image), str(bare), str(level), str(REPO)])
+        r.update(tiles=count_tiles(bare, ".png"), write_threads=2)
+        runs[f"opencv_loop_level{level}"] = r
+        print(f"{image.parent.name} bare OpenCV loop level {level}: {r}", flush=True)
+        shutil.rmtree(bare)
+    if sahi_python:
+        out = work / "sahi"
+        shutil.rmtree(out, ignore_errors=True)
+        r = measure([sahi_python, "-c", SAHI, str(ann), str(image.parent), str(out)])
+        data = json.loads(next(out.glob("sahi*.json")).read_text())
+        r.update(tiles=len(data["images"]), annotations=len(data["annotations"]), png_level="PIL default (6)")
+        runs["sahi_slice_coco"] = r
+        print(f"{image.parent.name} SAHI slice_coco: {r}", flush=True)
+        shutil.rmtree(out)
+    return runs
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--geotiff-sizes", type=int, nargs="*", default=[10000, 20000, 40000])
@@ -115,6 +174,8 @@ def main() -> None:
     p.add_argument("--levels", type=int, nargs="+", default=[1, 6], help="PNG compression levels to compare")
     p.add_argument("--sahi-python", help="python of an environment with sahi installed")
     p.add_argument("--deepforest", help="folder holding 2019_YELL_2_528000_4978000_image_crop2.png")
+    p.add_argument("--scenes", nargs="*", choices=("generated", "texture"), default=["generated", "texture"],
+                   help="PNG scenes to tile (texture needs --deepforest)")
     p.add_argument("--work", default="/tmp/tiling_bench")
     p.add_argument("--out", default=str(REPO / "benchmarks/results/tiling_cpu.json"))
     args = p.parse_args()
@@ -150,35 +211,16 @@ def main() -> None:
         results["deepforest_scene"] = r
         print(f"deepforest 2299x2472: {r}", flush=True)
 
-    if args.png_size:
-        image, ann = make_png_scene(work / "png", args.png_size, args.boxes)
-        results["png"] = {"size": args.png_size, "boxes": args.boxes, "runs": {}}
-        for level in args.levels:
-            out = work / f"tiles_png_{level}"
-            shutil.rmtree(out, ignore_errors=True)
-            r = measure([*tile, "--coco", str(ann), "--images", str(image.parent), "--out", str(out),
-                         "--png-compression", str(level)])
-            data = json.loads((out / "annotations.json").read_text())
-            r.update(tiles=len(data["images"]), annotations=len(data["annotations"]))
-            results["png"]["runs"][f"detimb_level{level}"] = r
-            print(f"detimb PNG level {level}: {r}", flush=True)
-            shutil.rmtree(out)
-            bare = work / f"bare_{level}"
-            shutil.rmtree(bare, ignore_errors=True)
-            r = measure([sys.executable, "-c", BARE_LOOP, str(image), str(bare), str(level), str(REPO)])
-            r["tiles"] = count_tiles(bare, ".png")
-            results["png"]["runs"][f"opencv_loop_level{level}"] = r
-            print(f"bare OpenCV loop level {level}: {r}", flush=True)
-            shutil.rmtree(bare)
-        if args.sahi_python:
-            out = work / "sahi"
-            shutil.rmtree(out, ignore_errors=True)
-            r = measure([args.sahi_python, "-c", SAHI, str(ann), str(image.parent), str(out)])
-            data = json.loads(next(out.glob("sahi*.json")).read_text())
-            r.update(tiles=len(data["images"]), annotations=len(data["annotations"]), png_level="PIL default (6)")
-            results["png"]["runs"]["sahi_slice_coco"] = r
-            print(f"SAHI slice_coco: {r}", flush=True)
-            shutil.rmtree(out)
+    texture = Path(args.deepforest) / "2019_YELL_2_528000_4978000_image_crop2.png" if args.deepforest else None
+    for kind in args.scenes if args.png_size else []:
+        if kind == "texture" and texture is None:
+            raise SystemExit("--scenes texture needs --deepforest DIR (pip download --no-deps deepforest==2.1.0)")
+        image, ann = make_png_scene(work / f"png_{kind}", args.png_size, args.boxes,
+                                    texture if kind == "texture" else None)
+        key = "png" if kind == "generated" else "png_texture"
+        results[key] = {"size": args.png_size, "boxes": args.boxes, "pixels": kind,
+                        "scene_png_mib": round(image.stat().st_size / 2**20, 1),
+                        "runs": png_runs(image, ann, args.levels, args.sahi_python, work, tile)}
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"written to {args.out}")
 

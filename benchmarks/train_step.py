@@ -5,7 +5,8 @@ alternating rounds in one process so machine drift hits both alike. Reports the 
 step time of each and their ratio (target <= 1.02: the spine adds no overhead).
 
     python benchmarks/train_step.py [--config configs/demo/faster_rcnn_shapes.yaml]
-        [--rounds 15] [--steps 10] [--device cpu|cuda] [--amp] [--out benchmarks/results/train_step_<device>.json]
+        [--rounds 15] [--steps 10] [--warmup 3] [--batch-size N] [--device cpu|cuda] [--amp]
+        [--out benchmarks/results/train_step_<device>.json]
     python benchmarks/train_step.py --arch fasterrcnn_resnet50_fpn --size 512 --rounds 6 --steps 2
 
 ``--arch``: torchvision's own builder (``weights=None``, images resized to ``--size``) against
@@ -82,6 +83,8 @@ def main() -> None:
     p.add_argument("--config", default=str(REPO / "configs/demo/faster_rcnn_shapes.yaml"))
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps per model before the rounds")
+    p.add_argument("--batch-size", type=int, help="images per step (default: the config's data.batch_size)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--arch", choices=sorted(ARCH_BUILDERS), help="a torchvision architecture instead of --config")
     p.add_argument("--size", type=int, default=512, help="image size of --arch runs")
@@ -91,7 +94,8 @@ def main() -> None:
     device = torch.device(args.device)
     cfg = load_config(args.config, shapes_overrides())
     ds = CocoDetection(cfg.data.train.ann_file, cfg.data.train.img_dir)
-    images, targets = collate([ds[i] for i in range(cfg.data.batch_size)])
+    batch_size = args.batch_size or cfg.data.batch_size
+    images, targets = collate([ds[i] for i in range(batch_size)])
     images = [im.to(device) for im in images]
     targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
 
@@ -107,7 +111,7 @@ def main() -> None:
     amp = torch.autocast(device.type, enabled=args.amp and device.type == "cuda")
     with amp:
         for name in models:  # warm-up
-            time_steps(models[name], optims[name], images, targets, 3, device)
+            time_steps(models[name], optims[name], images, targets, args.warmup, device)
         times: dict[str, list[float]] = {name: [] for name in models}
         for r in range(args.rounds):
             for name in list(models) if r % 2 == 0 else list(models)[::-1]:
@@ -116,8 +120,8 @@ def main() -> None:
     result = {
         "benchmark": "train_step", "config": args.arch or str(Path(args.config).resolve().relative_to(REPO)),
         "image_size": args.size if args.arch else None, "amp": bool(args.amp and device.type == "cuda"),
-        "device": device_name(device), "threads": torch.get_num_threads(), "batch_size": cfg.data.batch_size,
-        "rounds": args.rounds, "steps_per_round": args.steps, "median_step_s": med,
+        "device": device_name(device), "threads": torch.get_num_threads(), "batch_size": batch_size,
+        "warmup_steps": args.warmup, "rounds": args.rounds, "steps_per_round": args.steps, "median_step_s": med,
         "ratio_detimb_over_torchvision": med["detimb"] / med["torchvision"], "torch": torch.__version__,
     }
     print(json.dumps(result, indent=2))

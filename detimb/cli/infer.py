@@ -33,7 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--images", nargs="+", required=True, help="scene files or folders of scenes")
     p.add_argument("--out", required=True,
-                   help="output folder: results_bbox.json (+ <scene>.geojson, <scene>.gpkg for georeferenced scenes)")
+                   help="output folder: results_bbox.json (+ results_segm.json for a model with masks; <scene>.geojson,"
+                        " <scene>.gpkg for georeferenced scenes)")
     p.add_argument("--coco", help="COCO file naming the scenes: its image ids go into the results (for eval)")
     p.add_argument("--tile", type=int, nargs="+", default=[512], metavar="PX", help="tile size: S or H W")
     p.add_argument("--overlap", type=float, default=0.2, help="ratio (< 1) or pixels")
@@ -44,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--match-thr", type=float, default=0.5)
     p.add_argument("--class-agnostic", action="store_true")
     p.add_argument("--score-thr", type=float, default=0.0)
+    p.add_argument("--mask-thr", type=float, default=0.5,
+                   help="a model with masks: mask probability above which a pixel is in the mask")
     p.add_argument("--geojson-crs", choices=("scene", "wgs84"), default="scene",
                    help="GeoJSON coordinates in the scene's CRS, or longitude/latitude (RFC 7946)")
     p.add_argument("--gpkg", action="store_true", help="also write <scene>.gpkg (one 'detections' layer; pyogrio)")
@@ -52,7 +55,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--draw-max-side", type=int, default=4096,
                    help="with --draw: the picture's longer side in pixels (large scenes are read decimated)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 0.0 <= args.mask_thr < 1.0:
+        p.error(f"--mask-thr must be in [0, 1), got {args.mask_thr}")
+    if not 0.0 <= args.match_thr <= 1.0:
+        p.error(f"--match-thr must be in [0, 1], got {args.match_thr}")
+    return args
 
 
 def scene_files(paths: list[str]) -> list[Path]:
@@ -87,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         require_extra("geo", "detimb-infer (sliced inference)", ("rasterio", "shapely"))
         from detimb.engine.sliced import (
-            SliceSettings, coco_records, scene_picture, sliced_predict, write_geojson, write_geopackage,
+            SliceSettings, coco_records, empty_masks, scene_picture, sliced_predict, write_geojson, write_geopackage,
         )
 
         cfg = load_config(args.config, args.cfg_options)
@@ -102,19 +110,21 @@ def main(argv: list[str] | None = None) -> int:
         size = tuple(args.tile) if len(args.tile) == 2 else (args.tile[0], args.tile[0])
         settings = SliceSettings(size, args.overlap, args.batch_size, args.full_image, args.merge, args.match,  # type: ignore[arg-type]
                                  args.match_thr, args.class_agnostic, args.score_thr,
-                                 pixels=checkpoint_pixels(state, cfg, args.checkpoint))
+                                 pixels=checkpoint_pixels(state, cfg, args.checkpoint), mask_threshold=args.mask_thr)
         scenes = scene_files(args.images)
         ids = {}
         if args.coco:
             ids = {Path(im["file_name"]).name: im["id"] for im in validate_coco(args.coco, None).images}
         out = Path(args.out)
-        results, images = [], []
+        results: dict[str, list] = {"bbox": [], "segm": []}
+        images = []
         for n, path in enumerate(scenes, start=1):
             image_id = ids.get(path.name, n if not ids else None)
             if image_id is None:
                 raise DetimbError(f"--coco {args.coco}: no image named {path.name}")
             pred = sliced_predict(model, path, settings, device)
-            results += coco_records(pred, image_id, label_map)
+            for kind, records in coco_records(pred, image_id, label_map).items():
+                results[kind] += records
             images.append({"id": image_id, "file_name": path.name, "width": pred["width"], "height": pred["height"]})
             if pred["crs"]:
                 write_geojson(out / f"{path.stem}.geojson", pred, label_map, wgs84=args.geojson_crs == "wgs84")
@@ -129,8 +139,12 @@ def main(argv: list[str] | None = None) -> int:
                 save_picture(inside(args.draw, f"{path.stem}.png", "--draw"), draw_detections(
                     picture, pred["boxes"].numpy() * scale, np.array([label_map.coco_id(int(k)) for k in labels]),
                     [label_map.names[int(k) - 1] for k in labels], pred["scores"].numpy(), max_draw=args.max_draw))
-            print(f"{path.name}: {pred['tiles']} tiles, {len(pred['boxes'])} detections after {args.merge}")
-        atomic_write_json(out / "results_bbox.json", results)
+            masked = "" if pred["masks"] is None else \
+                f" ({empty_masks(pred)} whose mask is empty at {settings.mask_threshold}: outlined by the box)"
+            print(f"{path.name}: {pred['tiles']} tiles, {len(pred['boxes'])} detections after {args.merge}{masked}")
+        atomic_write_json(out / "results_bbox.json", results["bbox"])
+        if results["segm"]:
+            atomic_write_json(out / "results_segm.json", results["segm"])
         atomic_write_json(out / "images.json", images)
         print(f"written to {out}")
     except DetimbError as err:

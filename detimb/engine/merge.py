@@ -20,6 +20,8 @@ computed with the same float32 operations.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -104,20 +106,42 @@ def candidate_pairs(boxes: np.ndarray) -> np.ndarray:
     return np.stack([pairs // n, pairs % n], axis=1)
 
 
+@dataclass(frozen=True)
+class Merged:
+    """What a merge kept: ``boxes`` (M, 4) xyxy (a greedy-NMM box is the union of its
+    members), ``scores`` (M,), ``labels`` (M,), highest score first, and ``members``: for
+    each kept box, the indices into the input of the boxes it holds (the kept box first,
+    then the boxes merged into it in merge order; NMS: the kept box alone). The masks of a
+    merged box are the union of its members' (SAHI ORs them)."""
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    members: list[np.ndarray]
+
+
 def merge_predictions(boxes: Tensor, scores: Tensor, labels: Tensor, method: str = "greedy_nmm",
                       match: str = "ios", threshold: float = 0.5, class_agnostic: bool = False
                       ) -> tuple[Tensor, Tensor, Tensor]:
     """boxes (N, 4) xyxy, scores (N,), labels (N,) -> the merged (boxes, scores, labels),
-    highest score first. A pair matches when its IoU/IoS exceeds ``threshold``. Pairs are
-    found on a grid (see the module docstring); the result equals the exhaustive merge."""
+    highest score first (``merge_groups`` without the members)."""
+    merged = merge_groups(boxes, scores, labels, method, match, threshold, class_agnostic)
+    return merged.boxes, merged.scores, merged.labels
+
+
+def merge_groups(boxes: Tensor, scores: Tensor, labels: Tensor, method: str = "greedy_nmm", match: str = "ios",
+                 threshold: float = 0.5, class_agnostic: bool = False) -> Merged:
+    """The merge of boxes (N, 4) xyxy, scores (N,), labels (N,) with the members of each kept
+    box. A pair matches when its IoU/IoS exceeds ``threshold``. Pairs are found on a grid
+    (see the module docstring); the result equals the exhaustive merge."""
     _check(method, match, threshold)
     if boxes.numel() == 0:
-        return boxes.reshape(0, 4), scores, labels
+        return Merged(boxes.reshape(0, 4), scores, labels, [])
     if not bool(torch.isfinite(boxes).all()):
         raise ValueError("merge_predictions: boxes hold NaN or infinite coordinates")
     if method == "nms" and match == "iou":
         keep = batched_nms(boxes, scores, torch.zeros_like(labels) if class_agnostic else labels, threshold)
-        return boxes[keep], scores[keep], labels[keep]
+        return Merged(boxes[keep], scores[keep], labels[keep], [np.array([k]) for k in keep.tolist()])
     order = torch.argsort(scores, descending=True, stable=True)
     boxes, scores, labels = boxes[order], scores[order], labels[order]
     pairs = torch.from_numpy(candidate_pairs(boxes.double().numpy()))
@@ -130,7 +154,8 @@ def merge_predictions(boxes: Tensor, scores: Tensor, labels: Tensor, method: str
     i, j = i[order_j], j[order_j]
     indptr = np.searchsorted(i, np.arange(len(boxes) + 1))
     taken = np.zeros(len(boxes), dtype=bool)
-    kept, merged = [], []
+    kept, merged, members = [], [], []
+    source = order.numpy()
     for k in range(len(boxes)):
         if taken[k]:
             continue
@@ -138,17 +163,17 @@ def merge_predictions(boxes: Tensor, scores: Tensor, labels: Tensor, method: str
         group = group[~taken[group]]
         taken[k] = True
         taken[group] = True
-        box = boxes[k]
+        box, held = boxes[k], [k]
         if method == "greedy_nmm" and len(group):
             for g in group.tolist():  # in descending score, re-checked against the growing box (SAHI's)
                 if pair_metric(box, boxes[g], match) > threshold:
                     box = torch.cat([torch.minimum(box[:2], boxes[g, :2]), torch.maximum(box[2:], boxes[g, 2:])])
-            merged.append(box)
-        else:
-            merged.append(box)
+                    held.append(g)
+        merged.append(box)
         kept.append(k)
+        members.append(source[held])
     idx = torch.tensor(kept, dtype=torch.long)
-    return torch.stack(merged), scores[idx], labels[idx]
+    return Merged(torch.stack(merged), scores[idx], labels[idx], members)
 
 
 def merge_predictions_exhaustive(boxes: Tensor, scores: Tensor, labels: Tensor, method: str = "greedy_nmm",

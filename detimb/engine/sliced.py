@@ -2,8 +2,10 @@
 
 The scene is read in row bands (``detimb.data.tiling.raster``), tiles go through the
 model in batches, their boxes are shifted by the tile origin, an optional full-image
-pass is added, and overlapping boxes are merged (``detimb.engine.merge``). Results come
-back in the scene's pixels and, for georeferenced rasters, as GeoJSON in its CRS.
+pass is added, and overlapping boxes are merged (``detimb.engine.merge``). Instance masks
+(Mask R-CNN) are kept as crops and merged with their boxes (``detimb.engine.scene_masks``).
+Results come back in the scene's pixels (COCO boxes and RLE masks) and, for georeferenced
+rasters, as GeoJSON or GeoPackage in its CRS: boxes as rectangles, masks as polygons.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pycocotools import mask as mask_utils
 from rasterio.enums import ColorInterp, Resampling
 from torch import Tensor, nn
 
@@ -26,7 +29,8 @@ from detimb.data.pixels import RGB, PixelSpec
 from detimb.data.tiling.grid import tile_grid
 from detimb.data.tiling.raster import RasterSource, apply_affine
 from detimb.errors import DatasetError
-from detimb.engine.merge import merge_predictions
+from detimb.engine.merge import merge_groups
+from detimb.engine.scene_masks import CropMask, masks_from_output, polygons, scene_rle, union
 from detimb.optional import require_extra
 from detimb.utils import atomic_write_json
 
@@ -36,8 +40,9 @@ class SliceSettings:
     """Tile size (h, w), overlap (ratio or pixels), batch size, full-image pass (on the scene
     read decimated so that its longer side is at most ``full_image_side``), the merge:
     method nms | greedy_nmm, match iou | ios above ``threshold``, class-agnostic or not, and
-    how many batches of tiles a background thread reads ahead (``prefetch``), and the bands
-    and scaling the model was trained on (``pixels``, from the config)."""
+    how many batches of tiles a background thread reads ahead (``prefetch``), the bands
+    and scaling the model was trained on (``pixels``, from the config), and the probability
+    above which a predicted mask's pixel is in the mask (``mask_threshold``)."""
 
     size: tuple[int, int] = (512, 512)
     overlap: float = 0.2
@@ -51,6 +56,7 @@ class SliceSettings:
     full_image_side: int = 2048
     prefetch: int = 2
     pixels: PixelSpec = RGB
+    mask_threshold: float = 0.5
 
 
 def to_tensor(pixels: np.ndarray, spec: PixelSpec = RGB, source: str = "scene") -> Tensor:
@@ -115,16 +121,21 @@ def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
 def sliced_predict(model: nn.Module, path: str | Path, settings: SliceSettings, device: torch.device
                    ) -> dict[str, Any]:
     """Merged predictions for one scene: ``boxes`` (N, 4) xyxy scene pixels, ``scores``,
-    ``labels``, and the scene's ``width``, ``height``, ``transform``, ``crs``, ``tiles``, and
-    ``wait_s`` / ``wall_s``: the time spent waiting for pixels and in all. Tiles are read
+    ``labels``, ``masks`` (a model that predicts masks: N ``CropMask`` in scene pixels, the
+    union of each merged box's members, None where a mask is empty; else None), the scene's
+    ``width``, ``height``, ``transform``, ``crs``, ``tiles``, and ``wait_s`` / ``wall_s``: the
+    time spent waiting for pixels and in all. Tiles are read
     in row bands (memory flat in scene size) by a background thread; the full-image pass
     reads a decimated overview, never the whole scene."""
     model.eval()
     boxes, scores, labels = [], [], []
+    masks: list[CropMask | None] = []
+    with_masks = False
     start = time.perf_counter()
     waited = 0.0
 
     def run(batch: list[tuple[Tensor, int, int]], scale: tuple[float, float] = (1.0, 1.0)) -> None:
+        nonlocal with_masks
         outputs = model([im.to(device) for im, _, _ in batch])
         factor = torch.tensor([scale[0], scale[1], scale[0], scale[1]])
         for out, (_, x0, y0) in zip(outputs, batch):
@@ -132,6 +143,9 @@ def sliced_predict(model: nn.Module, path: str | Path, settings: SliceSettings, 
             boxes.append(out["boxes"][keep].cpu() * factor + torch.tensor([x0, y0, x0, y0], dtype=torch.float32))
             scores.append(out["scores"][keep].cpu())
             labels.append(out["labels"][keep].cpu())
+            if "masks" in out:
+                with_masks = True
+                masks.extend(masks_from_output(out["masks"][keep], settings.mask_threshold, x0, y0, scale))
 
     spec = settings.pixels
     with RasterSource(path, None if spec.bands is None else list(spec.bands)) as src:
@@ -173,44 +187,83 @@ def sliced_predict(model: nn.Module, path: str | Path, settings: SliceSettings, 
         info = {"width": src.width, "height": src.height, "tiles": len(grid),
                 "transform": src.transform if src.georeferenced else None,
                 "crs": src.crs.to_string() if src.georeferenced else None}
-    merged = merge_predictions(torch.cat(boxes) if boxes else torch.zeros(0, 4), torch.cat(scores) if scores else
-                               torch.zeros(0), torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64),
-                               settings.method, settings.match, settings.threshold, settings.class_agnostic)
-    return {"boxes": merged[0], "scores": merged[1], "labels": merged[2], **info,
+    merged = merge_groups(torch.cat(boxes) if boxes else torch.zeros(0, 4), torch.cat(scores) if scores else
+                          torch.zeros(0), torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64),
+                          settings.method, settings.match, settings.threshold, settings.class_agnostic)
+    merged_masks = None
+    if with_masks:
+        merged_masks = []
+        for held in merged.members:
+            parts = [m for m in (masks[int(i)] for i in held) if m is not None]
+            merged_masks.append(union(parts) if parts else None)
+    return {"boxes": merged.boxes, "scores": merged.scores, "labels": merged.labels, "masks": merged_masks, **info,
             "wait_s": waited, "wall_s": time.perf_counter() - start}
 
 
-def coco_records(pred: dict[str, Any], image_id: int, label_map: LabelMap) -> list[dict[str, Any]]:
-    out = []
-    for (x0, y0, x1, y1), s, lab in zip(pred["boxes"].tolist(), pred["scores"].tolist(), pred["labels"].tolist()):
-        out.append({"image_id": image_id, "category_id": label_map.coco_id(int(lab)), "score": round(float(s), 5),
-                    "bbox": [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)]})
-    return out
+def coco_records(pred: dict[str, Any], image_id: int, label_map: LabelMap) -> dict[str, list[dict[str, Any]]]:
+    """COCO results of one scene: ``bbox`` records (xywh) and, with masks, ``segm`` records
+    (RLE over the whole scene; an empty mask is an empty RLE, as for whole images)."""
+    bbox, segm = [], []
+    masks = pred["masks"]
+    for k, ((x0, y0, x1, y1), s, lab) in enumerate(zip(pred["boxes"].tolist(), pred["scores"].tolist(),
+                                                       pred["labels"].tolist())):
+        common = {"image_id": image_id, "category_id": label_map.coco_id(int(lab)), "score": round(float(s), 5)}
+        bbox.append({**common, "bbox": [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)]})
+        if masks is not None:
+            segm.append({**common, "segmentation": _scene_rle(masks[k], pred["height"], pred["width"])})
+    return {"bbox": bbox, "segm": segm}
+
+
+def _scene_rle(mask: CropMask | None, height: int, width: int) -> dict[str, Any]:
+    if mask is not None:
+        return scene_rle(mask, height, width)
+    rle = mask_utils.frPyObjects({"counts": [height * width], "size": [height, width]}, height, width)
+    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+
+
+def empty_masks(pred: dict[str, Any]) -> int:
+    """How many detections have a mask that is empty at the threshold (their outline is the box)."""
+    return 0 if pred["masks"] is None else sum(m is None for m in pred["masks"])
 
 
 def detection_features(pred: dict[str, Any], label_map: LabelMap, wgs84: bool = False) -> list[dict[str, Any]]:
-    """GeoJSON features of the detections: each box as a polygon in the raster's CRS, or
-    reprojected to WGS84 longitude/latitude (``rasterio.warp.transform_geom``), with its
-    class, category id and score."""
+    """GeoJSON features of the detections in the raster's CRS, or reprojected to WGS84
+    longitude/latitude (``rasterio.warp.transform_geom``), with class, category id and
+    score. Boxes are Polygons; a model with masks gives MultiPolygons of the mask's pixels
+    and a ``mask_pixels`` property (0: the mask is empty at the threshold and the outline
+    is the box)."""
     from rasterio.warp import transform_geom
 
-    t = pred["transform"]
+    t, masks = pred["transform"], pred["masks"]
     features = []
-    for (x0, y0, x1, y1), s, lab in zip(pred["boxes"].tolist(), pred["scores"].tolist(), pred["labels"].tolist()):
+    for k, ((x0, y0, x1, y1), s, lab) in enumerate(zip(pred["boxes"].tolist(), pred["scores"].tolist(),
+                                                       pred["labels"].tolist())):
         ring = [list(apply_affine(t, x, y)) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
         geometry: dict[str, Any] = {"type": "Polygon", "coordinates": [ring]}
+        properties = {"label": label_map.names[int(lab) - 1], "category_id": label_map.coco_id(int(lab)),
+                      "score": float(s)}
+        if masks is not None:
+            mask = masks[k]
+            geometry = {"type": "MultiPolygon", "coordinates": [[ring]]} if mask is None else polygons(mask, t)
+            properties["mask_pixels"] = 0 if mask is None else int(mask_utils.area(mask.rle))
         if wgs84:
-            geometry = dict(transform_geom(pred["crs"], "EPSG:4326", geometry))
-            geometry["coordinates"] = [[list(p) for p in r] for r in geometry["coordinates"]]
-        features.append({"type": "Feature", "geometry": geometry,
-                         "properties": {"label": label_map.names[int(lab) - 1],
-                                        "category_id": label_map.coco_id(int(lab)), "score": float(s)}})
+            geometry = {"type": geometry["type"],
+                        "coordinates": _lists(transform_geom(pred["crs"], "EPSG:4326", geometry)["coordinates"])}
+        features.append({"type": "Feature", "geometry": geometry, "properties": properties})
     return features
 
 
+def _lists(coordinates: Any) -> Any:
+    """Nested coordinate tuples as lists, as JSON writes them."""
+    if isinstance(coordinates, (list, tuple)) and coordinates and isinstance(coordinates[0], (int, float)):
+        return list(coordinates)
+    return [_lists(c) for c in coordinates]
+
+
 def write_geojson(path: Path, pred: dict[str, Any], label_map: LabelMap, wgs84: bool = False) -> None:
-    """Boxes as polygons in the raster's CRS (named in a ``crs`` member, as GDAL reads it), or
-    with ``wgs84`` reprojected to longitude/latitude without a ``crs`` member (RFC 7946)."""
+    """Boxes (masks, where predicted) as polygons in the raster's CRS (named in a ``crs``
+    member, as GDAL reads it), or with ``wgs84`` reprojected to longitude/latitude without a
+    ``crs`` member (RFC 7946)."""
     data: dict[str, Any] = {"type": "FeatureCollection"}
     if not wgs84:
         data["crs"] = {"type": "name", "properties": {"name": pred["crs"]}}
@@ -219,9 +272,10 @@ def write_geojson(path: Path, pred: dict[str, Any], label_map: LabelMap, wgs84: 
 
 
 def write_geopackage(path: Path, pred: dict[str, Any], label_map: LabelMap, scene: str) -> None:
-    """One GeoPackage layer, ``detections``: the boxes as polygons in the raster's CRS with
-    ``label``, ``category_id``, ``score`` and ``scene`` (pyogrio, the ``geo`` extra); written
-    to a temporary file beside ``path`` and moved into place."""
+    """One GeoPackage layer, ``detections``: the boxes as polygons (the masks as
+    multipolygons, with ``mask_pixels``, where predicted) in the raster's CRS with ``label``,
+    ``category_id``, ``score`` and ``scene`` (pyogrio, the ``geo`` extra); written to a
+    temporary file beside ``path`` and moved into place."""
     require_extra("geo", "--gpkg (GeoPackage output)", ("pyogrio", "shapely"))
     import shapely
     from pyogrio.raw import write as write_layer
@@ -232,11 +286,14 @@ def write_geopackage(path: Path, pred: dict[str, Any], label_map: LabelMap, scen
                "category_id": np.array([f["properties"]["category_id"] for f in features], dtype=np.int64),
                "score": np.array([f["properties"]["score"] for f in features], dtype=np.float64),
                "scene": np.array([scene] * len(features), dtype=object)}
+    if pred["masks"] is not None:
+        columns["mask_pixels"] = np.array([f["properties"]["mask_pixels"] for f in features], dtype=np.int64)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     tmp.unlink(missing_ok=True)
     try:
         write_layer(str(tmp), geometry, list(columns.values()), fields=list(columns), layer="detections",
-                      driver="GPKG", geometry_type="Polygon", crs=pred["crs"])
+                    driver="GPKG", geometry_type="Polygon" if pred["masks"] is None else "MultiPolygon",
+                    crs=pred["crs"])
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -54,7 +54,7 @@ def test_pieces_cut_by_tiles_merge_back_into_whole_objects(scene, tmp_path):
                          torch.device("cpu"))
     assert len(nms["boxes"]) > 2  # NMS by IoU keeps the cut pieces: why NMM by IoS is the default
     label_map = LabelMap((7,), ("tree",))
-    records = coco_records(pred, 5, label_map)
+    records = coco_records(pred, 5, label_map)["bbox"]
     assert {r["category_id"] for r in records} == {7} and sorted(r["bbox"] for r in records)[0] == [10, 12, 20, 20]
     write_geojson(tmp_path / "out.geojson", pred, label_map)
     geo = json.loads((tmp_path / "out.geojson").read_text())
@@ -142,3 +142,136 @@ def test_full_image_pass_reads_a_decimated_overview(scene):
     pred = sliced_predict(BrightBox(), scene, settings, torch.device("cpu"))
     whole = [b for b in pred["boxes"].tolist() if b[0] <= 12 and b[2] >= 180]  # the overview's one box spans both
     assert whole and whole[0] == pytest.approx([10, 12, 182, 132], abs=2.1)
+
+
+# --- masks: kept as crops, merged with their boxes, written as RLE and polygons ----------
+
+RING = (52, 54, 92, 94)  # a hollow square (x0, y0, x1, y1) seen whole only by the tile at (48, 48)
+HOLE = (64, 66, 80, 82)
+
+
+class BrightMask(BrightBox):
+    """BrightBox with a mask: the tile's bright pixels (probability 0.9) over the whole tile;
+    the larger the box, the higher its score (a tile that sees the whole object is surest)."""
+
+    def forward(self, images):
+        out = super().forward(images)
+        for o, im in zip(out, images):
+            o["masks"] = (im[0] > 0.5).float()[None, None].repeat(len(o["boxes"]), 1, 1, 1) * 0.9
+            o["scores"] = (o["boxes"][:, 2:] - o["boxes"][:, :2]).prod(1) / im[0].numel()
+        return out
+
+
+@pytest.fixture
+def ring_scene(tmp_path):
+    pixels = np.zeros((3, 150, 200), dtype=np.uint8)
+    pixels[:, RING[1]:RING[3], RING[0]:RING[2]] = 255
+    pixels[:, HOLE[1]:HOLE[3], HOLE[0]:HOLE[2]] = 0
+    path = tmp_path / "ring_scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=200, height=150, count=3, dtype="uint8", crs="EPSG:32617",
+                       transform=from_origin(400000.0, 3300000.0, 0.1, 0.1)) as dst:
+        dst.write(pixels)
+    return path, pixels[0] > 0
+
+
+def test_masks_cut_by_tiles_merge_back_into_the_whole_object(ring_scene, tmp_path):
+    from pycocotools import mask as mask_utils
+
+    path, truth = ring_scene
+    settings = SliceSettings(size=(64, 64), overlap=0.25, batch_size=3, method="greedy_nmm", match="ios")
+    pred = sliced_predict(BrightMask(), path, settings, torch.device("cpu"))
+    assert pred["boxes"].tolist() == [list(map(float, RING))] and len(pred["masks"]) == 1
+    records = coco_records(pred, 3, LabelMap((7,), ("tree",)))
+    assert len(records["segm"]) == len(records["bbox"]) == 1
+    rle = records["segm"][0]["segmentation"]
+    assert rle["size"] == [150, 200] and np.array_equal(mask_utils.decode(rle).astype(bool), truth)
+    assert sliced_predict(BrightBox(), path, settings, torch.device("cpu"))["masks"] is None
+
+    # GeoJSON: one MultiPolygon (its hole kept) whose area is the object's pixels at 0.1 m (0.01 m^2 each)
+    import shapely
+
+    write_geojson(tmp_path / "masks.geojson", pred, LabelMap((7,), ("tree",)))
+    feature = json.loads((tmp_path / "masks.geojson").read_text())["features"][0]
+    shape = shapely.geometry.shape(feature["geometry"])
+    assert feature["geometry"]["type"] == "MultiPolygon" and feature["properties"]["mask_pixels"] == truth.sum()
+    assert truth.sum() == 40 * 40 - 16 * 16 and len(shape.geoms) == 1 and len(shape.geoms[0].interiors) == 1
+    assert shape.area == pytest.approx(truth.sum() * 0.01) and shape.bounds == pytest.approx(
+        (400005.2, 3299990.6, 400009.2, 3299994.6))
+
+
+def test_nms_keeps_the_kept_boxes_mask_and_an_empty_mask_is_outlined_by_its_box(ring_scene, tmp_path):
+    from pycocotools import mask as mask_utils
+
+    path, truth = ring_scene
+
+    class FaintMask(BrightMask):
+        def forward(self, images):
+            out = super().forward(images)
+            for o in out:
+                o["masks"] = o["masks"] * 0.5  # 0.45: below the threshold everywhere
+            return out
+
+    settings = SliceSettings(size=(64, 64), overlap=0.25, method="nms", match="iou", threshold=0.5)
+    pred = sliced_predict(BrightMask(), path, settings, torch.device("cpu"))
+    for box, mask in zip(pred["boxes"].tolist(), pred["masks"]):  # each mask is its own tile's piece
+        assert [mask.x0, mask.y0, mask.x0 + mask.width, mask.y0 + mask.height] == box
+    faint = sliced_predict(FaintMask(), path, settings, torch.device("cpu"))
+    assert all(m is None for m in faint["masks"])
+    label_map = LabelMap((7,), ("tree",))
+    write_geojson(tmp_path / "faint.geojson", faint, label_map, wgs84=True)
+    features = json.loads((tmp_path / "faint.geojson").read_text())["features"]
+    assert all(f["properties"]["mask_pixels"] == 0 and f["geometry"]["type"] == "MultiPolygon" for f in features)
+    empty = coco_records(faint, 1, label_map)["segm"][0]["segmentation"]
+    zeros = mask_utils.encode(np.zeros((150, 200), dtype=np.uint8, order="F"))["counts"].decode("ascii")
+    assert empty["size"] == [150, 200] and empty["counts"] == zeros  # as pycocotools encodes the empty scene
+
+
+def test_mask_geopackage_and_wgs84_read_back(ring_scene, tmp_path):
+    pyogrio = pytest.importorskip("pyogrio")
+    import shapely
+    from rasterio.warp import transform_geom
+
+    from detimb.engine.sliced import write_geopackage
+
+    path, truth = ring_scene
+    pred = sliced_predict(BrightMask(), path, SliceSettings(size=(64, 64), overlap=0.25), torch.device("cpu"))
+    label_map = LabelMap((7,), ("tree",))
+    write_geojson(tmp_path / "native.geojson", pred, label_map)
+    write_geojson(tmp_path / "wgs84.geojson", pred, label_map, wgs84=True)
+    write_geopackage(tmp_path / "masks.gpkg", pred, label_map, "ring_scene.tif")
+    native = json.loads((tmp_path / "native.geojson").read_text())["features"]
+    meta, _, geometry, fields = pyogrio.raw.read(str(tmp_path / "masks.gpkg"), layer="detections")
+    assert meta["geometry_type"] == "MultiPolygon" and meta["crs"] == "EPSG:32617"
+    assert dict(zip(meta["fields"], fields))["mask_pixels"].tolist() == [truth.sum()]
+    assert shapely.from_wkb(geometry[0]).equals(shapely.geometry.shape(native[0]["geometry"]))
+    want = transform_geom("EPSG:32617", "EPSG:4326", native[0]["geometry"])["coordinates"]
+    got = json.loads((tmp_path / "wgs84.geojson").read_text())["features"][0]["geometry"]["coordinates"]
+    assert len(got) == len(want)
+    for ours, theirs in zip(got, want):
+        for ring_ours, ring_theirs in zip(ours, theirs):
+            assert np.allclose(np.array(ring_ours), np.array(ring_theirs), atol=1e-9, rtol=0)
+
+
+def test_infer_cli_writes_segm_results_for_mask_rcnn(tiny_config, tmp_path, ring_scene, capsys):
+    from pycocotools.coco import COCO
+
+    path, _ = ring_scene
+    cfg = tiny_config("mask_rcnn", model={"roi_head": {"score_thresh": 0.0}},
+                      train={"schedule": {"max_iters": 1}, "eval_interval": 100})
+    Trainer(cfg, tmp_path / "run", progress=False).train()
+    code = infer.main(["--config", str(tmp_path / "run" / "config.yaml"), "--checkpoint",
+                       str(tmp_path / "run" / "last.pth"), "--images", str(path), "--out", str(tmp_path / "preds"),
+                       "--tile", "64", "--gpkg", "--mask-thr", "0.3"])
+    assert code == 0 and "whose mask is empty at 0.3" in capsys.readouterr().out
+    boxes = json.loads((tmp_path / "preds" / "results_bbox.json").read_text())
+    segm = json.loads((tmp_path / "preds" / "results_segm.json").read_text())
+    assert len(segm) == len(boxes) > 0 and all(r["segmentation"]["size"] == [150, 200] for r in segm)
+    gt = COCO()  # pycocotools reads the results against a ground truth of the scene's size
+    gt.dataset = {"images": [{"id": 1, "width": 200, "height": 150}], "categories": [{"id": 1}], "annotations": []}
+    gt.createIndex()
+    for r in segm:
+        r["category_id"] = 1
+    assert len(gt.loadRes(segm).anns) == len(segm)
+    with pytest.raises(SystemExit):
+        infer.main(["--config", "x", "--checkpoint", "y", "--images", "z", "--out", "o", "--mask-thr", "1"])
+    assert "--mask-thr must be in [0, 1), got 1.0" in capsys.readouterr().err
