@@ -89,10 +89,12 @@ def make_geotiff(path: Path, size: int) -> None:
     profile = {"driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8", "tiled": True,
                "blockxsize": 512, "blockysize": 512, "crs": "EPSG:32617",
                "transform": rasterio.transform.from_origin(400000.0, 3300000.0, 0.1, 0.1), "BIGTIFF": "YES"}
-    with rasterio.open(path, "w", **profile) as dst:
+    part = path.with_name(f".{path.name}.part")  # renamed when whole: an interrupted run leaves no scene
+    with rasterio.open(part, "w", **profile) as dst:
         for y0 in range(0, size, 512):
             rows = min(512, size - y0)
             dst.write(scene_rows(y0, rows, size), window=Window(0, y0, size, rows))
+    part.replace(path)
 
 
 def mirror_tiled(texture: np.ndarray, size: int) -> np.ndarray:

@@ -36,6 +36,20 @@ TINY_MODEL = {
 RETINA_NECK = {"type": "fpn", "out_channels": 16, "extra_blocks": "p6p7", "levels": [1, 2, 3]}
 
 
+def straight_and_resumed(cfg, root: Path, stop_at: int) -> tuple[dict, dict]:
+    """Train ``cfg`` straight through (``root/straight``) and interrupted: stopped after
+    ``stop_at`` iterations, then resumed from its last.pth to the end (``root/resumed``).
+    Returns both runs' last checkpoints (straight, resumed)."""
+    from detimb.engine.checkpoint import load_checkpoint
+    from detimb.engine.trainer import Trainer
+
+    Trainer(cfg, root / "straight", progress=False).train()
+    short = load_config(root / "straight" / "config.yaml", [f"train.schedule.max_iters={stop_at}"])
+    Trainer(short, root / "resumed", progress=False).train()
+    Trainer(cfg, root / "resumed", resume=root / "resumed" / "last.pth", progress=False).train()
+    return load_checkpoint(root / "straight" / "last.pth"), load_checkpoint(root / "resumed" / "last.pth")
+
+
 @pytest.fixture(scope="session")
 def tiny_shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 64 px long-tailed shapes dataset: 6 classes, a few dozen images."""

@@ -28,6 +28,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms, box_area, box_iou
 
 MERGES = ("nms", "greedy_nmm")
+PAIR_CHUNK = 1 << 18  # within-cell pair entries expanded at a time by ``candidate_pairs``
 MATCHES = ("iou", "ios")
 
 
@@ -73,51 +74,68 @@ def paired_metric(a: Tensor, b: Tensor, match: str) -> Tensor:
 
 def candidate_pairs(boxes: np.ndarray) -> np.ndarray:
     """(P, 2) int64 pairs i < j of boxes (N, 4) that share a cell of a uniform grid whose
-    cells are as large as the median box's larger side: every intersecting pair among them."""
+    cells are as large as the median box's larger side: every intersecting pair among them.
+    Memory is linear in N (intermediates are freed as soon as they are used)."""
     n = len(boxes)
     sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     cell = max(float(np.median(sides)) if n else 1.0, 1e-6)
     lo = np.floor(boxes[:, :2] / cell).astype(np.int64)
     hi = np.maximum(np.floor(boxes[:, 2:] / cell).astype(np.int64), lo)  # a degenerate box covers its first cell
-    shift = lo.min(axis=0)
-    lo, hi = lo - shift, hi - shift
+    lo, hi = lo - lo.min(axis=0), hi - lo.min(axis=0)
     span = hi - lo + 1
     counts = span[:, 0] * span[:, 1]
-    owner = np.repeat(np.arange(n), counts)  # one entry per (box, covered cell)
-    first = np.repeat(np.cumsum(counts) - counts, counts)
-    k = np.arange(len(owner)) - first
-    cx = lo[owner, 0] + k % span[owner, 0]
-    cy = lo[owner, 1] + k // span[owner, 0]
     width = int(hi[:, 0].max()) + 2
-    key = cy * width + cx
+    owner = np.repeat(np.arange(n), counts)  # one entry per (box, covered cell)
+    k = np.arange(len(owner))
+    k -= np.repeat(np.cumsum(counts) - counts, counts)  # the entry's rank among its box's cells
+    across = span[owner, 0]
+    key = (lo[owner, 1] + k // across) * width + lo[owner, 0] + k % across  # the cell, row-major
+    del k, across
     order = np.argsort(key, kind="stable")
     key, owner = key[order], owner[order]
+    del order
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    sizes = np.diff(np.r_[starts, len(key)])
-    # every ordered pair within a cell: entry e with each entry of its cell
-    rep = np.repeat(sizes, sizes)
-    base = np.repeat(starts, sizes)
-    a = np.repeat(np.arange(len(key)), rep)
-    offsets = np.arange(rep.sum()) - np.repeat(np.cumsum(rep) - rep, rep)
-    b = np.repeat(base, rep) + offsets
-    i, j = owner[a], owner[b]
-    keep = i < j
-    pairs = np.unique(i[keep] * n + j[keep])
+    del key
+    sizes = np.diff(np.r_[starts, len(owner)])
+    # every ordered pair within a cell, a run of cells at a time: the expansion holds
+    # sizes^2 entries per cell, so a bounded run keeps memory flat when many boxes pile up
+    # (a detector's overlapping boxes on each object)
+    spent = np.cumsum(sizes.astype(np.int64) ** 2)
+    cuts = np.unique(np.r_[0, np.searchsorted(spent, np.arange(PAIR_CHUNK, spent[-1], PAIR_CHUNK)) + 1, len(sizes)])
+    found = []
+    for c0, c1 in zip(cuts[:-1], cuts[1:]):
+        cell_starts, cell_sizes = starts[c0:c1], sizes[c0:c1]
+        rep = np.repeat(cell_sizes, cell_sizes)  # entry e of a cell, once per entry of that cell
+        a = np.repeat(np.arange(cell_starts[0], cell_starts[-1] + cell_sizes[-1]), rep)
+        b = np.arange(len(a)) - np.repeat(np.cumsum(rep) - rep, rep)  # its partner's rank in the cell
+        b += np.repeat(np.repeat(cell_starts, cell_sizes), rep)
+        i, j = owner[a], owner[b]
+        keep = i < j
+        found.append(np.unique(i[keep] * n + j[keep]))
+    pairs = np.unique(np.concatenate(found))
+    del found
     return np.stack([pairs // n, pairs % n], axis=1)
 
 
 @dataclass(frozen=True)
 class Merged:
     """What a merge kept: ``boxes`` (M, 4) xyxy (a greedy-NMM box is the union of its
-    members), ``scores`` (M,), ``labels`` (M,), highest score first, and ``members``: for
-    each kept box, the indices into the input of the boxes it holds (the kept box first,
-    then the boxes merged into it in merge order; NMS: the kept box alone). The masks of a
-    merged box are the union of its members' (SAHI ORs them)."""
+    members), ``scores`` (M,), ``labels`` (M,), highest score first, and each kept box's
+    members: the indices into the input of the boxes it holds (the kept box first, then the
+    boxes merged into it in merge order; NMS: the kept box alone), kept box m's being
+    ``member_index[member_ptr[m]:member_ptr[m + 1]]`` (two flat arrays, not M small ones:
+    a scene has 10^5 and more). The masks of a merged box are the union of its members'
+    (SAHI ORs them)."""
 
     boxes: Tensor
     scores: Tensor
     labels: Tensor
-    members: list[np.ndarray]
+    member_index: np.ndarray
+    member_ptr: np.ndarray
+
+    def members(self, m: int) -> np.ndarray:
+        """The input indices of the boxes kept box ``m`` holds."""
+        return self.member_index[self.member_ptr[m]:self.member_ptr[m + 1]]
 
 
 def merge_predictions(boxes: Tensor, scores: Tensor, labels: Tensor, method: str = "greedy_nmm",
@@ -136,12 +154,12 @@ def merge_groups(boxes: Tensor, scores: Tensor, labels: Tensor, method: str = "g
     (see the module docstring); the result equals the exhaustive merge."""
     _check(method, match, threshold)
     if boxes.numel() == 0:
-        return Merged(boxes.reshape(0, 4), scores, labels, [])
+        return Merged(boxes.reshape(0, 4), scores, labels, np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64))
     if not bool(torch.isfinite(boxes).all()):
         raise ValueError("merge_predictions: boxes hold NaN or infinite coordinates")
     if method == "nms" and match == "iou":
         keep = batched_nms(boxes, scores, torch.zeros_like(labels) if class_agnostic else labels, threshold)
-        return Merged(boxes[keep], scores[keep], labels[keep], [np.array([k]) for k in keep.tolist()])
+        return Merged(boxes[keep], scores[keep], labels[keep], keep.numpy(), np.arange(len(keep) + 1))
     order = torch.argsort(scores, descending=True, stable=True)
     boxes, scores, labels = boxes[order], scores[order], labels[order]
     pairs = torch.from_numpy(candidate_pairs(boxes.double().numpy()))
@@ -154,8 +172,10 @@ def merge_groups(boxes: Tensor, scores: Tensor, labels: Tensor, method: str = "g
     i, j = i[order_j], j[order_j]
     indptr = np.searchsorted(i, np.arange(len(boxes) + 1))
     taken = np.zeros(len(boxes), dtype=bool)
-    kept, merged, members = [], [], []
-    source = order.numpy()
+    kept: list[int] = []
+    member_index: list[int] = []
+    member_ptr = [0]
+    grown = boxes.clone()  # row k: kept box k merged with its members
     for k in range(len(boxes)):
         if taken[k]:
             continue
@@ -163,17 +183,19 @@ def merge_groups(boxes: Tensor, scores: Tensor, labels: Tensor, method: str = "g
         group = group[~taken[group]]
         taken[k] = True
         taken[group] = True
-        box, held = boxes[k], [k]
+        member_index.append(k)
         if method == "greedy_nmm" and len(group):
+            box = boxes[k]
             for g in group.tolist():  # in descending score, re-checked against the growing box (SAHI's)
                 if pair_metric(box, boxes[g], match) > threshold:
                     box = torch.cat([torch.minimum(box[:2], boxes[g, :2]), torch.maximum(box[2:], boxes[g, 2:])])
-                    held.append(g)
-        merged.append(box)
+                    member_index.append(g)
+            grown[k] = box
+        member_ptr.append(len(member_index))
         kept.append(k)
-        members.append(source[held])
     idx = torch.tensor(kept, dtype=torch.long)
-    return Merged(torch.stack(merged), scores[idx], labels[idx], members)
+    return Merged(grown[idx], scores[idx], labels[idx], order.numpy()[np.array(member_index, dtype=np.int64)],
+                  np.array(member_ptr, dtype=np.int64))
 
 
 def merge_predictions_exhaustive(boxes: Tensor, scores: Tensor, labels: Tensor, method: str = "greedy_nmm",

@@ -1,8 +1,8 @@
 """Sliced inference: a detector over the tiles of a large scene, predictions merged back.
 
-The scene is read in row bands (``detimb.data.tiling.raster``), tiles go through the
-model in batches, their boxes are shifted by the tile origin, an optional full-image
-pass is added, and overlapping boxes are merged (``detimb.engine.merge``). Instance masks
+The scene is read tile by tile or in row bands (``detimb.data.tiling.raster``), tiles go
+through the model in batches, their boxes are shifted by the tile origin, an optional
+full-image pass is added, and overlapping boxes are merged (``detimb.engine.merge``). Instance masks
 (Mask R-CNN) are kept as crops and merged with their boxes (``detimb.engine.scene_masks``).
 Results come back in the scene's pixels (COCO boxes and RLE masks) and, for georeferenced
 rasters, as GeoJSON or GeoPackage in its CRS: boxes as rectangles, masks as polygons.
@@ -124,9 +124,9 @@ def sliced_predict(model: nn.Module, path: str | Path, settings: SliceSettings, 
     ``labels``, ``masks`` (a model that predicts masks: N ``CropMask`` in scene pixels, the
     union of each merged box's members, None where a mask is empty; else None), the scene's
     ``width``, ``height``, ``transform``, ``crs``, ``tiles``, and ``wait_s`` / ``wall_s``: the
-    time spent waiting for pixels and in all. Tiles are read
-    in row bands (memory flat in scene size) by a background thread; the full-image pass
-    reads a decimated overview, never the whole scene."""
+    time spent waiting for pixels and in all. Tiles are read window by window or in row
+    bands (``RasterSource.tiles``: memory flat in scene size) by a background thread; the
+    full-image pass reads a decimated overview, never the whole scene."""
     model.eval()
     boxes, scores, labels = [], [], []
     masks: list[CropMask | None] = []
@@ -193,8 +193,8 @@ def sliced_predict(model: nn.Module, path: str | Path, settings: SliceSettings, 
     merged_masks = None
     if with_masks:
         merged_masks = []
-        for held in merged.members:
-            parts = [m for m in (masks[int(i)] for i in held) if m is not None]
+        for k in range(len(merged.boxes)):
+            parts = [m for m in (masks[int(i)] for i in merged.members(k)) if m is not None]
             merged_masks.append(union(parts) if parts else None)
     return {"boxes": merged.boxes, "scores": merged.scores, "labels": merged.labels, "masks": merged_masks, **info,
             "wait_s": waited, "wall_s": time.perf_counter() - start}

@@ -122,9 +122,10 @@ def test_members_name_the_input_boxes_each_kept_box_holds():
     boxes = torch.tensor([[-5.0, 0.0, 5.0, 10.0], [0.0, 0.0, 10.0, 10.0], [50.0, 0, 60, 10], [5.0, 0.0, 15.0, 10.0]])
     scores = torch.tensor([0.7, 0.9, 0.1, 0.8])
     out = merge_groups(boxes, scores, torch.ones(4, dtype=torch.int64), "greedy_nmm", "iou", 0.3)
-    assert [m.tolist() for m in out.members] == [[1, 3], [2]]
+    assert [out.members(m).tolist() for m in range(2)] == [[1, 3], [2]]
     nms = merge_groups(boxes, scores, torch.ones(4, dtype=torch.int64), "nms", "iou", 0.3)
-    assert [m.tolist() for m in nms.members] == [[1], [2]]
+    assert [nms.members(m).tolist() for m in range(2)] == [[1], [2]]
     nms_ios = merge_groups(boxes, scores, torch.ones(4, dtype=torch.int64), "nms", "ios", 0.3)
-    assert [m.tolist() for m in nms_ios.members] == [[1], [2]]
-    assert merge_groups(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64)).members == []
+    assert [nms_ios.members(m).tolist() for m in range(2)] == [[1], [2]]
+    empty = merge_groups(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64))
+    assert len(empty.member_index) == 0 and empty.member_ptr.tolist() == [0]

@@ -5,9 +5,9 @@ import json
 import torch
 
 from detimb.cli import evaluate
-from detimb.config import load_config
 from detimb.engine.checkpoint import load_checkpoint
 from detimb.engine.trainer import Trainer
+from tests.conftest import straight_and_resumed
 
 # 6 patches per epoch, batch 2: epochs end at iterations 3, 6, 9
 PATCHES = {"batch_size": 2, "train": {
@@ -44,11 +44,7 @@ def test_segmentation_run_folder_with_hard_examples(tiny_config, tmp_path):
 
 def test_segmentation_resume_reintroduces_the_same_patches(tiny_config, tmp_path):
     cfg = seg_config(tiny_config, 8, eval_interval=100, checkpoint_interval=100)
-    Trainer(cfg, tmp_path / "straight", progress=False).train()
-    short = load_config(tmp_path / "straight" / "config.yaml", ["train.schedule.max_iters=5"])
-    Trainer(short, tmp_path / "resumed", progress=False).train()
-    Trainer(cfg, tmp_path / "resumed", resume=tmp_path / "resumed" / "last.pth", progress=False).train()
-    a, b = load_checkpoint(tmp_path / "straight" / "last.pth"), load_checkpoint(tmp_path / "resumed" / "last.pth")
+    a, b = straight_and_resumed(cfg, tmp_path, 5)
     assert a["data"] == b["data"]
     assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
 

@@ -11,7 +11,7 @@ from detimb.engine.checkpoint import load_checkpoint
 from detimb.engine.trainer import Trainer, check_finite
 from detimb.data.synthetic import ShapesSpec, make_shapes_dataset
 from detimb.errors import ConfigError, TrainingError
-from tests.conftest import write_config
+from tests.conftest import straight_and_resumed, write_config
 
 
 @pytest.mark.parametrize("detector", ["faster_rcnn", "retinanet", "mask_rcnn"])
@@ -60,13 +60,8 @@ def test_train_writes_a_complete_run_folder(tiny_config, tmp_path, detector):
 def test_resume_continues_exactly(tiny_config, tmp_path):
     cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 6}, "checkpoint_interval": 3,
                                             "eval_interval": 100})
-    Trainer(cfg, tmp_path / "straight", progress=False).train()
     # an interrupted run: stop at 3 (its last.pth is written at iteration 3), then resume to 6
-    short = load_config(tmp_path / "straight" / "config.yaml", ["train.schedule.max_iters=3"])
-    Trainer(short, tmp_path / "resumed", progress=False).train()
-    Trainer(cfg, tmp_path / "resumed", resume=tmp_path / "resumed" / "last.pth", progress=False).train()
-    a = load_checkpoint(tmp_path / "straight" / "last.pth")
-    b = load_checkpoint(tmp_path / "resumed" / "last.pth")
+    a, b = straight_and_resumed(cfg, tmp_path, 3)
     assert b["iteration"] == 6
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
@@ -79,13 +74,8 @@ def test_resume_is_exact_with_image_samplers(tiny_config, tmp_path, sampler):
     # tiny epochs (batch 4) so the run crosses epochs of varying length
     cfg = tiny_config("faster_rcnn", data={"batch_size": 4, "train": {"sampler": sampler}},
                       train={"schedule": {"max_iters": 14}, "checkpoint_interval": 100, "eval_interval": 100})
-    Trainer(cfg, tmp_path / "straight", progress=False).train()
-    short = load_config(tmp_path / "straight" / "config.yaml", ["train.schedule.max_iters=9"])
-    Trainer(short, tmp_path / "resumed", progress=False).train()
-    Trainer(cfg, tmp_path / "resumed", resume=tmp_path / "resumed" / "last.pth", progress=False).train()
-    a = load_checkpoint(tmp_path / "straight" / "last.pth")["model"]
-    b = load_checkpoint(tmp_path / "resumed" / "last.pth")["model"]
-    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    a, b = straight_and_resumed(cfg, tmp_path, 9)
+    assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
 
 
 def test_resume_on_other_classes_is_refused(tiny_config, tmp_path):

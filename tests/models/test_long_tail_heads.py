@@ -9,12 +9,11 @@ from torchvision.models.detection.roi_heads import RoIHeads
 
 from detimb.config import load_config
 from detimb.data.coco import CocoDetection, collate
-from detimb.engine.checkpoint import load_checkpoint
 from detimb.engine.trainer import Trainer
 from detimb.errors import ConfigError, DatasetError
 from detimb.models import build_detector
 from detimb.models.builder import build_classification_loss
-from tests.conftest import write_config
+from tests.conftest import straight_and_resumed, write_config
 from tests.models.test_detectors import class_statistics, train_step
 
 
@@ -131,12 +130,7 @@ def test_federated_loss_trains_on_lvis_data_and_evaluation_follows_lvis(tiny_sha
 def test_resume_is_exact_with_loss_state(tiny_config, tmp_path, loss):
     cfg = tiny_config("faster_rcnn", model={"roi_head": {"loss_cls": loss}},
                       train={"schedule": {"max_iters": 6}, "checkpoint_interval": 3, "eval_interval": 100})
-    Trainer(cfg, tmp_path / "straight", progress=False).train()
-    short = load_config(tmp_path / "straight" / "config.yaml", ["train.schedule.max_iters=3"])
-    Trainer(short, tmp_path / "resumed", progress=False).train()
-    Trainer(cfg, tmp_path / "resumed", resume=tmp_path / "resumed" / "last.pth", progress=False).train()
-    a = load_checkpoint(tmp_path / "straight" / "last.pth")["model"]
-    b = load_checkpoint(tmp_path / "resumed" / "last.pth")["model"]
+    a, b = (state["model"] for state in straight_and_resumed(cfg, tmp_path, 3))
     state = [k for k in a if k.endswith(("cum_samples", "pos_grad", "neg_grad"))]
     assert state and all(a[k].abs().sum() > 0 for k in state)
     assert all(torch.equal(v, b[k]) for k, v in a.items())

@@ -1,4 +1,4 @@
-"""Rasters read in row bands (never whole) and tiles written as GeoTIFF, PNG or JPEG.
+"""Rasters read tile by tile or in row bands (never whole) and tiles written as GeoTIFF, PNG or JPEG.
 
 Everything is read through rasterio/GDAL: GeoTIFFs and also PNG/JPEG scenes, whose
 decoders only move forward; the band reader therefore reads each row of pixels once,
@@ -73,10 +73,25 @@ class RasterSource:
     def tile_transform(self, tile: Tile) -> Any:
         return window_transform(Window(tile.x0, tile.y0, tile.width, tile.height), self.transform)
 
+    @property
+    def block_tiled(self) -> bool:
+        """Whether the file is stored in blocks narrower than the scene (a tiled GeoTIFF, a
+        COG): GDAL then reads any window from its own blocks without decoding the rows
+        before it."""
+        block_rows, block_cols = self.ds.block_shapes[0]
+        return block_cols < self.width and block_rows < self.height
+
     def tiles(self, grid: list[Tile]) -> Iterator[tuple[int, Tile, np.ndarray]]:
         """(index in grid, tile, pixels (bands, height, width)) in grid order (row by row).
-        Pixels outside the image (edge 'pad') are the nodata value, or 0."""
-        fill = self.nodata if self.nodata is not None else 0
+        Pixels outside the image (edge 'pad') are the nodata value, or 0.
+
+        A block-tiled file is read tile by tile (GDAL's block cache, capped, holds the blocks
+        neighbouring tiles share): memory is flat in the scene's width and height. Any other
+        (PNG, JPEG, a striped TIFF: decoded front to back) is read in row bands, each row
+        once, kept in a buffer one tile row high and the scene's width wide."""
+        if self.block_tiled:
+            yield from self._window_tiles(grid)
+            return
         buf = np.zeros((len(self.bands), 0, self.width), dtype=self.dtype)
         buf_y0 = 0
         for index, tile in enumerate(grid):
@@ -93,11 +108,22 @@ class RasterSource:
                 buf, buf_y0 = buf[:, y0 - buf_y0:], y0
             x0, x1 = tile.x0, min(tile.x1, self.width)
             pixels = buf[:, y0 - buf_y0:y1 - buf_y0, x0:x1]
-            if pixels.shape[1:] != (tile.height, tile.width):
-                padded = np.full((len(self.bands), tile.height, tile.width), fill, dtype=self.dtype)
-                padded[:, :pixels.shape[1], :pixels.shape[2]] = pixels
-                pixels = padded
-            yield index, tile, pixels
+            yield index, tile, self._padded(pixels, tile)
+
+    def _window_tiles(self, grid: list[Tile]) -> Iterator[tuple[int, Tile, np.ndarray]]:
+        for index, tile in enumerate(grid):
+            x1, y1 = min(tile.x1, self.width), min(tile.y1, self.height)
+            pixels = self.ds.read(self.bands, window=Window(tile.x0, tile.y0, x1 - tile.x0, y1 - tile.y0))
+            yield index, tile, self._padded(pixels, tile)
+
+    def _padded(self, pixels: np.ndarray, tile: Tile) -> np.ndarray:
+        """A tile's pixels filled out past the scene's edge (edge 'pad') with nodata, or 0."""
+        if pixels.shape[1:] == (tile.height, tile.width):
+            return pixels
+        fill = self.nodata if self.nodata is not None else 0
+        padded = np.full((len(self.bands), tile.height, tile.width), fill, dtype=self.dtype)
+        padded[:, :pixels.shape[1], :pixels.shape[2]] = pixels
+        return padded
 
 
 def nodata_fraction(pixels: np.ndarray, nodata: float | None) -> float:

@@ -9,7 +9,7 @@ from torchvision.models.detection.fcos import FCOS, FCOSClassificationHead, FCOS
 
 from detimb.models.heads.coders import LinearBoxCoder
 from detimb.models.heads.matching import matches_from_indices
-from detimb.models.heads.objective import HeadObjective, Predictions, Targets
+from detimb.models.heads.objective import HeadObjective, Targets, dense_batch
 from detimb.models.heads.retinanet import without_background
 
 
@@ -37,9 +37,8 @@ class DetimbFCOSHead(FCOSHead):
                      matched_idxs: list[Tensor]) -> dict[str, Tensor]:
         matches = [matches_from_indices(m, a, t["boxes"], t["labels"])
                    for m, a, t in zip(matched_idxs, anchors, targets)]
-        batch = Targets.from_matches(matches, anchors, [t["boxes"] for t in targets])
-        logits, deltas = head_outputs["cls_logits"].flatten(0, 1), head_outputs["bbox_regression"].flatten(0, 1)
-        losses = self.objective(batch, Predictions(logits, deltas))
+        batch, predictions = dense_batch(matches, anchors, targets, head_outputs)
+        losses = self.objective(batch, predictions)
         losses["bbox_ctrness"] = self.centerness_loss(batch, head_outputs["bbox_ctrness"].flatten())
         return losses
 

@@ -152,6 +152,15 @@ class Predictions:
         return Predictions(self.cls_logits.detach(), None if self.deltas is None else self.deltas.detach())
 
 
+def dense_batch(matches: list[Matches], anchors: list[Tensor], targets: list[dict[str, Tensor]],
+                head_outputs: dict[str, Tensor]) -> tuple[Targets, Predictions]:
+    """A dense head's (RetinaNet, FCOS, SSD) batch for its objective: each image's matches
+    over its anchors (A_i, 4), and the head's ``cls_logits`` (B, A, C) and
+    ``bbox_regression`` (B, A, 4) flattened over the batch."""
+    batch = Targets.from_matches(matches, anchors, [t["boxes"] for t in targets])
+    return batch, Predictions(head_outputs["cls_logits"].flatten(0, 1), head_outputs["bbox_regression"].flatten(0, 1))
+
+
 @dataclass
 class BoxPairs:
     """The P positives' box terms: deltas (P, 4) predicted for their own class, goal_deltas

@@ -13,7 +13,7 @@ from torchvision.models.detection.retinanet import (
 )
 
 from detimb.models.heads.matching import match_to_ground_truth
-from detimb.models.heads.objective import HeadObjective, Predictions, Targets
+from detimb.models.heads.objective import HeadObjective, dense_batch
 
 
 class DetimbRetinaNetHead(RetinaNetHead):
@@ -63,6 +63,4 @@ class DetimbRetinaNet(RetinaNet):
         """torchvision's matching, then the head's objective over all images' anchors."""
         matches = [match_to_ground_truth(self.proposal_matcher, a, t["boxes"], t["labels"])
                    for a, t in zip(anchors, targets)]
-        logits, deltas = head_outputs["cls_logits"], head_outputs["bbox_regression"]
-        return self.head.objective(Targets.from_matches(matches, anchors, [t["boxes"] for t in targets]),
-                                   Predictions(logits.flatten(0, 1), deltas.flatten(0, 1)))
+        return self.head.objective(*dense_batch(matches, anchors, targets, head_outputs))

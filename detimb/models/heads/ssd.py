@@ -8,7 +8,7 @@ from torch import Tensor
 from torchvision.models.detection.ssd import SSD
 
 from detimb.models.heads.matching import matches_from_indices
-from detimb.models.heads.objective import HeadObjective, Predictions, Targets
+from detimb.models.heads.objective import HeadObjective, dense_batch
 
 
 class DetimbSSD(SSD):
@@ -27,6 +27,4 @@ class DetimbSSD(SSD):
                      matched_idxs: list[Tensor]) -> dict[str, Tensor]:
         matches = [matches_from_indices(m, a, t["boxes"], t["labels"])
                    for m, a, t in zip(matched_idxs, anchors, targets)]
-        batch = Targets.from_matches(matches, anchors, [t["boxes"] for t in targets])
-        logits, deltas = head_outputs["cls_logits"].flatten(0, 1), head_outputs["bbox_regression"].flatten(0, 1)
-        return self.objective(batch, Predictions(logits, deltas))
+        return self.objective(*dense_batch(matches, anchors, targets, head_outputs))
