@@ -55,13 +55,25 @@ class CropMask:
         rle = mask_utils.encode(np.asfortranarray(bits[r0:r1, c0:c1], dtype=np.uint8))
         return cls(x0 + c0, y0 + r0, rle)
 
+    def cut(self, width: int, height: int) -> CropMask | None:
+        """The mask's pixels inside a ``width`` x ``height`` scene (None when none are)."""
+        if self.x0 >= 0 and self.y0 >= 0 and self.x0 + self.width <= width and self.y0 + self.height <= height:
+            return self
+        c0, r0 = max(0, -self.x0), max(0, -self.y0)
+        c1, r1 = min(self.width, width - self.x0), min(self.height, height - self.y0)
+        if c1 <= c0 or r1 <= r0:
+            return None
+        return CropMask.from_bits(self.bits()[r0:r1, c0:c1], self.x0 + c0, self.y0 + r0)
 
-def masks_from_output(masks: Tensor, threshold: float, x0: int, y0: int,
+
+def masks_from_output(masks: Tensor, threshold: float, x0: int, y0: int, scene: tuple[int, int],
                       scale: tuple[float, float] = (1.0, 1.0)) -> list[CropMask | None]:
     """A model's masks (N, 1, H, W) probabilities over its input -> each thresholded
     (``> threshold``, torchvision's and pycocotools' convention) as a crop in scene pixels:
     the input's pixel (c, r) is the scene's (x0 + c, y0 + r). With ``scale`` (sx, sy) > 1
-    (an input read decimated) each crop is resized to the scene's pixels (nearest)."""
+    (an input read decimated) each crop is resized to the scene's pixels (nearest). Crops
+    are cut to the ``scene`` (width, height): a padded tile's or a rounded overview's
+    pixels past its edge are not the scene's."""
     if masks.numel() == 0:
         return []
     bits = (masks[:, 0] > threshold).to(torch.uint8).cpu().numpy()
@@ -69,13 +81,14 @@ def masks_from_output(masks: Tensor, threshold: float, x0: int, y0: int,
     for k in range(len(bits)):
         crop = CropMask.from_bits(bits[k], 0, 0)
         if crop is None or scale == (1.0, 1.0):
-            out.append(None if crop is None else CropMask(x0 + crop.x0, y0 + crop.y0, crop.rle))
+            out.append(None if crop is None else CropMask(x0 + crop.x0, y0 + crop.y0, crop.rle).cut(*scene))
             continue
         sx, sy = scale
         cx0, cy0 = int(np.floor(crop.x0 * sx)), int(np.floor(crop.y0 * sy))
         cx1, cy1 = int(np.ceil((crop.x0 + crop.width) * sx)), int(np.ceil((crop.y0 + crop.height) * sy))
         big = cv2.resize(crop.bits(), (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_NEAREST)
-        out.append(CropMask.from_bits(big, x0 + cx0, y0 + cy0))
+        scaled = CropMask.from_bits(big, x0 + cx0, y0 + cy0)
+        out.append(None if scaled is None else scaled.cut(*scene))
     return out
 
 

@@ -134,7 +134,8 @@ def sliced_predict(model: nn.Module, path: str | Path, settings: SliceSettings, 
     start = time.perf_counter()
     waited = 0.0
 
-    def run(batch: list[tuple[Tensor, int, int]], scale: tuple[float, float] = (1.0, 1.0)) -> None:
+    def run(batch: list[tuple[Tensor, int, int]], scene: tuple[int, int], scale: tuple[float, float] = (1.0, 1.0)
+            ) -> None:
         nonlocal with_masks
         outputs = model([im.to(device) for im, _, _ in batch])
         factor = torch.tensor([scale[0], scale[1], scale[0], scale[1]])
@@ -145,7 +146,7 @@ def sliced_predict(model: nn.Module, path: str | Path, settings: SliceSettings, 
             labels.append(out["labels"][keep].cpu())
             if "masks" in out:
                 with_masks = True
-                masks.extend(masks_from_output(out["masks"][keep], settings.mask_threshold, x0, y0, scale))
+                masks.extend(masks_from_output(out["masks"][keep], settings.mask_threshold, x0, y0, scene, scale))
 
     spec = settings.pixels
     with RasterSource(path, None if spec.bands is None else list(spec.bands)) as src:
@@ -176,14 +177,15 @@ def sliced_predict(model: nn.Module, path: str | Path, settings: SliceSettings, 
                 waited += time.perf_counter() - asked
                 if batch is None:
                     break
-                run(batch)
+                run(batch, (src.width, src.height))
         finally:
             source.close()  # the reader stops before the raster closes
         if settings.full_image:
             factor = max(1.0, max(src.width, src.height) / settings.full_image_side)
             shape = (len(src.bands), max(1, round(src.height / factor)), max(1, round(src.width / factor)))
             overview = src.ds.read(src.bands, out_shape=shape, resampling=Resampling.average)
-            run([(to_tensor(overview, spec, str(path)), 0, 0)], scale=(src.width / shape[2], src.height / shape[1]))
+            run([(to_tensor(overview, spec, str(path)), 0, 0)], (src.width, src.height),
+                scale=(src.width / shape[2], src.height / shape[1]))
         info = {"width": src.width, "height": src.height, "tiles": len(grid),
                 "transform": src.transform if src.georeferenced else None,
                 "crs": src.crs.to_string() if src.georeferenced else None}

@@ -91,9 +91,13 @@ def test_model_masks_become_scene_crops_and_overviews_are_scaled_back():
     probs = torch.zeros(2, 1, 8, 8)
     probs[0, 0, 2:4, 1:5] = 0.9
     probs[0, 0, 5, 5] = 0.5  # not above the threshold
-    crops = masks_from_output(probs, 0.5, 100, 50)
+    crops = masks_from_output(probs, 0.5, 100, 50, (1000, 1000))
     assert crops[1] is None
     assert (crops[0].x0, crops[0].y0, crops[0].width, crops[0].height) == (101, 52, 4, 2)
-    big = masks_from_output(probs[:1], 0.5, 0, 0, scale=(2.0, 3.0))[0]  # an overview at half and a third size
+    big = masks_from_output(probs[:1], 0.5, 0, 0, (1000, 1000), scale=(2.0, 3.0))[0]  # an overview at 1/2, 1/3
     assert (big.x0, big.y0, big.width, big.height) == (2, 6, 8, 6) and big.bits().all()
-    assert masks_from_output(torch.zeros(0, 1, 8, 8), 0.5, 0, 0) == []
+    # cut to the scene: a padded tile at (100, 50) of a 103 x 53 scene keeps columns 101-102, row 52
+    cut = masks_from_output(probs[:1], 0.5, 100, 50, (103, 53))[0]
+    assert (cut.x0, cut.y0, cut.width, cut.height) == (101, 52, 2, 1)
+    assert masks_from_output(probs[:1], 0.5, 100, 50, (101, 53))[0] is None  # nothing inside
+    assert masks_from_output(torch.zeros(0, 1, 8, 8), 0.5, 0, 0, (8, 8)) == []

@@ -275,3 +275,21 @@ def test_infer_cli_writes_segm_results_for_mask_rcnn(tiny_config, tmp_path, ring
     with pytest.raises(SystemExit):
         infer.main(["--config", "x", "--checkpoint", "y", "--images", "z", "--out", "o", "--mask-thr", "1"])
     assert "--mask-thr must be in [0, 1), got 1.0" in capsys.readouterr().err
+
+
+def test_overview_masks_stay_inside_the_scene(tmp_path):
+    # a 150 x 100 scene read as a 33 x 22 overview: scaled back (x 150/33, 100/22) and rounded
+    # up, the mask of an object at the bottom-right corner reaches a pixel past the scene's
+    # edge in float (22 * (100 / 22) > 100); it is cut to the scene
+    pixels = np.zeros((3, 100, 150), dtype=np.uint8)
+    pixels[:, 60:, 110:] = 255
+    path = tmp_path / "corner.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=150, height=100, count=3, dtype="uint8") as dst:
+        dst.write(pixels)
+    settings = SliceSettings(size=(64, 64), overlap=0.25, full_image=True, full_image_side=33, method="nms",
+                             match="iou", threshold=0.99, class_agnostic=True)
+    pred = sliced_predict(BrightMask(), path, settings, torch.device("cpu"))
+    assert any(m.x0 + m.width == 150 and m.y0 + m.height == 100 for m in pred["masks"])
+    assert all(m.x0 + m.width <= 150 and m.y0 + m.height <= 100 for m in pred["masks"])
+    segm = coco_records(pred, 1, LabelMap((7,), ("tree",)))["segm"]
+    assert len(segm) == len(pred["boxes"]) and all(r["segmentation"]["size"] == [100, 150] for r in segm)
