@@ -23,7 +23,7 @@ from torch import nn
 
 from detimb.config import config_from_yaml, load_config, to_dict
 from detimb.data.label_map import LabelMap
-from detimb.data.pixels import RGB, PixelSpec, read_raster
+from detimb.data.pixels import RGB, PixelSpec, read_raster, to_chw_tensor
 from detimb.engine.checkpoint import load_checkpoint, load_model_state
 from detimb.engine.drawing import draw_class_map, draw_detections
 from detimb.engine.priors import apply_priors
@@ -124,7 +124,7 @@ class Predictor:
         pixels = [self._read(im, color) for im in items]  # every input checked before any runs
         out: list[Prediction] = []
         for start in range(0, len(pixels), batch_size):
-            batch = [_as_input(p).to(self.device) for p in pixels[start:start + batch_size]]
+            batch = [to_chw_tensor(p).to(self.device) for p in pixels[start:start + batch_size]]
             out += [self._to_prediction(o) for o in self.model(batch)]
         return out[0] if single else out
 
@@ -154,12 +154,6 @@ class Predictor:
                           output["scores"][keep].cpu().numpy().astype(np.float32),
                           np.array([lm.coco_id(int(k)) for k in labels], dtype=np.int64),
                           [lm.names[int(k) - 1] for k in labels], masks)
-
-
-def _as_input(pixels: np.ndarray) -> torch.Tensor:
-    """(H, W, C) uint8 RGB (divided by 255) or float model input -> (C, H, W) float."""
-    x = torch.from_numpy(pixels if pixels.flags.writeable else pixels.copy()).permute(2, 0, 1).float()
-    return x.div_(255.0) if pixels.dtype == np.uint8 else x
 
 
 def draw(image: ImageInput, prediction: Prediction, color: str = "RGB", max_draw: int | None = None,

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from detimb.data.pixels import PixelSpec, PixelSpecError
 from detimb.errors import ConfigError
 from detimb.registry import closest
 
@@ -110,9 +111,10 @@ def check_values(cfg: DictConfig, layers: list[tuple[str, dict[str, Any]]]) -> N
         if len(values) != channels:
             raise ConfigError(f"{_set_by(f'model.transform.{key}', layers)}: model.transform.{key} has {len(values)}"
                               f" values but model.in_channels is {channels}; give one per input channel")
-    if cfg.data.bands is not None and len(cfg.data.bands) != channels:
-        raise ConfigError(f"{_set_by('data.bands', layers)}: data.bands names {len(cfg.data.bands)} bands but"
-                          f" model.in_channels is {channels}; give as many bands as input channels")
+    try:
+        PixelSpec.from_config(cfg)
+    except PixelSpecError as err:
+        raise ConfigError(f"{_set_by(err.key, layers)}: {err}") from err
     if channels != 3 and cfg.model.type == "ssd":
         raise ConfigError(f"{_set_by('model.in_channels', layers)}: SSD's backbones are torchvision's RGB ones;"
                           " model.in_channels must be 3 with model.type ssd")

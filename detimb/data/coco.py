@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from detimb.data.coco_validate import CocoRecords, is_lvis_style, validate_coco
-from detimb.data.pixels import RGB, PixelSpec, read_raster
+from detimb.data.pixels import RGB, PixelSpec, read_raster, to_chw_tensor
 from detimb.data.label_map import LabelMap
 from detimb.data.transforms import apply_albumentations, build_albumentations
 from detimb.errors import DatasetError
@@ -162,10 +162,7 @@ class CocoDetection(Dataset):
         if masks is not None:
             h, w = image.shape[:2]
             target["masks"] = torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, h, w), dtype=torch.uint8)
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-        if image.dtype == np.uint8:
-            tensor = tensor.div_(255.0)
-        return tensor, target
+        return to_chw_tensor(image), target
 
 
 def collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[list, list]:

@@ -16,8 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from detimb.errors import DatasetError
+
+
+class PixelSpecError(ValueError):
+    """An impossible input setting; ``key`` is the config key that states it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -31,14 +41,14 @@ class PixelSpec:
 
     def __post_init__(self) -> None:
         if self.channels < 1:
-            raise ValueError(f"model.in_channels must be >= 1, got {self.channels}")
+            raise PixelSpecError("model.in_channels", f"model.in_channels must be >= 1, got {self.channels}")
         if self.bands is not None and (not self.bands or min(self.bands) < 1):
-            raise ValueError(f"data.bands are 1-based band indices, got {list(self.bands)}")
+            raise PixelSpecError("data.bands", f"data.bands are 1-based band indices, got {list(self.bands)}")
         if self.bands is not None and len(self.bands) != self.channels:
-            raise ValueError(f"data.bands names {len(self.bands)} bands but model.in_channels is {self.channels};"
-                             " give as many bands as input channels")
-        if self.scale is not None and not self.scale[1] > self.scale[0]:
-            raise ValueError(f"data.scale must be [lo, hi] with hi > lo, got {list(self.scale)}")
+            raise PixelSpecError("data.bands", f"data.bands names {len(self.bands)} bands but model.in_channels is"
+                                 f" {self.channels}; give as many bands as input channels")
+        if self.scale is not None and not (len(self.scale) == 2 and self.scale[1] > self.scale[0]):
+            raise PixelSpecError("data.scale", f"data.scale must be [lo, hi] with hi > lo, got {list(self.scale)}")
 
     @classmethod
     def from_config(cls, cfg: Any) -> PixelSpec:
@@ -46,7 +56,7 @@ class PixelSpec:
         bands = cfg.data.bands
         scale = cfg.data.scale
         return cls(None if bands is None else tuple(int(b) for b in bands),
-                   None if scale is None else (float(scale[0]), float(scale[1])), int(cfg.model.in_channels))
+                   None if scale is None else tuple(float(v) for v in scale), int(cfg.model.in_channels))
 
     @property
     def is_rgb(self) -> bool:
@@ -82,6 +92,13 @@ def read_raster(path: str | Path, spec: PixelSpec) -> np.ndarray:
     except IndexError as err:
         raise DatasetError(f"{path}: has no band among {list(spec.bands or [])} (data.bands)") from err
     return np.ascontiguousarray(spec.convert(pixels, str(path)).transpose(1, 2, 0))
+
+
+def to_chw_tensor(image: np.ndarray) -> Tensor:
+    """(H, W, C) image -> (C, H, W) float model input: uint8 RGB divided by 255, a float
+    model input (``read_raster``) as it is."""
+    x = torch.from_numpy(np.ascontiguousarray(image) if image.flags.writeable else image.copy()).permute(2, 0, 1)
+    return x.float().div_(255.0) if image.dtype == np.uint8 else x.float()
 
 
 def display_rgb(image: np.ndarray) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 The scene is read tile by tile or in row bands (``detimb.data.tiling.raster``), tiles go
 through the model in batches, their boxes are shifted by the tile origin, an optional
-full-image pass is added, and overlapping boxes are merged (``detimb.engine.merge``). Instance masks
-(Mask R-CNN) are kept as crops and merged with their boxes (``detimb.engine.scene_masks``).
+full-image pass is added, and overlapping boxes are merged (``detimb.engine.merge``).
+Instance masks (Mask R-CNN) are kept as crops and merged with their boxes
+(``detimb.engine.scene_masks``).
 Results come back in the scene's pixels (COCO boxes and RLE masks) and, for georeferenced
 rasters, as GeoJSON or GeoPackage in its CRS: boxes as rectangles, masks as polygons.
 """
@@ -60,18 +61,13 @@ class SliceSettings:
 
 
 def to_tensor(pixels: np.ndarray, spec: PixelSpec = RGB, source: str = "scene") -> Tensor:
-    """(bands, h, w) raster pixels -> the model's input. An RGB model: (3, h, w) float in
-    [0, 1] (integers scaled by their type's maximum; one band repeated; ``sliced_predict``
-    refuses more than three colour bands). Any other ``spec``: its bands and scaling, a band
-    count other than the model's being a named error (``PixelSpec.convert``)."""
-    if not spec.is_rgb:
-        return torch.from_numpy(np.ascontiguousarray(spec.convert(pixels, source)))
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).float()
-    if np.issubdtype(pixels.dtype, np.integer):
-        x = x / float(np.iinfo(pixels.dtype).max)
-    if x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    return x[:3]
+    """(bands, h, w) raster pixels -> the model's input, by ``PixelSpec.convert`` (its bands
+    and scaling; integers by their type's maximum by default; a band count other than the
+    model's is a named error). An RGB model reads one band as grey (repeated three times);
+    ``sliced_predict`` refuses more than three colour bands."""
+    if spec.is_rgb and pixels.shape[0] == 1:
+        pixels = np.repeat(pixels, 3, axis=0)
+    return torch.from_numpy(np.ascontiguousarray(spec.convert(pixels, source)))
 
 
 _DONE = object()

@@ -106,3 +106,17 @@ def test_config_refuses_means_that_do_not_fit_the_channels(tiny_shapes, tmp_path
 
     with pytest.raises(ConfigError, match="image_mean has 3 values but model.in_channels is 4"):
         load_config(write_config(tmp_path, tiny_shapes, "faster_rcnn", model={"in_channels": 4}))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"data": {"scale": [100, 0]}}, r"data.scale must be \[lo, hi\] with hi > lo, got \[100.0, 0.0\]"),
+    ({"data": {"scale": [0, 1, 2]}}, r"data.scale must be \[lo, hi\]"),
+    ({"data": {"bands": [0, 1, 2]}}, r"data.bands are 1-based band indices, got \[0, 1, 2\]"),
+    ({"data": {"bands": [1, 2]}}, "data.bands names 2 bands but model.in_channels is 3"),
+])
+def test_config_refuses_impossible_input_settings_naming_the_layer(tiny_shapes, tmp_path, overrides, message):
+    from detimb.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(write_config(tmp_path, tiny_shapes, "faster_rcnn", **overrides))
+    assert "faster_rcnn.yaml" in str(err.value)  # the layer that set it

@@ -2,8 +2,8 @@
 
 Each scene is read tile by tile or in row bands (``raster.RasterSource``), its
 annotations are indexed once in an R-tree (shapely's STRtree) and queried for all tiles in
-one call, so no tile x annotation loop runs. Scenes go to ``workers`` processes. Each finished scene
-leaves a part file in ``<out>/.parts``; a rerun after an interruption skips those and
+one call, so no tile x annotation loop runs. Scenes go to ``workers`` processes. Each
+finished scene leaves a part file in ``<out>/.parts``; a rerun after an interruption skips those and
 then assembles ``<out>/annotations.json`` (ids assigned in scene and tile order, so the
 result does not depend on which worker finished first). Tiles and JSON are written
 atomically; nothing is written outside ``out``.
