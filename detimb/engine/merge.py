@@ -81,7 +81,8 @@ def candidate_pairs(boxes: np.ndarray) -> np.ndarray:
     cell = max(float(np.median(sides)) if n else 1.0, 1e-6)
     lo = np.floor(boxes[:, :2] / cell).astype(np.int64)
     hi = np.maximum(np.floor(boxes[:, 2:] / cell).astype(np.int64), lo)  # a degenerate box covers its first cell
-    lo, hi = lo - lo.min(axis=0), hi - lo.min(axis=0)
+    shift = lo.min(axis=0)  # cells counted from the scene's first occupied one
+    lo, hi = lo - shift, hi - shift
     span = hi - lo + 1
     counts = span[:, 0] * span[:, 1]
     width = int(hi[:, 0].max()) + 2
