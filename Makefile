@@ -45,7 +45,7 @@ $(MIN_STAMP): requirements-min.txt | $(STAMP)
 
 test-min: $(MIN_STAMP)
 	$(MIN_VENV)/bin/python -m pytest -n 2 --dist loadfile -q -p no:cacheprovider tests/data tests/integration/test_train.py \
-		tests/models/test_segmentor.py tests/engine/test_coco_eval.py tests/test_config.py
+		tests/models/test_segmentor.py tests/evaluation/test_coco_eval.py tests/test_config.py
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/train_step.py

@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO))
 from detimb.config import load_config  # noqa: E402
 from detimb.data.coco import CocoDetection, collate  # noqa: E402
 from detimb.data.synthetic import make_shapes_dataset  # noqa: E402
-from detimb.engine.coco_eval import class_frequencies  # noqa: E402
+from detimb.evaluation.coco_eval import class_frequencies  # noqa: E402
 from detimb.losses.statistics import ClassStatistics  # noqa: E402
 from detimb.models import build_detector  # noqa: E402
 

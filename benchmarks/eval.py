@@ -23,7 +23,7 @@ from detimb.api import Predictor  # noqa: E402
 from detimb.config import load_config  # noqa: E402
 from detimb.data.coco import coco_api  # noqa: E402
 from detimb.data.label_map import LabelMap  # noqa: E402
-from detimb.engine.coco_eval import evaluate_coco  # noqa: E402
+from detimb.evaluation.coco_eval import evaluate_coco  # noqa: E402
 from detimb.models import build_model  # noqa: E402
 
 

@@ -21,6 +21,14 @@ class CheckpointError(DetimbError, ValueError):
     """A checkpoint file is missing, empty, torn, foreign, unsafe, or does not fit the model."""
 
 
+class OptionError(DetimbError, ValueError):
+    """A tool's option or a function's argument is out of range or contradicts another."""
+
+
+class InputError(DetimbError, ValueError):
+    """An image handed to the Python API is missing, not an image, or of the wrong shape or type."""
+
+
 def user_message(err: BaseException) -> str:
     """The message to show for ``err``: a DataLoader worker re-raises a dataset error with
     its traceback folded into the message ("Caught DatasetError in DataLoader worker

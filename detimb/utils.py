@@ -1,12 +1,19 @@
-"""Small helpers shared across layers: atomic writes, and outputs kept inside their folder."""
+"""Small helpers shared across layers: atomic writes, outputs kept inside their folder, the
+one low-level read of a ``.pth`` file."""
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
+
+import torch
+
+from detimb.errors import CheckpointError, DatasetError
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
@@ -42,8 +49,6 @@ def inside(root: str | os.PathLike[str], relative: str, what: str) -> Path:
     base = Path(root).resolve()
     target = (base / relative).resolve()
     if not target.is_relative_to(base):
-        from detimb.errors import DatasetError
-
         raise DatasetError(f"{what}: the file name {relative!r} would be written outside {base}. Fix: use names"
                            " relative to the image folder, without '..'")
     return target
@@ -55,3 +60,26 @@ def cache_dir() -> Path:
     if os.environ.get("DETIMB_CACHE_DIR"):
         return Path(os.environ["DETIMB_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "detimb"
+
+
+def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(..., weights_only=True)`` with its failures named."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (a write was interrupted?). Fix: use an earlier checkpoint")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if "Weights only load failed" not in str(err) or not head.startswith((b"\x80", b"PK")):  # not a pickle or zip
+            raise CheckpointError(f"{path}: not a checkpoint ({str(err).splitlines()[0][:120]}). Fix: give a file"
+                                  " written by torch.save") from err
+        raise CheckpointError(f"{path}: holds objects other than tensors and plain values, which could run code when"
+                              " loaded, so detimb refuses it. Do not load it with weights_only=False unless you"
+                              " trust where it came from; if you do, re-save its state_dict() with torch.save") from err
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint, the file is torn or of another kind"
+                              f" ({str(err).splitlines()[0][:120]}). Fix: use an earlier checkpoint") from err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
 from pathlib import Path
@@ -40,7 +41,7 @@ def straight_and_resumed(cfg, root: Path, stop_at: int) -> tuple[dict, dict]:
     """Train ``cfg`` straight through (``root/straight``) and interrupted: stopped after
     ``stop_at`` iterations, then resumed from its last.pth to the end (``root/resumed``).
     Returns both runs' last checkpoints (straight, resumed)."""
-    from detimb.engine.checkpoint import load_checkpoint
+    from detimb.models.weights import load_checkpoint
     from detimb.engine.trainer import Trainer
 
     Trainer(cfg, root / "straight", progress=False).train()
@@ -100,3 +101,11 @@ def tiny_config(tmp_path: Path, tiny_shapes: Path):
         return load_config(write_config(tmp_path, tiny_shapes, model_type, **overrides))
 
     return make
+
+
+def needs_extra(module: str, extra: str):
+    """``module`` of the optional extra ``extra``: skipped where the extra is not installed,
+    but on CI, which installs every extra (requirements-dev.txt), a missing one fails."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason=f"the {extra} extra is not installed")

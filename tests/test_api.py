@@ -12,6 +12,7 @@ from PIL import Image
 
 import detimb
 from detimb.api import InputError, Predictor, draw, load_image
+from detimb.visualization import class_color
 from detimb.cli import evaluate as evaluate_cli
 from detimb.cli import infer
 from tests.conftest import REPO, write_config
@@ -22,9 +23,9 @@ def checkpoint(tiny_shapes, tmp_path_factory) -> Path:
     """A detector trained a few iterations through the API itself."""
     tmp = tmp_path_factory.mktemp("api")
     cfg = write_config(tmp, tiny_shapes)
-    reports = detimb.train(cfg, work_dir=tmp / "run", progress=False, **{"train.schedule.max_iters": 3},
-                           model__roi_head__score_thresh=0.0)
-    assert "bbox" in reports
+    result = detimb.train(cfg, work_dir=tmp / "run", progress=False,
+                          overrides={"train.schedule.max_iters": 3, "model.roi_head.score_thresh": 0.0})
+    assert "bbox" in result.reports and result.work_dir == tmp / "run" and "per-class AP" in result.table
     return tmp / "run" / "last.pth"
 
 
@@ -93,14 +94,18 @@ def test_draw_gives_one_stable_colour_per_class(checkpoint, tiny_shapes):
     picture = draw(image, prediction, max_draw=5)
     pixels = load_image(image)
     assert picture.shape == pixels.shape and picture.dtype == np.uint8 and not np.array_equal(picture, pixels)
-    from detimb.engine.drawing import class_color
-
-    assert class_color(3) == class_color(3) and class_color(3) != class_color(4)
+    # category 3's colour by hand: hue 3 x 0.618034 mod 1 = 0.854102, HSV (0.854102, 0.85, 0.95):
+    # sector 5, f 0.124612 -> (v, v(1 - s), v(1 - s f)) = (0.95, 0.1425, 0.849376) -> (242, 36, 216)
+    assert class_color(3) == (242, 36, 216) and class_color(4) != class_color(3)
+    # every detection's box is outlined in its class's colour, the same in any picture
+    x0, y0 = int(prediction.boxes[0][0]), int(prediction.boxes[0][1])
+    first = draw(image, prediction, max_draw=1)
+    assert tuple(first[y0 + 1, x0]) == class_color(int(prediction.category_ids[0]))
 
 
 def test_mask_rcnn_predictions_carry_masks(tiny_shapes, tmp_path):
     cfg = write_config(tmp_path, tiny_shapes, "mask_rcnn", model={"roi_head": {"score_thresh": 0.0}})
-    detimb.train(cfg, work_dir=tmp_path / "run", progress=False, **{"train.schedule.max_iters": 2})
+    detimb.train(cfg, work_dir=tmp_path / "run", progress=False, overrides=["train.schedule.max_iters=2"])
     image = first_image(tiny_shapes)
     prediction = Predictor.from_checkpoint(tmp_path / "run" / "last.pth", score_threshold=0.0).predict(image)
     h, w = load_image(image).shape[:2]
@@ -110,7 +115,7 @@ def test_mask_rcnn_predictions_carry_masks(tiny_shapes, tmp_path):
 
 def test_semantic_segmentation_predicts_a_class_map_and_draws_a_legend(tiny_shapes, tmp_path):
     cfg = write_config(tmp_path, tiny_shapes, "semantic_seg", model={"head": {"channels": 8}})
-    detimb.train(cfg, work_dir=tmp_path / "run", progress=False, **{"train.schedule.max_iters": 2})
+    detimb.train(cfg, work_dir=tmp_path / "run", progress=False, overrides=["train.schedule.max_iters=2"])
     image = first_image(tiny_shapes)
     prediction = Predictor.from_checkpoint(tmp_path / "run" / "last.pth").predict(image)
     coco = json.loads((tiny_shapes / "annotations/train.json").read_text())
@@ -121,14 +126,37 @@ def test_semantic_segmentation_predicts_a_class_map_and_draws_a_legend(tiny_shap
     assert picture.shape == load_image(image).shape
 
 
-def test_evaluate_is_what_tools_eval_runs(checkpoint, tiny_shapes, tmp_path):
+def pycocotools_map(ann_file: Path, results: list[dict]) -> float:
+    """COCO mAP of ``results`` computed by pycocotools directly (the oracle)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ann_file))
+        ev = COCOeval(gt, gt.loadRes(results), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return float(ev.stats[0])
+
+
+def test_evaluate_scores_what_pycocotools_scores(checkpoint, tiny_shapes, tmp_path):
     cfg = write_config(tmp_path, tiny_shapes)
-    folder, table = detimb.evaluate(cfg, checkpoint=checkpoint, out=tmp_path / "api")
-    assert folder == tmp_path / "api" and "per-class AP (rare first)" in table
-    assert evaluate_cli.main(["--config", str(cfg), "--checkpoint", str(checkpoint), "--out",
-                              str(tmp_path / "cli")]) == 0
-    a = json.loads((tmp_path / "api" / "eval.json").read_text())["bbox"]["stats"]
-    b = json.loads((tmp_path / "cli" / "eval.json").read_text())["bbox"]["stats"]
-    assert a == b
+    result = detimb.evaluate(cfg, checkpoint=checkpoint, out=tmp_path / "api",
+                             overrides=["model.roi_head.score_thresh=0.0"])
+    assert result.out_dir == tmp_path / "api" and "per-class AP (rare first)" in result.table
+    written = json.loads((tmp_path / "api" / "results_bbox.json").read_text())
+    oracle = pycocotools_map(tiny_shapes / "annotations/val.json", written)
+    assert result.reports["bbox"]["stats"]["mAP"] == pytest.approx(oracle, abs=1e-9) and len(written) > 0
+    # the CLI prints the same table; results files split in two score as the whole (#30)
+    assert evaluate_cli.main(["--config", str(cfg), "--results", str(tmp_path / "api" / "results_bbox.json"),
+                              "--out", str(tmp_path / "cli")]) == 0
+    (tmp_path / "a.json").write_text(json.dumps(written[::2]))
+    (tmp_path / "b.json").write_text(json.dumps(written[1::2]))
+    split = detimb.evaluate(cfg, results=[tmp_path / "a.json", tmp_path / "b.json"], out=tmp_path / "split")
+    assert split.reports["bbox"]["stats"]["mAP"] == pytest.approx(oracle, abs=1e-9)
     with pytest.raises(detimb.api.DetimbError, match="a checkpoint or results files"):
         detimb.evaluate(cfg)

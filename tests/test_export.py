@@ -9,6 +9,7 @@ import torch
 from detimb.api import Predictor
 from detimb.cli import export
 from detimb.engine.trainer import Trainer
+from tests.conftest import needs_extra
 
 DETECTORS = {"faster_rcnn": {"roi_head": {"score_thresh": 0.0}}, "retinanet": {"retina_head": {"score_thresh": 0.0}},
              "mask_rcnn": {"roi_head": {"score_thresh": 0.0}}, "fcos": {"fcos_head": {"score_thresh": 0.0}}}
@@ -42,7 +43,7 @@ def checkpoints(tmp_path_factory, tiny_shapes):
 @pytest.mark.parametrize("detector", list(DETECTORS))
 def test_export_round_trip(checkpoints, tiny_shapes, tmp_path, capsys, detector, fmt):
     if fmt == "onnx":
-        pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+        needs_extra("onnxruntime", "export")
     image = sorted((tiny_shapes / "val").iterdir())[0]
     out = tmp_path / f"model.{'onnx' if fmt == 'onnx' else 'pt'}"
     assert export.main(["--checkpoint", str(checkpoints[detector]), "--format", fmt, "--out", str(out),

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Thin command-line face of detimb.data.fashion (see --help): the long-tailed Fashion-MNIST canvases."""
+"""Thin command-line face of detimb.cli.make_fashion_dataset (see --help): the long-tailed Fashion-MNIST canvases."""
 
-from detimb.data.fashion import main
+import sys
+
+from detimb.cli.make_fashion_dataset import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

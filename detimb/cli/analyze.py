@@ -8,11 +8,11 @@ from pathlib import Path
 
 from detimb.data.coco_validate import validate_coco
 from detimb.data.statistics import box_sides, dataset_stats, write_plots
-from detimb.errors import DetimbError
+from detimb.cli.common import run_cli
 from detimb.utils import atomic_write_json
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Report a COCO dataset's class imbalance.")
     p.add_argument("--coco", required=True, help="COCO annotation file")
     p.add_argument("--out", required=True, help="report folder: stats.json and PNGs")
@@ -21,20 +21,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--thresholds", type=int, nargs=2, default=[10, 100], metavar=("RARE", "COMMON"),
                    help="LVIS frequency groups by image count (default 10 100)")
     p.add_argument("--strict", action="store_true", help="defects that would be repaired in memory are errors")
-    args = p.parse_args(argv)
-    try:
-        records = validate_coco(args.coco, None, strict=args.strict)
-        coco = records.data
-        stats = {**dataset_stats(coco, tuple(args.thresholds)), "defects_repaired": records.repairs}
-        other = None
-        if args.compare:
-            compared = validate_coco(args.compare, None, strict=args.strict)
-            other = {**dataset_stats(compared.data, tuple(args.thresholds)), "defects_repaired": compared.repairs}
-        for message in records.warnings + (compared.warnings if args.compare else []):
-            print(f"warning: {message}", file=sys.stderr)
-    except DetimbError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_cli(lambda: analyze(args))
+
+
+def analyze(args: argparse.Namespace) -> None:
+    records = validate_coco(args.coco, None, strict=args.strict)
+    coco = records.data
+    stats = {**dataset_stats(coco, tuple(args.thresholds)), "defects_repaired": records.repairs}
+    other = None
+    if args.compare:
+        compared = validate_coco(args.compare, None, strict=args.strict)
+        other = {**dataset_stats(compared.data, tuple(args.thresholds)), "defects_repaired": compared.repairs}
+    for message in records.warnings + (compared.warnings if args.compare else []):
+        print(f"warning: {message}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "stats.json", {**stats, **({"compare": other} if other else {})}, indent=2)
@@ -49,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{stats['imbalance_ratio']:.1f}; head: {', '.join(stats['head_classes'])}; tail (<1%): "
           f"{', '.join(stats['tail_classes']) or '-'}")
     print(f"written to {out}: stats.json, {', '.join(plots)}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from detimb.cli.common import run_cli
 from detimb.data.coco_validate import read_coco_json
 from detimb.data.convert import coco_to_yolo, dota_to_coco, voc_to_coco, yolo_to_coco
 from detimb.data.convert.voc import DIFFICULT
@@ -43,29 +44,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        if args.command == "coco2yolo":
-            counts = coco_to_yolo(read_coco_json(Path(args.coco)), Path(args.out))
-            print(f"{counts['images']} images, {counts['boxes']} boxes -> {args.out}/labels"
-                  f" ({counts['crowd_skipped']} crowd regions left out: YOLO has no crowd form)")
-            return 0
-        if args.command == "yolo2coco":
-            coco = yolo_to_coco(Path(args.images), Path(args.labels), Path(args.classes))
-        else:
-            classes = read_class_names(Path(args.classes)) if args.classes else None
-        if args.command == "voc2coco":
-            coco = voc_to_coco(Path(args.xml), Path(args.images) if args.images else None, classes, args.difficult)
-        elif args.command == "dota2coco":
-            coco = dota_to_coco(Path(args.images), Path(args.labels), classes, args.difficult)
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out, coco)
-    except (DetimbError, json.JSONDecodeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: convert(args))
+
+
+def convert(args: argparse.Namespace) -> int | None:
+    if args.command == "coco2yolo":
+        counts = coco_to_yolo(read_coco_json(Path(args.coco)), Path(args.out))
+        print(f"{counts['images']} images, {counts['boxes']} boxes -> {args.out}/labels"
+              f" ({counts['crowd_skipped']} crowd regions left out: YOLO has no crowd form)")
+        return 0
+    if args.command == "yolo2coco":
+        coco = yolo_to_coco(Path(args.images), Path(args.labels), Path(args.classes))
+    else:
+        classes = read_class_names(Path(args.classes)) if args.classes else None
+    if args.command == "voc2coco":
+        coco = voc_to_coco(Path(args.xml), Path(args.images) if args.images else None, classes, args.difficult)
+    elif args.command == "dota2coco":
+        coco = dota_to_coco(Path(args.images), Path(args.labels), classes, args.difficult)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, coco)
     print(f"{len(coco['images'])} images, {len(coco['annotations'])} annotations, {len(coco['categories'])}"
           f" categories -> {out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from detimb.errors import DetimbError
+from detimb.cli.common import run_cli
+from detimb.evaluation.run import evaluate
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -21,19 +21,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def evaluate_command(args: argparse.Namespace) -> None:
+    result = evaluate(args.config, checkpoint=args.checkpoint, results=args.results, out=args.out,
+                      overrides=args.cfg_options)
+    print(result.table)
+    print(f"\nwritten to {result.out_dir}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        from detimb.api import evaluate
-
-        out, text = evaluate(args.config, checkpoint=args.checkpoint, results=args.results, out=args.out,
-                             overrides=args.cfg_options)
-        print(text)
-        print(f"\nwritten to {out}")
-    except (DetimbError, FileNotFoundError, json.JSONDecodeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: evaluate_command(args))
 
 
 if __name__ == "__main__":

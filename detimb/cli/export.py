@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from detimb.cli.common import run_cli
+from detimb.data.pixels import load_image, to_chw_tensor
 from detimb.errors import DetimbError
+from detimb.inference.restore import restore
+from detimb.models.export import inference_model
 from detimb.optional import require_extra
 from detimb.utils import atomic_write
 
@@ -34,8 +38,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def export(predictor_model: torch.nn.Module, fmt: str, out: Path, image: torch.Tensor, opset: int = 17
            ) -> tuple[torch.nn.Module, list[str]]:
     """Write ``out``; returns the exported torchvision twin and its output names."""
-    from detimb.models.export import inference_model
-
     twin = inference_model(predictor_model, masks=fmt == "torchscript")
     with torch.no_grad():
         names = list(twin([image])[0].keys())
@@ -95,37 +97,34 @@ def detection_difference(want: dict[str, np.ndarray], got: dict[str, np.ndarray]
     return worst
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        from detimb.api import Predictor, load_image
-
-        predictor = Predictor.from_checkpoint(args.checkpoint, args.config, device="cpu")
-        if args.image:
-            pixels = load_image(args.image)
-        else:
-            pixels = np.random.default_rng(0).integers(0, 256, (*args.size, 3), dtype=np.uint8)
-        image = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255.0)
-        out = Path(args.out)
-        twin, names = export(predictor.model, args.format, out, image, args.opset)
-        with torch.no_grad():
-            want = without_background({k: v.numpy() for k, v in twin([image])[0].items() if k in names})
-        got = run_export(out, args.format, image, names)
-        if len(got["boxes"]) != len(want["boxes"]):
-            out.unlink(missing_ok=True)
-            raise DetimbError(f"{out}: the export gives {len(got['boxes'])} detections, the eager model"
-                              f" {len(want['boxes'])}")
-        diff = detection_difference(want, got)
-        if diff > TOLERANCE:
-            out.unlink(missing_ok=True)
-            raise DetimbError(f"{out}: the export's detections differ from the eager model's by {diff:.2e}"
-                              f" (> {TOLERANCE})")
-    except DetimbError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def export_command(args: argparse.Namespace) -> None:
+    restored = restore(args.checkpoint, config=args.config, device="cpu")
+    if args.image:
+        pixels = load_image(args.image)
+    else:
+        pixels = np.random.default_rng(0).integers(0, 256, (*args.size, 3), dtype=np.uint8)
+    image = to_chw_tensor(pixels)
+    out = Path(args.out)
+    twin, names = export(restored.model, args.format, out, image, args.opset)
+    with torch.no_grad():
+        want = without_background({k: v.numpy() for k, v in twin([image])[0].items() if k in names})
+    got = run_export(out, args.format, image, names)
+    if len(got["boxes"]) != len(want["boxes"]):
+        out.unlink(missing_ok=True)
+        raise DetimbError(f"{out}: the export gives {len(got['boxes'])} detections, the eager model"
+                          f" {len(want['boxes'])}")
+    diff = detection_difference(want, got)
+    if diff > TOLERANCE:
+        out.unlink(missing_ok=True)
+        raise DetimbError(f"{out}: the export's detections differ from the eager model's by {diff:.2e}"
+                          f" (> {TOLERANCE})")
     print(f"{args.format} written to {out}: {len(want['boxes'])} detections on the test image, equal to the eager"
           f" model's within {diff:.1e}")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_cli(lambda: export_command(args))
 
 
 if __name__ == "__main__":

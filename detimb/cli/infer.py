@@ -5,23 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from detimb.config import config_from_yaml, load_config, to_dict
+from detimb.cli.common import run_cli
 from detimb.data.coco_validate import validate_coco
 from detimb.data.label_map import LabelMap
 from detimb.data.pixels import PixelSpec
-from detimb.engine.checkpoint import load_checkpoint, load_model_state
-from detimb.engine.merge import MATCHES, MERGES
 from detimb.errors import DetimbError
+from detimb.inference.merge import MATCHES, MERGES
+from detimb.inference.restore import restore
 from detimb.optional import require_extra
-from detimb.models.builder import build_model, is_segmentation
-from detimb.api import save_picture
-from detimb.engine.drawing import draw_detections
 from detimb.utils import atomic_write_json, inside
+from detimb.visualization import draw_detections, save_picture
+
+if TYPE_CHECKING:  # these need the geo extra (rasterio), imported once it is checked
+    from detimb.inference.sliced import ScenePrediction, SliceSettings
 
 SCENE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt")
 
@@ -77,80 +77,79 @@ def scene_files(paths: list[str]) -> list[Path]:
     return out
 
 
-def checkpoint_pixels(state: dict, cfg: Any, checkpoint: str) -> PixelSpec:
-    """The bands and scaling the checkpoint was trained on (its stored config), which must
-    be the ones the given config states."""
-    wanted = PixelSpec.from_config(cfg)
-    if not isinstance(state.get("config"), str):
-        return wanted
-    trained = PixelSpec.from_config(config_from_yaml(state["config"], f"{checkpoint} (its stored config)"))
-    if trained != wanted:
-        raise DetimbError(f"{checkpoint} was trained on input {trained} but --config states {wanted}. Fix: give the"
-                          " config the model was trained with (its run folder's config.yaml)")
-    return trained
+def settings_of(args: argparse.Namespace, pixels: PixelSpec) -> SliceSettings:
+    from detimb.inference.sliced import SliceSettings
+
+    size = tuple(args.tile) if len(args.tile) == 2 else (args.tile[0], args.tile[0])
+    return SliceSettings(size=size, overlap=args.overlap, batch_size=args.batch_size,  # type: ignore[arg-type]
+                         full_image=args.full_image, method=args.merge, match=args.match, threshold=args.match_thr,
+                         class_agnostic=args.class_agnostic, score_threshold=args.score_thr, pixels=pixels,
+                         mask_threshold=args.mask_thr)
+
+
+def scene_ids(coco: str | None, scenes: list[Path]) -> list[int]:
+    """Each scene's image id: from the COCO file naming the scenes, else 1, 2, ..."""
+    if not coco:
+        return list(range(1, len(scenes) + 1))
+    ids = {Path(im["file_name"]).name: im["id"] for im in validate_coco(coco, None).images}
+    missing = [p.name for p in scenes if p.name not in ids]
+    if missing:
+        raise DetimbError(f"--coco {coco}: no image named {missing[0]}")
+    return [ids[p.name] for p in scenes]
+
+
+def write_scene_outputs(args: argparse.Namespace, path: Path, pred: ScenePrediction, label_map: LabelMap) -> None:
+    """The scene's map features (GeoJSON, GeoPackage) and its picture, as asked."""
+    from detimb.inference.geo import write_geojson, write_geopackage
+    from detimb.visualization.scene import scene_picture
+
+    out = Path(args.out)
+    if pred.crs:
+        write_geojson(out / f"{path.stem}.geojson", pred, label_map, wgs84=args.geojson_crs == "wgs84")
+        if args.gpkg:
+            write_geopackage(out / f"{path.stem}.gpkg", pred, label_map, path.name)
+    elif args.gpkg or args.geojson_crs == "wgs84":
+        raise DetimbError(f"{path}: the scene has no CRS, so there are no map coordinates to write;"
+                          " drop --gpkg / --geojson-crs wgs84, or georeference the scene")
+    if args.draw:
+        picture, scale = scene_picture(path, args.draw_max_side)
+        labels = pred.labels.tolist()
+        save_picture(inside(args.draw, f"{path.stem}.png", "--draw"), draw_detections(
+            picture, pred.boxes.numpy() * scale, np.array([label_map.coco_id(int(k)) for k in labels]),
+            [label_map.names[int(k) - 1] for k in labels], pred.scores.numpy(), max_draw=args.max_draw))
+
+
+def infer(args: argparse.Namespace) -> None:
+    require_extra("geo", "detimb-infer (sliced inference)", ("rasterio", "shapely"))
+    from detimb.inference.sliced import coco_records, sliced_predict
+
+    restored = restore(args.checkpoint, config=args.config, overrides=args.cfg_options)
+    if restored.segmentation:
+        raise DetimbError("tools/infer.py runs detectors; this config is a segmentation model")
+    settings = settings_of(args, restored.pixels)
+    scenes = scene_files(args.images)
+    results: dict[str, list] = {"bbox": [], "segm": []}
+    images = []
+    for path, image_id in zip(scenes, scene_ids(args.coco, scenes)):
+        pred = sliced_predict(restored.model, path, settings, restored.device)
+        for kind, records in coco_records(pred, image_id, restored.label_map).items():
+            results[kind] += records
+        images.append({"id": image_id, "file_name": path.name, "width": pred.width, "height": pred.height})
+        write_scene_outputs(args, path, pred, restored.label_map)
+        masked = "" if pred.masks is None else \
+            f" ({pred.empty_masks} whose mask is empty at {settings.mask_threshold}: outlined by the box)"
+        print(f"{path.name}: {pred.tiles} tiles, {len(pred)} detections after {args.merge}{masked}")
+    out = Path(args.out)
+    atomic_write_json(out / "results_bbox.json", results["bbox"])
+    if results["segm"]:
+        atomic_write_json(out / "results_segm.json", results["segm"])
+    atomic_write_json(out / "images.json", images)
+    print(f"written to {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        require_extra("geo", "detimb-infer (sliced inference)", ("rasterio", "shapely"))
-        from detimb.engine.sliced import (
-            SliceSettings, coco_records, empty_masks, scene_picture, sliced_predict, write_geojson, write_geopackage,
-        )
-
-        cfg = load_config(args.config, args.cfg_options)
-        if is_segmentation(cfg.model):
-            raise DetimbError("tools/infer.py runs detectors; this config is a segmentation model")
-        state = load_checkpoint(args.checkpoint)
-        label_map = LabelMap.from_dict(state["label_map"])
-        model = build_model(cfg.model, label_map)
-        load_model_state(model, state, to_dict(cfg.model), label_map.num_classes, args.checkpoint)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        model.to(device)
-        size = tuple(args.tile) if len(args.tile) == 2 else (args.tile[0], args.tile[0])
-        settings = SliceSettings(size, args.overlap, args.batch_size, args.full_image, args.merge, args.match,  # type: ignore[arg-type]
-                                 args.match_thr, args.class_agnostic, args.score_thr,
-                                 pixels=checkpoint_pixels(state, cfg, args.checkpoint), mask_threshold=args.mask_thr)
-        scenes = scene_files(args.images)
-        ids = {}
-        if args.coco:
-            ids = {Path(im["file_name"]).name: im["id"] for im in validate_coco(args.coco, None).images}
-        out = Path(args.out)
-        results: dict[str, list] = {"bbox": [], "segm": []}
-        images = []
-        for n, path in enumerate(scenes, start=1):
-            image_id = ids.get(path.name, n if not ids else None)
-            if image_id is None:
-                raise DetimbError(f"--coco {args.coco}: no image named {path.name}")
-            pred = sliced_predict(model, path, settings, device)
-            for kind, records in coco_records(pred, image_id, label_map).items():
-                results[kind] += records
-            images.append({"id": image_id, "file_name": path.name, "width": pred["width"], "height": pred["height"]})
-            if pred["crs"]:
-                write_geojson(out / f"{path.stem}.geojson", pred, label_map, wgs84=args.geojson_crs == "wgs84")
-                if args.gpkg:
-                    write_geopackage(out / f"{path.stem}.gpkg", pred, label_map, path.name)
-            elif args.gpkg or args.geojson_crs == "wgs84":
-                raise DetimbError(f"{path}: the scene has no CRS, so there are no map coordinates to write;"
-                                  " drop --gpkg / --geojson-crs wgs84, or georeference the scene")
-            if args.draw:
-                picture, scale = scene_picture(path, args.draw_max_side)
-                labels = pred["labels"].tolist()
-                save_picture(inside(args.draw, f"{path.stem}.png", "--draw"), draw_detections(
-                    picture, pred["boxes"].numpy() * scale, np.array([label_map.coco_id(int(k)) for k in labels]),
-                    [label_map.names[int(k) - 1] for k in labels], pred["scores"].numpy(), max_draw=args.max_draw))
-            masked = "" if pred["masks"] is None else \
-                f" ({empty_masks(pred)} whose mask is empty at {settings.mask_threshold}: outlined by the box)"
-            print(f"{path.name}: {pred['tiles']} tiles, {len(pred['boxes'])} detections after {args.merge}{masked}")
-        atomic_write_json(out / "results_bbox.json", results["bbox"])
-        if results["segm"]:
-            atomic_write_json(out / "results_segm.json", results["segm"])
-        atomic_write_json(out / "images.json", images)
-        print(f"written to {out}")
-    except DetimbError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: infer(args))
 
 
 if __name__ == "__main__":

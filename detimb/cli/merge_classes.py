@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from detimb.cli.common import run_cli
 from detimb.data.class_merge import ClassMapping, merge_classes
 from detimb.data.coco_validate import validate_coco
 from detimb.errors import DetimbError
@@ -19,18 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output COCO annotation file (must differ from --coco)")
     p.add_argument("--strict", action="store_true", help="defects that would be repaired in memory are errors")
     args = p.parse_args(argv)
-    try:
-        if Path(args.out).resolve() == Path(args.coco).resolve():
-            raise DetimbError("--out must differ from --coco: the input is never modified in place")
-        records = validate_coco(args.coco, None, strict=args.strict)
-        for message in records.warnings:
-            print(f"warning: {message}", file=sys.stderr)
-        coco = records.data
-        merged, counts = merge_classes(coco, ClassMapping.from_yaml(args.map), args.map)
-        atomic_write_json(args.out, merged)
-    except DetimbError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: merge(args))
+
+
+def merge(args: argparse.Namespace) -> int | None:
+    if Path(args.out).resolve() == Path(args.coco).resolve():
+        raise DetimbError("--out must differ from --coco: the input is never modified in place")
+    records = validate_coco(args.coco, None, strict=args.strict)
+    for message in records.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    coco = records.data
+    merged, counts = merge_classes(coco, ClassMapping.from_yaml(args.map), args.map)
+    atomic_write_json(args.out, merged)
     print(f"{'before':<24}{'instances':>10}")
     for name, n in sorted(counts["before"].items(), key=lambda kv: -kv[1]):
         print(f"{name:<24}{n:>10}")
@@ -38,7 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     for name, n in sorted(counts["after"].items(), key=lambda kv: -kv[1]):
         print(f"{name:<24}{n:>10}")
     print(f"\nwritten to {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from detimb.cli.common import run_cli
 from detimb.data.coco_validate import validate_coco
 from detimb.data.rebalance import apply_plan, class_counts_by_name, oversample_plan, undersample
 from detimb.errors import DatasetError, DetimbError
@@ -32,7 +33,7 @@ def parse_targets(text: str, categories: list[dict]) -> dict[int, int]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Rebalance a COCO dataset; the input is never modified.")
     p.add_argument("--coco", required=True, help="input COCO annotation file")
     p.add_argument("--out", required=True, help="output COCO annotation file (must differ from --coco)")
@@ -49,7 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-duplicates", type=int, help="cap on added images (default 10x the images)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strict", action="store_true", help="defects that would be repaired in memory are errors")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_cli(lambda: rebalance(args))
+
+
+def rebalance(args: argparse.Namespace) -> None:
     staging: Path | None = None
     try:
         if Path(args.out).resolve() == Path(args.coco).resolve():
@@ -81,9 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             staging.rename(final)
             staging = None
         atomic_write_json(args.out, result)
-    except (DetimbError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:  # albumentations' and YAML's refusals of --transforms
+        raise DetimbError(f"--transforms: {err}") from err
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -96,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nimages {len(coco['images'])} -> {len(result['images'])} ({dropped} dropped, {len(plan)} duplicated);"
           f" imbalance ratio {ratio(before.values()):.1f} -> {ratio(after.values()):.1f}")
     print(f"written to {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

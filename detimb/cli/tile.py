@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from detimb.data.coco_validate import read_coco_json, validate_coco
+from detimb.cli.common import run_cli
 from detimb.errors import DatasetError, DetimbError
 from detimb.optional import require_extra
 
 if TYPE_CHECKING:
-    from detimb.data.tiling import Scene
+    from detimb.data.tiling import Scene, TileOptions
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -103,44 +104,46 @@ def raster_scenes(rasters: list[str], labels: str | None, label_field: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:  # the geo extra first: without it, say what to install rather than fail on an import
-        require_extra("geo", "detimb-tile", ("rasterio", "shapely"))
-    except DetimbError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from detimb.data.tiling import TileOptions, run_tiling
+    return run_cli(lambda: tile(argv))
+
+
+def tile_options(args: argparse.Namespace) -> TileOptions:
+    from detimb.data.tiling import TileOptions
+
+    size = tuple(args.size) if len(args.size) == 2 else (args.size[0], args.size[0])
+    overlap = tuple(args.overlap) if len(args.overlap) == 2 else args.overlap[0]
+    return TileOptions(size=size, overlap=overlap, edge=args.edge, min_visible=args.min_visible,  # type: ignore[arg-type]
+                       empty_keep=args.empty_keep, empty_ratio=args.empty_ratio, max_nodata=args.max_nodata,
+                       fmt=args.format, bands=args.bands, dtype=args.dtype,
+                       scale=tuple(args.scale) if args.scale else None, png_compression=args.png_compression,
+                       jpeg_quality=args.jpeg_quality, tif_compress=args.tif_compress, seed=args.seed,
+                       write_threads=args.write_threads)
+
+
+def tile(argv: list[str] | None) -> None:
+    # the geo extra first: without it, say what to install rather than fail on an import
+    require_extra("geo", "detimb-tile", ("rasterio", "shapely"))
+    from detimb.data.tiling import run_tiling
     from detimb.data.tiling.tiler import check_output
 
     args = parse_args(argv)
-    try:
-        if args.coco and not args.images:
-            raise DetimbError("--coco needs --images (the folder its file_names are relative to)")
-        size = tuple(args.size) if len(args.size) == 2 else (args.size[0], args.size[0])
-        overlap = tuple(args.overlap) if len(args.overlap) == 2 else args.overlap[0]
-        options = TileOptions(size=size, overlap=overlap, edge=args.edge, min_visible=args.min_visible,  # type: ignore[arg-type]
-                              empty_keep=args.empty_keep, empty_ratio=args.empty_ratio, max_nodata=args.max_nodata,
-                              fmt=args.format,
-                              bands=args.bands, dtype=args.dtype, scale=tuple(args.scale) if args.scale else None,
-                              png_compression=args.png_compression, jpeg_quality=args.jpeg_quality,
-                              tif_compress=args.tif_compress, seed=args.seed, write_threads=args.write_threads)
-        inputs = [Path(args.coco), Path(args.images)] if args.coco else [Path(r) for r in args.raster]
-        inputs += [Path(args.labels)] if args.labels else []
-        check_output(Path(args.out), inputs)
-        if args.coco:
-            scenes, categories = coco_scenes(args.coco, args.images)
-            source = {"coco": str(Path(args.coco).resolve()), "images": str(Path(args.images).resolve())}
-        else:
-            scenes, categories = raster_scenes(args.raster, args.labels, args.label_field)
-            source = {"raster": [str(Path(r).resolve()) for r in args.raster],
-                      "labels": str(Path(args.labels).resolve()) if args.labels else None}
-        summary = run_tiling(scenes, categories, options, args.out, args.workers, not args.no_progress, source)
-    except (DetimbError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.coco and not args.images:
+        raise DetimbError("--coco needs --images (the folder its file_names are relative to)")
+    options = tile_options(args)
+    inputs = [Path(args.coco), Path(args.images)] if args.coco else [Path(r) for r in args.raster]
+    inputs += [Path(args.labels)] if args.labels else []
+    check_output(Path(args.out), inputs)
+    if args.coco:
+        scenes, categories = coco_scenes(args.coco, args.images)
+        source = {"coco": str(Path(args.coco).resolve()), "images": str(Path(args.images).resolve())}
+    else:
+        scenes, categories = raster_scenes(args.raster, args.labels, args.label_field)
+        source = {"raster": [str(Path(r).resolve()) for r in args.raster],
+                  "labels": str(Path(args.labels).resolve()) if args.labels else None}
+    summary = run_tiling(scenes, categories, options, args.out, args.workers, not args.no_progress, source)
     print(f"{summary['tiles']} tiles with {summary['annotations']} annotations from {summary['scenes']} scenes"
           f" ({summary['tiles_in_grid']} in the grid; dropped: {summary['dropped_empty']} empty,"
           f" {summary['dropped_nodata']} nodata) -> {Path(args.out) / 'annotations.json'}")
-    return 0
 
 
 if __name__ == "__main__":

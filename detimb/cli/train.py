@@ -6,8 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from detimb.cli.common import run_cli
 from detimb.config import load_config, packaged_configs
-from detimb.errors import DetimbError, user_message
+from detimb.engine.run import default_work_dir, train
+from detimb.errors import DetimbError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,7 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def resolve(args: argparse.Namespace) -> tuple:
+def overrides_of(args: argparse.Namespace) -> list[str]:
+    """``--cfg-options`` and the shorthand flags as ``key=value`` items."""
     overrides = list(args.cfg_options)
     if args.amp:
         overrides.append("train.amp=true")
@@ -45,32 +48,30 @@ def resolve(args: argparse.Namespace) -> tuple:
         overrides.append("data.check_images=false")
     if args.max_iters is not None:
         overrides.append(f"train.schedule.max_iters={args.max_iters}")
-    cfg = load_config(args.config, overrides)
-    as_kwargs = dict(item.split("=", 1) for item in overrides)  # raw YAML values, as typed
-    work_dir = Path(args.work_dir or cfg.work_dir or Path("work_dirs") / Path(args.config).stem)
+    return overrides
+
+
+def train_command(args: argparse.Namespace) -> None:
+    if args.list_configs:
+        print("\n".join(f"detimb://{name}" for name in packaged_configs()))
+        return
+    overrides = overrides_of(args)
+    cfg = load_config(args.config, overrides)  # a bad config is refused before the run folder is chosen
+    work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(args.config, cfg.work_dir)
     resume = None
     if args.resume:
         resume = work_dir / "last.pth" if args.resume == "auto" else Path(args.resume)
         if not resume.is_file():
             raise DetimbError(f"--resume: no checkpoint at {resume}")
-    return cfg, work_dir, resume, as_kwargs
+    result = train(args.config, work_dir=work_dir, resume=resume, load_from=args.load_from,
+                   progress=not args.no_progress, overrides=overrides)
+    print("\n" + result.table)
+    print(f"\nrun folder: {result.work_dir}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.list_configs:
-        print("\n".join(f"detimb://{name}" for name in packaged_configs()))
-        return 0
-    try:
-        _, work_dir, resume, overrides = resolve(args)
-        from detimb.api import train
-
-        train(args.config, work_dir=work_dir, resume=resume, load_from=args.load_from, progress=not args.no_progress,
-              **overrides)
-    except DetimbError as err:
-        print(f"error: {user_message(err)}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: train_command(args))
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ carry ``num`` over.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Union
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +27,7 @@ from detimb.config.packaged import PACKAGED_DIR, resolve_config
 from detimb.config.schema import Config
 from detimb.errors import ConfigError
 from detimb.registry import closest
+from detimb.utils import atomic_write_text
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -185,19 +188,40 @@ def load_config(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> 
     return cfg
 
 
-def config_from_yaml(text: str, source: str) -> DictConfig:
+def config_from_yaml(text: str, source: str, overrides: Iterable[str] = ()) -> DictConfig:
     """A resolved config written by ``config_to_yaml`` (a checkpoint's, a run folder's),
-    validated as ``load_config`` validates a file; ``source`` names it in errors."""
+    with ``overrides`` (``key=value``) on top, validated as ``load_config`` validates a file;
+    ``source`` names it in errors."""
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: the stored config is not valid YAML: {err}") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the stored config is not a mapping")
-    cfg = _merge_layer(OmegaConf.structured(Config), source, data)
-    check_values(cfg, [(source, data)])
+    layers = [(source, data)]
+    override_data = parse_overrides(overrides)
+    if override_data:
+        layers.append(("--cfg-options", override_data))
+    cfg = OmegaConf.structured(Config)
+    for name, layer in layers:
+        cfg = _merge_layer(cfg, name, layer)
+    check_values(cfg, layers)
     OmegaConf.set_readonly(cfg, True)
     return cfg
+
+
+Overrides = Union[Sequence[str], Mapping[str, Any]]
+
+
+def override_items(overrides: Overrides) -> list[str]:
+    """``key=value`` strings from either form the API takes: a sequence of them (as the
+    command line's ``--cfg-options``), or a mapping of dotted keys to values
+    (``{"train.schedule.max_iters": 100}``; values written as YAML)."""
+    if isinstance(overrides, Mapping):
+        return [f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in overrides.items()]
+    if isinstance(overrides, str):
+        raise ConfigError(f"overrides: give a list of 'key=value' strings or a dict, not the string {overrides!r}")
+    return [str(item) for item in overrides]
 
 
 def config_to_yaml(cfg: DictConfig) -> str:
@@ -206,8 +230,6 @@ def config_to_yaml(cfg: DictConfig) -> str:
 
 def save_config(cfg: DictConfig, path: str | os.PathLike[str]) -> None:
     """Write the resolved config atomically; ``load_config`` on it rebuilds the same run."""
-    from detimb.utils import atomic_write_text
-
     atomic_write_text(path, config_to_yaml(cfg))
 
 

@@ -150,20 +150,9 @@ def _check_lvis_fields(path: Path, images: list[dict[str, Any]], categories: lis
                         "use LVIS's 'r' (rare), 'c' (common) or 'f' (frequent), or remove the field")
 
 
-def validate_coco(path: str | Path, img_dir: str | Path | None, out_of_bounds: str = "clip",
-                  check_files: bool = True, strict: bool = False) -> CocoRecords:
-    """Validate ``path`` against ``img_dir`` (None: no image folder, file names unchecked).
-    ``out_of_bounds``: 'clip' or 'error'. ``strict``: repairs become errors."""
-    if out_of_bounds not in ("clip", "error"):
-        raise ValueError(f"out_of_bounds must be 'clip' or 'error', got {out_of_bounds!r}")
-    path = Path(path)
-    data = read_coco_json(path)
-    images, categories, annotations = data["images"], data["categories"], data["annotations"]
-    if not images:
-        raise _fail(path, "no images", "list the images under 'images' (a dataset needs at least one)")
-    root = Path(img_dir).resolve() if img_dir is not None else None
-    check_files = check_files and root is not None
-
+def _check_images(path: Path, images: list[dict[str, Any]], root: Path | None, check_files: bool) -> None:
+    """Every image record has an id, a file name inside ``root`` (that exists, with
+    ``check_files``) and a size in pixels."""
     for i, img in enumerate(images):
         _require(path, "images", i, img, ("id", "file_name", "width", "height"))
         w, h = img["width"], img["height"]
@@ -182,18 +171,15 @@ def validate_coco(path: str | Path, img_dir: str | Path | None, out_of_bounds: s
         if check_files and not file.is_file():
             raise _fail(path, f"images[{i}] (id {img['id']}) file {file} does not exist",
                         "check data.*.img_dir in the config, or remove the record")
-    _unique_ids(path, "images", images)
 
-    for i, cat in enumerate(categories):
-        _require(path, "categories", i, cat, ("id", "name"))
-    _unique_ids(path, "categories", categories)
-    if not categories:
-        raise _fail(path, "no categories", "list the classes under 'categories'")
 
-    _check_lvis_fields(path, images, categories)
-
+def _checked_annotations(path: Path, data: dict[str, Any], out_of_bounds: str
+                         ) -> tuple[dict[int, list[dict[str, Any]]], int, int]:
+    """The annotations by image id, each checked; boxes past their image clipped (or an
+    error with ``out_of_bounds`` 'error'), boxes wholly outside dropped; and how many of each."""
+    images, annotations = data["images"], data["annotations"]
     image_by_id = {img["id"]: img for img in images}
-    category_ids = {cat["id"] for cat in categories}
+    category_ids = {cat["id"] for cat in data["categories"]}
     by_image: dict[int, list[dict[str, Any]]] = {img["id"]: [] for img in images}
     clipped = dropped = 0
     for i, ann in enumerate(annotations):
@@ -227,6 +213,35 @@ def validate_coco(path: str | Path, img_dir: str | Path | None, out_of_bounds: s
             clipped += 1
             record["bbox"] = [x0, y0, x1 - x0, y1 - y0]
         by_image[ann["image_id"]].append(record)
+    return by_image, clipped, dropped
+
+
+def validate_coco(path: str | Path, img_dir: str | Path | None, out_of_bounds: str = "clip",
+                  check_files: bool = True, strict: bool = False) -> CocoRecords:
+    """Validate ``path`` against ``img_dir`` (None: no image folder, file names unchecked).
+    ``out_of_bounds``: 'clip' or 'error'. ``strict``: repairs become errors."""
+    if out_of_bounds not in ("clip", "error"):
+        raise ValueError(f"out_of_bounds must be 'clip' or 'error', got {out_of_bounds!r}")
+    path = Path(path)
+    data = read_coco_json(path)
+    images, categories, annotations = data["images"], data["categories"], data["annotations"]
+    if not images:
+        raise _fail(path, "no images", "list the images under 'images' (a dataset needs at least one)")
+    root = Path(img_dir).resolve() if img_dir is not None else None
+    check_files = check_files and root is not None
+
+    _check_images(path, images, root, check_files)
+    _unique_ids(path, "images", images)
+
+    for i, cat in enumerate(categories):
+        _require(path, "categories", i, cat, ("id", "name"))
+    _unique_ids(path, "categories", categories)
+    if not categories:
+        raise _fail(path, "no categories", "list the classes under 'categories'")
+
+    _check_lvis_fields(path, images, categories)
+
+    by_image, clipped, dropped = _checked_annotations(path, data, out_of_bounds)
     _unique_ids(path, "annotations", annotations)
     data, new_id = _renumber_zero_id(data)
     renumbered = int(new_id is not None)

@@ -12,7 +12,6 @@ head classes seldom share an image, as in the shapes dataset.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,21 +151,3 @@ def make_fashion_dataset(out: str | Path, source: str | Path = DEBIAN_DIR, spec:
         _write_split(out, split, counts, spec, images, labels, seed=spec.seed * 2 + offset)
         paths[split] = out / "annotations" / f"{split}.json"
     return paths
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Write the long-tailed Fashion-MNIST canvas dataset (COCO).")
-    p.add_argument("--source", default=DEBIAN_DIR, help=f"folder of the IDX files (default {DEBIAN_DIR})")
-    p.add_argument("--out", default="data/fashion")
-    p.add_argument("--train-counts", type=int, nargs="+", default=list(DEFAULT_TRAIN_COUNTS))
-    p.add_argument("--val-counts", type=int, nargs="+", default=list(DEFAULT_VAL_COUNTS))
-    p.add_argument("--canvas-size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    spec = FashionSpec(tuple(args.train_counts), tuple(args.val_counts), canvas_size=args.canvas_size, seed=args.seed)
-    for split, path in make_fashion_dataset(args.out, args.source, spec).items():
-        print(f"{split}: {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -84,9 +84,9 @@ def build_val_dataset(cfg: DictConfig, label_map: Any, segmentation: bool) -> Co
                                ignore_index=cfg.ignore_index, overlap=cfg.mask_overlap)
 
 
-def build_loader(dataset: CocoDetection | SegmentationDataset, batch_size: int, num_workers: int, rank: int,
-                 world: int, seed: int, sampler: dict[str, Any] | None = None, where: str = "data.train.sampler"
-                 ) -> DataLoader:
+def build_loader(dataset: CocoDetection | SegmentationDataset, *, batch_size: int, num_workers: int, rank: int = 0,
+                 world: int = 1, seed: int = 0, sampler: dict[str, Any] | None = None,
+                 where: str = "data.train.sampler") -> DataLoader:
     """A loader over this rank's share of each epoch. ``sampler``: an image sampler spec
     (uniform, repeat_factor, class_aware); None visits every item once, in order. A patch
     dataset is always read in order: its items are random draws already, and hard

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
-from detimb.errors import DatasetError
+from detimb.errors import DatasetError, InputError
 
 
 class PixelSpecError(ValueError):
@@ -112,3 +113,28 @@ def display_rgb(image: np.ndarray) -> np.ndarray:
 
 
 RGB = PixelSpec()  # the 8-bit colour default
+
+
+def load_image(image: str | Path | np.ndarray | Any, color: str = "RGB") -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a path, a PIL image, or an (H, W, 3) uint8 array whose
+    channel order ``color`` states ('RGB' or 'BGR', as OpenCV reads)."""
+    if color not in ("RGB", "BGR"):
+        raise InputError(f"color must be 'RGB' or 'BGR', got {color!r}")
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise InputError(f"{path}: no such image file")
+        pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if pixels is None:
+            raise InputError(f"{path}: not an image OpenCV can decode")
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    if type(image).__module__.startswith("PIL."):
+        return np.array(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise InputError(f"an image array must be (H, W, 3), got shape {image.shape}")
+        if image.dtype != np.uint8:
+            raise InputError(f"an image array must be uint8, got {image.dtype}. Fix: convert with"
+                             " (array * 255).round().astype(np.uint8) for floats in [0, 1]")
+        return np.ascontiguousarray(image[..., ::-1] if color == "BGR" else image)
+    raise InputError(f"cannot read an image from a {type(image).__name__}: give a path, a NumPy array or a PIL image")

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from detimb.data.statistics import dataset_stats
+from detimb.data.transforms import apply_albumentations, build_albumentations
 from detimb.errors import DatasetError
 from detimb.utils import inside
 
@@ -99,8 +100,6 @@ def apply_plan(coco: dict[str, Any], plan: list[int], img_dir: str | Path | None
     is a new record of the same file. With them, ``out_img_dir`` receives a hard link (or
     copy) of every original and each augmented duplicate, and the result's file names are
     relative to it."""
-    from detimb.data.transforms import apply_albumentations, build_albumentations
-
     out = copy.deepcopy(coco)
     pipeline = build_albumentations(list(transforms or []), where="--transforms")
     if pipeline is not None:

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from detimb.data.pixels import to_chw_tensor
 from detimb.data.class_map import class_map
 from detimb.data.coco import CocoDetection
 from detimb.data.dense_augment import AsymmetricAugmentation, Mixup
@@ -186,5 +187,4 @@ class SegmentationDataset(Dataset):
         target["image_id"] = torch.tensor(info["id"], dtype=torch.int64)
         if spec is not None:
             target["patch"] = torch.tensor(spec, dtype=torch.int64)
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-        return tensor, target
+        return to_chw_tensor(image), target

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from detimb.utils import atomic_write
+
 SMALL, MEDIUM = 32**2, 96**2  # COCO's area ranges
 
 
@@ -94,26 +96,36 @@ def write_plots(stats: dict[str, Any], out_dir: str, log: bool = False, compare:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from detimb.utils import atomic_write
-
     def save(fig: Any, name: str) -> str:
         fig.tight_layout()
         atomic_write(f"{out_dir}/{name}", lambda tmp: fig.savefig(tmp, format="png", dpi=100))
         plt.close(fig)
         return name
 
-    written = []
     cls = sorted(stats["classes"], key=lambda c: -c["instances"])
-    names = [c["name"] for c in cls]
+    written = [save(_class_histogram(plt, stats, cls, log), "class_histogram.png"),
+               save(_box_sizes(plt, cls), "box_sizes.png")]
+    if sides is not None:
+        written.append(save(_side_histogram(plt, sides, [c["name"] for c in cls]), "box_side_histogram.png"))
+    written.append(save(_cooccurrence(plt, stats), "cooccurrence.png"))
+    if compare is not None:
+        written.append(save(_comparison(plt, cls, compare, labels, log), "comparison.png"))
+    return written
+
+
+def _class_histogram(plt: Any, stats: dict[str, Any], cls: list[dict[str, Any]], log: bool) -> Any:
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(cls)), 4))
-    ax.bar(names, [c["instances"] for c in cls], color="#1f77b4")
+    ax.bar([c["name"] for c in cls], [c["instances"] for c in cls], color="#1f77b4")
     ax.set_ylabel("instances" + (" (log)" if log else ""))
     if log:
         ax.set_yscale("log")
     ax.set_title(f"{stats['num_instances']} instances, imbalance ratio {stats['imbalance_ratio']:.1f}")
     ax.tick_params(axis="x", rotation=45)
-    written.append(save(fig, "class_histogram.png"))
+    return fig
 
+
+def _box_sizes(plt: Any, cls: list[dict[str, Any]]) -> Any:
+    names = [c["name"] for c in cls]
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(cls)), 4))
     bottom = np.zeros(len(cls))
     for size, colour in (("small", "#9ecae1"), ("medium", "#4292c6"), ("large", "#08519c")):
@@ -124,24 +136,27 @@ def write_plots(stats: dict[str, Any], out_dir: str, log: bool = False, compare:
     ax.set_title("COCO size ranges per class")
     ax.legend()
     ax.tick_params(axis="x", rotation=45)
-    written.append(save(fig, "box_sizes.png"))
+    return fig
 
-    if sides is not None:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        values = [v for vs in sides.values() for v in vs]
-        if values:
-            bins = np.geomspace(max(1.0, min(values)), max(values) + 1, 30)
-            for name in names:
-                if sides.get(name):
-                    ax.hist(sides[name], bins=bins, histtype="step", label=name, linewidth=1.5)
-            ax.set_xscale("log")
-            for edge in (32, 96):
-                ax.axvline(edge, color="grey", linestyle=":", linewidth=1)
-        ax.set_xlabel("box side, sqrt(area) in pixels (dotted: COCO small/medium/large)")
-        ax.set_ylabel("instances")
-        ax.legend(fontsize=7)
-        written.append(save(fig, "box_side_histogram.png"))
 
+def _side_histogram(plt: Any, sides: dict[str, list[float]], names: list[str]) -> Any:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    values = [v for vs in sides.values() for v in vs]
+    if values:
+        bins = np.geomspace(max(1.0, min(values)), max(values) + 1, 30)
+        for name in names:
+            if sides.get(name):
+                ax.hist(sides[name], bins=bins, histtype="step", label=name, linewidth=1.5)
+        ax.set_xscale("log")
+        for edge in (32, 96):
+            ax.axvline(edge, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("box side, sqrt(area) in pixels (dotted: COCO small/medium/large)")
+    ax.set_ylabel("instances")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _cooccurrence(plt: Any, stats: dict[str, Any]) -> Any:
     co = np.array(stats["cooccurrence"]["images"])
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(co) + 2), max(4, 0.5 * len(co) + 1)))
     im = ax.imshow(co, cmap="viridis")
@@ -149,20 +164,22 @@ def write_plots(stats: dict[str, Any], out_dir: str, log: bool = False, compare:
     ax.set_yticks(range(len(co)), stats["cooccurrence"]["names"])
     ax.set_title("images containing both classes")
     fig.colorbar(im)
-    written.append(save(fig, "cooccurrence.png"))
+    return fig
 
-    if compare is not None:
-        other = {c["name"]: c["instances"] for c in compare["classes"]}
-        all_names = names + [n for n in other if n not in names]
-        x = np.arange(len(all_names))
-        mine = {c["name"]: c["instances"] for c in cls}
-        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(all_names)), 4))
-        ax.bar(x - 0.2, [mine.get(n, 0) for n in all_names], 0.4, label=labels[0])
-        ax.bar(x + 0.2, [other.get(n, 0) for n in all_names], 0.4, label=labels[1])
-        ax.set_xticks(x, all_names, rotation=45)
-        if log:
-            ax.set_yscale("log")
-        ax.set_ylabel("instances")
-        ax.legend()
-        written.append(save(fig, "comparison.png"))
-    return written
+
+def _comparison(plt: Any, cls: list[dict[str, Any]], compare: dict[str, Any], labels: tuple[str, str],
+                log: bool) -> Any:
+    names = [c["name"] for c in cls]
+    other = {c["name"]: c["instances"] for c in compare["classes"]}
+    all_names = names + [n for n in other if n not in names]
+    x = np.arange(len(all_names))
+    mine = {c["name"]: c["instances"] for c in cls}
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(all_names)), 4))
+    ax.bar(x - 0.2, [mine.get(n, 0) for n in all_names], 0.4, label=labels[0])
+    ax.bar(x + 0.2, [other.get(n, 0) for n in all_names], 0.4, label=labels[1])
+    ax.set_xticks(x, all_names, rotation=45)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel("instances")
+    ax.legend()
+    return fig

@@ -11,7 +11,6 @@ real long-tailed data where rare objects seldom appear beside the head class.
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,17 +211,3 @@ def make_shapes_dataset(out: str | Path, spec: ShapesSpec | None = None) -> dict
         _write_split(out, split, counts, spec, seed=spec.seed * 2 + offset)
         paths[split] = out / "annotations" / f"{split}.json"
     return paths
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write detimb's built-in long-tailed shapes dataset (COCO).")
-    parser.add_argument("--out", default="data/shapes", help="output folder (default: data/shapes)")
-    parser.add_argument("--train-counts", type=int, nargs="+", default=list(DEFAULT_TRAIN_COUNTS))
-    parser.add_argument("--val-counts", type=int, nargs="+", default=list(DEFAULT_VAL_COUNTS))
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    spec = ShapesSpec(tuple(args.train_counts), tuple(args.val_counts), image_size=args.image_size, seed=args.seed)
-    paths = make_shapes_dataset(args.out, spec)
-    for split, path in paths.items():
-        print(f"{split}: {path}")

@@ -1,1 +1,2 @@
-"""Training loop, evaluation, inference, checkpoints and distributed setup."""
+"""Training only: the trainer, tasks, optimiser and schedule, training checkpoints, the metrics
+log, hard example reintroduction, and ``train`` (the verb)."""

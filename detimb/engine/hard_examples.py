@@ -7,8 +7,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from detimb.data.pixels import to_chw_tensor
 from detimb.data.segmentation import SegmentationDataset, Spec
-from detimb.engine import distributed
+from detimb import distributed
 
 
 class HardExampleMiner:
@@ -46,8 +47,7 @@ class HardExampleMiner:
         scored: list[tuple[float, Spec]] = []
         for start in range(0, len(mine), self.batch_size):
             items = [self.dataset.raw_item(previous, i) for i in mine[start:start + self.batch_size]]
-            images = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div(255.0).to(device)
-                      for im, _, _ in items]
+            images = [to_chw_tensor(im).to(device) for im, _, _ in items]
             outputs = model(images)
             for (_, cmap, spec), out in zip(items, outputs):
                 scored.append((self._confidence(out["sem_seg"].cpu(), torch.from_numpy(cmap), spec), spec))

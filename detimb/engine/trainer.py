@@ -8,8 +8,8 @@ segmentation ``eval.json``, ``per_class_dice.csv/png``, ``confusion_matrix*.csv/
 
 from __future__ import annotations
 
+import logging
 import random
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -25,20 +25,23 @@ from tqdm import tqdm
 from detimb.config import config_to_yaml, save_config, to_dict
 from detimb.data.label_map import LabelMap
 from detimb.data.loader import build_loader, position
-from detimb.engine import distributed
-from detimb.models.weights import load_weights_file
+from detimb import distributed
+from detimb.models.weights import load_model_state, load_weights_file
 from detimb.engine.checkpoint import (
-    clean_stray_temporaries, iteration_checkpoint, load_model_state, load_resume_checkpoint,
+    clean_stray_temporaries, iteration_checkpoint, load_resume_checkpoint,
     prune_checkpoints, rng_state, save_checkpoint, set_rng_state,
 )
-from detimb.engine.coco_eval import class_frequencies
+from detimb.evaluation.coco_eval import class_frequencies
 from detimb.engine.metrics_log import MetricsLog
 from detimb.engine.optim import build_optimizer, build_scheduler
-from detimb.engine.priors import apply_priors, optimal_priors
-from detimb.engine.tasks import DetectionTask, make_task
+from detimb.models.priors import apply_priors, optimal_priors
+from detimb.engine.tasks import Task, make_task
+from detimb.evaluation.evaluators import EvalRequest
 from detimb.errors import ConfigError, TrainingError
 from detimb.models.heads.objective import HeadObjective
 from detimb.utils import atomic_write_json
+
+logger = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -72,7 +75,7 @@ class Trainer:
         progress: show a tqdm bar on rank 0.
     """
 
-    def __init__(self, cfg: DictConfig, work_dir: str | Path, resume: str | Path | None = None,
+    def __init__(self, cfg: DictConfig, work_dir: str | Path, *, resume: str | Path | None = None,
                  load_from: str | Path | None = None, progress: bool = True) -> None:
         self.cfg = cfg
         self.work_dir = Path(work_dir)
@@ -83,23 +86,8 @@ class Trainer:
         if tcfg.amp and not self.amp:
             warnings.warn("train.amp needs a CUDA device; training in float32 on the CPU", stacklevel=2)
         seed_everything(tcfg.seed, tcfg.deterministic)
-
-        self.task: DetectionTask = make_task(cfg)
-        self.train_set, self.val_set = self.task.build_datasets(tcfg.seed, progress and distributed.is_main())
-        self.label_map: LabelMap = self.train_set.label_map
-        self.data_repairs = {split: ds.records.repairs for split, ds in (("train", self.train_set),
-                                                                            ("val", self.val_set))}
-        if distributed.is_main():
-            for ds in (self.train_set, self.val_set):
-                for message in ds.records.warnings:
-                    print(f"note: {message}", file=sys.stderr)
-        self.train_freq = class_frequencies(self.train_set.records.data)
-        self.train_loader = build_loader(self.train_set, cfg.data.batch_size, cfg.data.num_workers, self.rank,
-                                         self.world, tcfg.seed, to_dict(cfg.data.train.sampler))
-        self.val_loader = build_loader(self.val_set, cfg.data.val_batch_size, cfg.data.num_workers, self.rank,
-                                       self.world, tcfg.seed)
-        self.task.attach(self.train_set, self.rank, self.world)
-
+        self.task: Task = make_task(cfg)
+        self._build_data()
         stats = self.task.class_statistics(self.train_set, self.label_map, self.train_freq)
         self.model: nn.Module = self.task.build_model(self.label_map, stats).to(self.device)
         # sampling-free's optimal prior: from the checkpoint on resume, else one counting pass (cached)
@@ -109,31 +97,54 @@ class Trainer:
         if load_from:  # a detimb checkpoint or a torchvision state dict; class layers re-initialised if need be
             report = load_weights_file(self.model, load_from, strict_classes=cfg.model.weights_strict)
             if distributed.is_main():
-                print(report.summary(), file=sys.stderr)
+                logger.info(report.summary())
         self.optimizer = build_optimizer(tcfg.optimizer, self.model)
         self.scheduler = build_scheduler(tcfg.schedule, self.optimizer)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.iteration = 0
         self.best: float | None = None
-        if distributed.is_main() and self.work_dir.is_dir():
-            stray = clean_stray_temporaries(self.work_dir)
-            if stray:
-                print(f"removed {stray} temporary file(s) an interrupted checkpoint write left in {self.work_dir}")
-        if resume:
-            state, used, skipped = load_resume_checkpoint(Path(resume))
-            for reason in skipped:
-                print(f"warning: {reason}; skipped", file=sys.stderr)
-            if skipped:
-                print(f"resuming from {used} (iteration {state['iteration']})", file=sys.stderr)
-            self._restore(state, used)
-        else:
-            # Same initial weights on every rank, different sampling draws per rank.
-            seed_everything(tcfg.seed + self.rank, tcfg.deterministic)
+        self._start(Path(resume) if resume else None)
         self.ddp_model: nn.Module = self.model
         if self.world > 1:
             self.ddp_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=self.task.with_masks)
+                find_unused_parameters=self.task.has_unused_parameters)
+
+    def _build_data(self) -> None:
+        """Datasets, their notes, the training set's class frequencies, loaders, hard examples."""
+        cfg, seed = self.cfg, self.cfg.train.seed
+        self.train_set, self.val_set = self.task.build_datasets(seed, self.progress and distributed.is_main())
+        self.label_map: LabelMap = self.train_set.label_map
+        self.data_repairs = {split: ds.records.repairs for split, ds in (("train", self.train_set),
+                                                                            ("val", self.val_set))}
+        if distributed.is_main():
+            for ds in (self.train_set, self.val_set):
+                for message in ds.records.warnings:
+                    logger.warning(message)
+        self.train_freq = class_frequencies(self.train_set.records.data)
+        self.train_loader = build_loader(self.train_set, batch_size=cfg.data.batch_size,
+                                         num_workers=cfg.data.num_workers, rank=self.rank, world=self.world,
+                                         seed=seed, sampler=to_dict(cfg.data.train.sampler))
+        self.val_loader = build_loader(self.val_set, batch_size=cfg.data.val_batch_size,
+                                       num_workers=cfg.data.num_workers, rank=self.rank, world=self.world, seed=seed)
+        self.hard_examples = self.task.hard_examples(self.train_set, self.rank, self.world)
+
+    def _start(self, resume: Path | None) -> None:
+        """Clear what an interrupted write left, then restore a checkpoint or seed this rank."""
+        if distributed.is_main() and self.work_dir.is_dir():
+            stray = clean_stray_temporaries(self.work_dir)
+            if stray:
+                logger.info(f"removed {stray} temporary file(s) an interrupted checkpoint write left in {self.work_dir}")
+        if resume is None:
+            # Same initial weights on every rank, different sampling draws per rank.
+            seed_everything(self.cfg.train.seed + self.rank, self.cfg.train.deterministic)
+            return
+        state, used, skipped = load_resume_checkpoint(resume)
+        for reason in skipped:
+            logger.warning(f"{reason}; skipped")
+        if skipped:
+            logger.info(f"resuming from {used} (iteration {state['iteration']})")
+        self._restore(state, used)
 
     # -- state -------------------------------------------------------------------------------
     def _restore(self, state: dict[str, Any], source: Path) -> None:
@@ -198,7 +209,8 @@ class Trainer:
         tic = time.perf_counter()
         while self.iteration < max_iters:
             epoch, offset = position(self.train_loader, self.iteration)
-            self.task.before_epoch(self.model, epoch, self.device)
+            if self.hard_examples is not None:
+                self.hard_examples.before_epoch(self.model, epoch, self.device)
             self.train_loader.sampler.set_epoch(epoch)
             self.train_loader.sampler.set_start(offset * self.train_loader.batch_size)
             self.train_set.set_epoch(epoch)
@@ -260,7 +272,8 @@ class Trainer:
         return row
 
     def _log_row(self, losses: dict[str, float], elapsed: float) -> dict[str, Any]:
-        losses = {**losses, **self.sampling_row(), **self.task.log_stats()}
+        hard = dict(self.hard_examples.stats) if self.hard_examples is not None else {}
+        losses = {**losses, **self.sampling_row(), **hard}
         if self.world > 1:
             gathered = distributed.all_gather_objects(losses)
             losses = {k: float(np.mean([g[k] for g in gathered])) for k in losses}
@@ -274,22 +287,19 @@ class Trainer:
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, out_dir: Path, log: MetricsLog | None = None, final: bool = False) -> dict[str, Any]:
         distributed.broadcast_buffers(self.model)
-        reports = self.task.evaluate(self.model, self.val_loader, self.device, self.label_map, self.train_freq,
-                                     out_dir, amp=self.amp, progress=self.progress, error_analysis=final,
-                                     samples_dir=self.work_dir / "eval" / "samples" if final else None)
+        evaluator = self.task.evaluator
+        request = EvalRequest(out_dir=out_dir, train_freq=self.train_freq, amp=self.amp, progress=self.progress,
+                              error_analysis=final, samples_dir=self.work_dir / "eval" / "samples" if final else None)
+        reports = evaluator.evaluate(self.model, self.val_loader, self.device, self.label_map, request)
         improved = False
         if distributed.is_main():
-            flat = self.task.flat_metrics(reports)
-            metric = select_metric(flat, self.cfg.train.best_metric or self.task.default_metric)
-            row = {"iter": self.iteration, **flat}
+            flat = evaluator.flat_metrics(reports)
+            metric = select_metric(flat, self.cfg.train.best_metric or evaluator.default_metric)
             if log is not None:
-                log.write(row, prefix="val")
+                log.write({"iter": self.iteration, **flat}, prefix="val")
             improved = metric is not None and (self.best is None or metric > self.best)
             if improved:
                 self.best = metric
-            if final:
-                print("\n" + self.task.format(reports))
-                print(f"\nrun folder: {self.work_dir}")
         improved = distributed.broadcast_object(improved if distributed.is_main() else None)
         self.best = distributed.broadcast_object(self.best)
         if improved:

@@ -17,6 +17,7 @@ from torchvision import models
 from torchvision.models.feature_extraction import create_feature_extractor
 from torchvision.ops import FrozenBatchNorm2d
 
+from detimb.utils import read_torch_file
 from detimb.registry import Registry
 
 BACKBONES = Registry("backbone")
@@ -40,8 +41,6 @@ def _load_local_weights(module: nn.Module, path: str | None) -> None:
     a detimb checkpoint's ``model``), ignoring the classifier head; failures are named."""
     if path is None:
         return
-    from detimb.engine.checkpoint import read_torch_file
-
     state = read_torch_file(path)
     state = state.get("model", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -7,7 +7,7 @@ with detimb's head.
 
 from __future__ import annotations
 
-import sys
+import logging
 from functools import partial
 from typing import Any, Callable
 
@@ -27,7 +27,7 @@ from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 from detimb.config import to_dict
 from detimb.data.label_map import LabelMap
 from detimb.errors import ConfigError
-from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES, ClassificationLoss, Form, init_classification_prior
+from detimb.losses import CLS_LOSSES, ClassificationLoss, Form, init_classification_prior
 from detimb.losses.statistics import ClassStatistics
 from detimb.models.backbones import BACKBONES, probe_outputs
 from detimb.models.heads import DetimbRetinaNet, DetimbRetinaNetHead, DetimbRoIHeads, DetimbRPN
@@ -36,7 +36,10 @@ from detimb.models.heads.dense import DenseHead
 from detimb.models.heads.fcos import DetimbFCOS, DetimbFCOSHead
 from detimb.models.heads.ssd import DetimbSSD
 from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLevelsRoIAlign
-from detimb.models.heads.objective import Averaging, HeadObjective, Layout, TermNames
+from detimb.models.head_specs import (
+    DENSE_HEAD, FCOS_HEAD, RETINA_HEAD, ROI_HEAD, RPN, SSD_HEAD, build_classification_loss, build_objective,
+)
+from detimb.models.heads.objective import HeadObjective
 from detimb.models.heads.predictors import CLS_PREDICTORS
 from detimb.models.necks import NECKS, BackboneWithNeck
 from detimb.models.necks.base import norm_layer
@@ -45,26 +48,10 @@ from detimb.models.transform import DetectionTransform
 from detimb.models.segmentor import SemanticSegmentor
 from detimb.models.transform import SegmentationTransform
 from detimb.registry import Registry, closest
-from detimb.samplers import SAMPLERS, FocalSampler
 
 DETECTORS = Registry("detector")
+logger = logging.getLogger(__name__)
 
-RPN_TERMS = TermNames(cls="loss_objectness", box="loss_rpn_box_reg")
-ROI_TERMS = TermNames(cls="loss_classifier", box="loss_box_reg")
-RETINA_TERMS = TermNames(cls="classification", box="bbox_regression")
-FCOS_TERMS = TermNames(cls="classification", box="bbox_regression")  # torchvision's; bbox_ctrness beside them
-SSD_TERMS = TermNames(cls="classification", box="bbox_regression")  # torchvision's
-DENSE_TERMS = TermNames(cls="loss_seg", box=None)
-# The classifier forms each head accepts (the RPN has one objectness output, RetinaNet
-# torchvision's sigmoid classifier, the dense head a softmax over pixels' classes).
-HEAD_FORMS: dict[str, tuple[Form, ...]] = {
-    "model.rpn": (Form.SIGMOID,),
-    "model.roi_head": (Form.SOFTMAX, Form.SIGMOID),
-    "model.retina_head": (Form.SIGMOID,),
-    "model.fcos_head": (Form.SIGMOID,),
-    "model.ssd_head": (Form.SOFTMAX,),
-    "model.head": (Form.SOFTMAX,),
-}
 RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # torchvision's RegionProposalNetwork
 RETINA_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # torchvision's RetinaNet
 
@@ -87,60 +74,6 @@ def _anchor_generator(cfg: DictConfig, levels: list[str]) -> AnchorGenerator:
             f" ({', '.join(levels)}); give one list of sizes per level"
         )
     return AnchorGenerator(sizes, (tuple(float(a) for a in cfg.anchors.aspect_ratios),) * len(sizes))
-
-
-def _build_slot(registry: Registry, spec: Any, where: str) -> Any:
-    return registry.build(to_dict(spec), where)
-
-
-def build_classification_loss(spec: dict[str, Any], where: str, head: str, class_stats: ClassStatistics | None,
-                              label_map: LabelMap | None = None) -> ClassificationLoss:
-    """A head's classification loss, of a classifier form the head (a key of
-    ``HEAD_FORMS``) accepts. Losses that use the training set's statistics receive
-    ``class_stats``; ``rare_classes`` given as category ids or names become label indices."""
-    factory = CLS_LOSSES.get(spec.get("type", ""), where)
-    if "rare_classes" in spec and label_map is not None:
-        spec = {**spec, "rare_classes": label_map.labels_of(spec["rare_classes"], f"{where}.rare_classes")}
-    loss = CLS_LOSSES.build(spec, where, **({"class_stats": class_stats} if factory.uses_class_stats else {}))
-    if loss.form not in HEAD_FORMS[head]:
-        places = [h for h, forms in HEAD_FORMS.items()
-                  if loss.form in forms and not (loss.per_class and h == "model.rpn")]
-        raise ConfigError(f"{where}: '{spec['type']}' is a {loss.form.value} loss but this head's classifier is"
-                          f" {' or '.join(f.value for f in HEAD_FORMS[head])}; choose from "
-                          + ", ".join(n for n in CLS_LOSSES.names() if CLS_LOSSES.get(n).form in HEAD_FORMS[head])
-                          + f"; '{spec['type']}' fits in " + ", ".join(f"{p}.loss_cls" if p != "model.head" else
-                                                                       "model.head.loss" for p in places))
-    if loss.per_class and head == "model.rpn":
-        raise ConfigError(f"{where}: '{spec['type']}' weighs classes, and the RPN has one objectness output;"
-                          " use it in model.roi_head.loss_cls (or model.retina_head.loss_cls)")
-    return loss
-
-
-def build_objective(head_cfg: DictConfig, where: str, terms: TermNames, box_coder: BoxCoder | None,
-                    averaging: Averaging = Averaging.BATCH, class_stats: ClassStatistics | None = None,
-                    label_map: LabelMap | None = None) -> HeadObjective:
-    """The objective of one head from its config slots (``sampler``, ``loss_cls`` or the
-    dense head's ``loss``, ``loss_bbox``, ``balancer``), refusing a focal factor applied
-    twice, a sampler that reads what the head does not predict, and a balancer that adds a
-    term where the head cannot return it."""
-    sampler = _build_slot(SAMPLERS, head_cfg.sampler, f"{where}.sampler")
-    cls_key = "loss" if terms.box is None else "loss_cls"
-    loss = build_classification_loss(to_dict(head_cfg[cls_key]), f"{where}.{cls_key}", where, class_stats, label_map)
-    if isinstance(sampler, FocalSampler) and loss.applies_focal_factor:
-        raise ConfigError(f"{where}: the focal sampler already applies the focal factor; with it use"
-                          f" loss_cls: {{type: binary_cross_entropy}} (or cross_entropy), not {head_cfg[cls_key].type}")
-    if sampler.needs.predictions and where != "model.roi_head":
-        raise ConfigError(f"{where}.sampler: {head_cfg.sampler.type} reads per-class scores and boxes of"
-                          " proposals; use it in model.roi_head.sampler")
-    loss_bbox = None if terms.box is None else _build_slot(BOX_LOSSES, head_cfg.loss_bbox, f"{where}.loss_bbox")
-    balancer = None if head_cfg.get("balancer") is None else _build_slot(BALANCERS, head_cfg.balancer,
-                                                                          f"{where}.balancer")
-    if balancer is not None and balancer.adds_terms and where == "model.rpn":
-        raise ConfigError(f"{where}.balancer: {head_cfg.balancer.type} adds a loss term, which the RPN cannot"
-                          " return beside the RoI head's; use it in model.roi_head or model.retina_head")
-    return HeadObjective(sampler, loss, loss_bbox, box_coder, terms, averaging=averaging, balancer=balancer,
-                         layout=Layout.ROI if where == "model.roi_head" else Layout.TORCHVISION,
-                         num_classes=None if label_map is None else label_map.num_classes)
 
 
 def _init_prior(bias: torch.Tensor, head_cfg: DictConfig, objective: HeadObjective, form: Form) -> None:
@@ -213,7 +146,7 @@ def _two_stage(cfg: DictConfig, label_map: LabelMap, with_masks: bool, class_sta
     channels = backbone.out_channels
     rpn_cfg, roi_cfg = cfg.rpn, cfg.roi_head
     rpn_head = RPNHead(channels, anchors.num_anchors_per_location()[0], conv_depth=rpn_cfg.conv_depth)
-    rpn_objective = build_objective(rpn_cfg, "model.rpn", RPN_TERMS, BoxCoder(RPN_BOX_WEIGHTS))
+    rpn_objective = build_objective(rpn_cfg, RPN, BoxCoder(RPN_BOX_WEIGHTS))
     _init_prior(rpn_head.cls_logits.bias, rpn_cfg, rpn_objective, Form.SIGMOID)
     rpn = DetimbRPN(
         anchors, rpn_head,
@@ -235,7 +168,7 @@ def _two_stage(cfg: DictConfig, label_map: LabelMap, with_masks: bool, class_sta
     box_pool: nn.Module = (AllLevelsRoIAlign if roi_cfg.adaptive_pooling.enabled else MultiScaleRoIAlign)(
         roi_levels, size, roi_cfg.sampling_ratio)
     box_head, features = _box_head(roi_cfg, channels, len(roi_levels))
-    roi_objective = build_objective(roi_cfg, "model.roi_head", ROI_TERMS, BoxCoder(tuple(roi_cfg.bbox_reg_weights)),
+    roi_objective = build_objective(roi_cfg, ROI_HEAD, BoxCoder(tuple(roi_cfg.bbox_reg_weights)),
                                     class_stats=class_stats, label_map=label_map)
     predictor = _roi_predictor(roi_cfg, roi_objective.loss_cls, num_classes, features)
     _init_prior(predictor.cls_score.bias, roi_cfg, roi_objective, roi_objective.loss_cls.form)
@@ -277,8 +210,8 @@ def retinanet(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics
     backbone, levels = build_backbone_with_neck(cfg)
     anchors = _anchor_generator(cfg, levels)
     h = cfg.retina_head
-    objective = build_objective(h, "model.retina_head", RETINA_TERMS, BoxCoder(RETINA_BOX_WEIGHTS),
-                                averaging=Averaging.IMAGE, class_stats=class_stats, label_map=label_map)
+    objective = build_objective(h, RETINA_HEAD, BoxCoder(RETINA_BOX_WEIGHTS), class_stats=class_stats,
+                                label_map=label_map)
     if h.norm not in (None, "gn"):
         raise ConfigError(f"model.retina_head.norm: null or gn (GroupNorm with 32 groups, v2), got {h.norm!r}")
     head = DetimbRetinaNetHead(backbone.out_channels, anchors.num_anchors_per_location()[0], num_classes, objective,
@@ -305,8 +238,8 @@ def fcos(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics | No
         raise ConfigError(f"model.neck.out_channels: FCOS's head normalises with GroupNorm(32, channels), so the"
                           f" neck's {backbone.out_channels} channels must be a multiple of 32")
     h = cfg.fcos_head
-    objective = build_objective(h, "model.fcos_head", FCOS_TERMS, LinearBoxCoder(normalize_by_size=True),
-                                class_stats=class_stats, label_map=label_map)
+    objective = build_objective(h, FCOS_HEAD, LinearBoxCoder(normalize_by_size=True), class_stats=class_stats,
+                                label_map=label_map)
     head = DetimbFCOSHead(backbone.out_channels, 1, num_classes, objective, num_convs=h.num_convs,
                           prior_probability=h.prior_probability)
     return DetimbFCOS(backbone, num_classes, anchors, head, _transform(cfg),
@@ -349,8 +282,8 @@ def ssd(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics | Non
                           f"{closest(str(h.variant), list(SSD_VARIANTS))}; choose {' or '.join(SSD_VARIANTS)}")
     made = SSD_VARIANTS[h.variant](weights=None, weights_backbone=None, num_classes=label_map.num_classes)
     _freeze_ssd_backbone(made, h.variant, h.trainable_layers, pretrained=bool(cfg.weights))
-    objective = build_objective(h, "model.ssd_head", SSD_TERMS, BoxCoder(tuple(h.bbox_reg_weights)),
-                                class_stats=class_stats, label_map=label_map)
+    objective = build_objective(h, SSD_HEAD, BoxCoder(tuple(h.bbox_reg_weights)), class_stats=class_stats,
+                                label_map=label_map)
     t = made.transform
     return DetimbSSD(made.backbone, made.anchor_generator, tuple(t.fixed_size), label_map.num_classes,
                      image_mean=list(t.image_mean), image_std=list(t.image_std), head=made.head,
@@ -371,7 +304,7 @@ def semantic_seg(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatist
     h = cfg.head
     if h.type != "dense":
         raise ConfigError(f"model.head.type: only 'dense' exists, got {h.type!r}")
-    objective = build_objective(h, "model.head", DENSE_TERMS, None, class_stats=class_stats, label_map=label_map)
+    objective = build_objective(h, DENSE_HEAD, None, class_stats=class_stats, label_map=label_map)
     try:
         head = DenseHead(backbone.out_channels, len(levels), label_map.num_classes, objective,
                          channels=h.channels, ignore_index=ignore_index)
@@ -417,13 +350,13 @@ V1_ARCHS = ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "retinanet_resne
 
 
 def _load_configured_weights(model: nn.Module, cfg: DictConfig) -> None:
-    """``model.weights`` loaded with its report printed. torchvision's v1 COCO weights were
+    """``model.weights`` loaded, its report logged. torchvision's v1 COCO weights were
     trained with FrozenBatchNorm2d eps 0, which its builders restore (``overwrite_eps``); so
     does detimb for those architectures."""
     if not cfg.weights:
         return
     report = load_weights_file(model, cfg.weights, strict_classes=cfg.weights_strict)
-    print(report.summary(), file=sys.stderr)
+    logger.info(report.summary())
     if cfg.arch in V1_ARCHS:
         for module in model.modules():
             if isinstance(module, FrozenBatchNorm2d):

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+import torch
 from torch import Tensor, nn
 
 from detimb.errors import CheckpointError
+from detimb.utils import read_torch_file
 from detimb.models.backbones import adapt_input_weight
 
 # Parameters whose shape follows the number of classes, by module prefix.
@@ -126,8 +128,6 @@ def _first_conv_of_other_input(key: str, saved: Tensor, here: Tensor) -> bool:
 def load_weights_file(model: nn.Module, path: str | Path, strict_classes: bool = False) -> LoadReport:
     """``load_weights`` from a file, read with ``weights_only=True`` (its failures named);
     for a detimb checkpoint that does not fit, the error adds how its config differs."""
-    from detimb.engine.checkpoint import read_torch_file
-
     obj = read_torch_file(path)
     try:
         return load_weights(model, obj, path, strict_classes)
@@ -180,3 +180,56 @@ def load_weights(model: nn.Module, obj: Any, source: str | Path, strict_classes:
     report.loaded = sorted(fitting)
     model.load_state_dict({**own, **fitting})
     return report
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A detimb checkpoint (a dict with ``model`` and ``label_map``), or a CheckpointError
+    that says what is wrong with the file: missing, empty, torn, foreign, or holding code."""
+    state = read_torch_file(path, map_location)
+    if not isinstance(state, dict) or "model" not in state or "label_map" not in state:
+        keys = sorted(state)[:5] if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path}: not a detimb checkpoint (no 'model' and 'label_map'; found {keys}). Fix: give"
+                              " a last.pth/best.pth/iter_N.pth written by detimb training")
+    return state
+
+
+MODEL_KEYS_THAT_SHAPE = ("type", "backbone", "neck", "anchors", "rpn", "roi_head", "retina_head", "head")
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): node}
+
+
+def config_differences(state: dict[str, Any], model_cfg: dict[str, Any], num_classes: int) -> list[str]:
+    """What differs between a checkpoint's stored model config and ``model_cfg`` (and classes)."""
+    diffs = []
+    saved_classes = len(state["label_map"].get("names", [])) + 1 if isinstance(state.get("label_map"), dict) else None
+    if saved_classes is not None and saved_classes != num_classes:
+        diffs.append(f"classes: {saved_classes - 1} in the checkpoint, {num_classes - 1} here")
+    saved = (yaml.safe_load(state["config"]) or {}).get("model", {}) if isinstance(state.get("config"), str) else {}
+    a = {k: v for k, v in _flat({k: saved.get(k) for k in MODEL_KEYS_THAT_SHAPE}).items()}
+    b = {k: v for k, v in _flat({k: model_cfg.get(k) for k in MODEL_KEYS_THAT_SHAPE}).items()}
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            diffs.append(f"model.{key}: {a.get(key)!r} in the checkpoint, {b.get(key)!r} here")
+    return diffs
+
+
+def load_model_state(model: nn.Module, state: dict[str, Any], model_cfg: dict[str, Any], num_classes: int,
+                     source: str | Path) -> None:
+    """Load a detimb checkpoint's weights exactly (resume, inference); a mismatch is an error
+    that lists how the checkpoint's config differs from this one (not a state-dict dump).
+    Checkpoints of detimb's earlier backbone/neck layout are renamed to the current one."""
+    try:
+        model.load_state_dict(rename_legacy(state["model"])[0])
+    except RuntimeError as err:
+        diffs = config_differences(state, model_cfg, num_classes)
+        detail = "; ".join(diffs[:8]) if diffs else str(err).splitlines()[0][:200]
+        raise CheckpointError(f"{source}: the checkpoint was trained with another model config and does not fit this"
+                              f" one: {detail}. Fix: use the config it was trained with (stored in the checkpoint and"
+                              " in its run folder's config.yaml)") from err

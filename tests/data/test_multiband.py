@@ -13,7 +13,7 @@ from detimb.api import Predictor
 from detimb.config import load_config
 from detimb.data.coco import CocoDetection
 from detimb.data.pixels import PixelSpec
-from detimb.engine.sliced import SliceSettings, sliced_predict
+from detimb.inference.sliced import SliceSettings, sliced_predict
 from detimb.engine.trainer import Trainer
 from detimb.errors import DatasetError
 from detimb.models.backbones import adapt_input_weight

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from detimb.engine.checkpoint import load_checkpoint, read_torch_file, rng_state, save_checkpoint, set_rng_state
+from detimb.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
+from detimb.models.weights import load_checkpoint
+from detimb.utils import read_torch_file
 from detimb.errors import CheckpointError
 from detimb.engine.optim import WarmupSchedule
 

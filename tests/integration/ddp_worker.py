@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from detimb.config import load_config
-from detimb.engine import distributed
+from detimb import distributed
 from detimb.engine.trainer import Trainer
 
 if __name__ == "__main__":

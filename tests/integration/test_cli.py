@@ -8,7 +8,7 @@ import pytest
 
 from detimb.cli import evaluate, train
 from tests.conftest import REPO, write_config
-from tests.engine.test_coco_eval import direct_cocoeval, gt_and_results
+from tests.evaluation.test_coco_eval import direct_cocoeval, gt_and_results
 
 
 def test_eval_of_a_results_file_equals_pycocotools(tiny_shapes, tmp_path, capsys):

@@ -5,7 +5,7 @@ import json
 import torch
 
 from detimb.cli import evaluate
-from detimb.engine.checkpoint import load_checkpoint
+from detimb.models.weights import load_checkpoint
 from detimb.engine.trainer import Trainer
 from tests.conftest import straight_and_resumed
 

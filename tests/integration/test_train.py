@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from detimb.config import config_to_yaml, load_config
-from detimb.engine.checkpoint import load_checkpoint
+from detimb.models.weights import load_checkpoint
 from detimb.engine.trainer import Trainer, check_finite
 from detimb.data.synthetic import ShapesSpec, make_shapes_dataset
 from detimb.errors import ConfigError, TrainingError

@@ -7,7 +7,7 @@ import torch
 
 from detimb.data.coco import CocoDetection, collate
 from detimb.errors import ConfigError
-from detimb.engine.coco_eval import class_frequencies
+from detimb.evaluation.coco_eval import class_frequencies
 from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES, ClassStatistics, Form
 from detimb.models import BACKBONES, DETECTORS, NECKS, build_detector
 from detimb.samplers import SAMPLERS
@@ -119,7 +119,7 @@ def test_every_classification_loss_in_every_stage(tiny_config, tiny_shapes, dete
     if loss not in CLS_BY_STAGE[stage]:
         wrong_form = stage != "rpn" or CLS_LOSSES.get(loss).form is Form.SOFTMAX
         with pytest.raises(ConfigError, match=r"fits in .*model\.roi_head\.loss_cls" if wrong_form else
-                           "weighs classes, and the RPN has one objectness output"):
+                           "weighs classes, and this head has one objectness output"):
             train_step(cfg, tiny_shapes)
         return
     _, model = train_step(cfg, tiny_shapes)

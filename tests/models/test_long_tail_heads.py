@@ -12,8 +12,8 @@ from detimb.data.coco import CocoDetection, collate
 from detimb.engine.trainer import Trainer
 from detimb.errors import ConfigError, DatasetError
 from detimb.models import build_detector
-from detimb.models.builder import build_classification_loss
-from tests.conftest import straight_and_resumed, write_config
+from detimb.models.head_specs import DENSE_HEAD, build_classification_loss
+from tests.conftest import needs_extra, straight_and_resumed, write_config
 from tests.models.test_detectors import class_statistics, train_step
 
 
@@ -65,7 +65,7 @@ def test_a_sigmoid_loss_in_a_softmax_head_names_where_it_fits(tiny_config, tiny_
     with pytest.raises(ConfigError, match=r"model.head.loss: 'eqlv2' is a sigmoid loss .* fits in"
                                           r" model.roi_head.loss_cls, model.retina_head.loss_cls,"
                                           r" model.fcos_head.loss_cls$"):
-        build_classification_loss({"type": "eqlv2"}, "model.head.loss", "model.head", None)
+        build_classification_loss({"type": "eqlv2"}, DENSE_HEAD, None)
 
 
 def lvis_copy(tiny_shapes, tmp_path):
@@ -106,7 +106,7 @@ def test_lvis_labels_reach_the_targets_and_bad_ones_are_named(tiny_shapes, tmp_p
 
 
 def test_federated_loss_trains_on_lvis_data_and_evaluation_follows_lvis(tiny_shapes, tmp_path):
-    pytest.importorskip("faster_coco_eval")
+    needs_extra("faster_coco_eval", "fast-eval")
     root = lvis_copy(tiny_shapes, tmp_path)
     cfg = load_config(write_config(tmp_path, root, "faster_rcnn",
                                    model={"roi_head": {"loss_cls": {"type": "federated", "num_classes": 3}}},

@@ -4,6 +4,7 @@ load time, images checked before training."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 
@@ -13,13 +14,13 @@ from PIL import Image
 
 from detimb.cli import evaluate, train
 from detimb.config import load_config
-from detimb.engine.checkpoint import load_checkpoint
+from detimb.models.weights import load_checkpoint
 from detimb.engine.trainer import Trainer
 from detimb.errors import CheckpointError, ConfigError
 from tests.conftest import write_config
 
 
-def test_resume_from_a_torn_last_checkpoint_continues_from_the_newest_intact_one(tiny_config, tmp_path, capsys):
+def test_resume_from_a_torn_last_checkpoint_continues_from_the_newest_intact_one(tiny_config, tmp_path, caplog):
     cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 6}, "checkpoint_interval": 2,
                                             "eval_interval": 100})
     Trainer(cfg, tmp_path / "straight", progress=False).train()
@@ -30,11 +31,11 @@ def test_resume_from_a_torn_last_checkpoint_continues_from_the_newest_intact_one
     last = run / "last.pth"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 3])  # a kill mid-write that tore it
     (run / ".last.pth.abc123.tmp").write_bytes(b"partial")  # and left its temporary behind
-    capsys.readouterr()
-    Trainer(cfg, run, resume=last, progress=False).train()
-    err = capsys.readouterr()
-    assert "resuming from" in err.err and "iter_0000002.pth (iteration 2)" in err.err
-    assert "removed 1 temporary file" in err.out and not (run / ".last.pth.abc123.tmp").exists()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="detimb"):
+        Trainer(cfg, run, resume=last, progress=False).train()
+    assert "resuming from" in caplog.text and "iter_0000002.pth (iteration 2)" in caplog.text
+    assert "removed 1 temporary file" in caplog.text and not (run / ".last.pth.abc123.tmp").exists()
     a = load_checkpoint(tmp_path / "straight" / "last.pth")
     b = load_checkpoint(run / "last.pth")
     assert b["iteration"] == 6 and all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())

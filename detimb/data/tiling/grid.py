@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from detimb.errors import OptionError
+
 EDGE_POLICIES = ("shift", "pad", "skip")
 
 
@@ -30,7 +32,7 @@ def overlap_pixels(overlap: float, size: int) -> int:
     """``overlap`` < 1 is a ratio of the tile size (SAHI's ``int(ratio * size)``), >= 1 pixels."""
     px = int(overlap * size) if overlap < 1 else int(overlap)
     if overlap < 0 or px >= size:
-        raise ValueError(f"overlap {overlap} must be >= 0 and smaller than the tile ({size} px)")
+        raise OptionError(f"overlap {overlap} must be >= 0 and smaller than the tile ({size} px)")
     return px
 
 
@@ -40,9 +42,9 @@ def starts(size: int, tile: int, overlap: int, edge: str) -> list[int]:
     ('shift', as SAHI), kept reaching past it ('pad'), or dropped ('skip'). An axis shorter
     than a tile gets one tile: clipped to the image (shift), padded (pad), or none (skip)."""
     if edge not in EDGE_POLICIES:
-        raise ValueError(f"edge must be one of {EDGE_POLICIES}, got {edge!r}")
+        raise OptionError(f"edge must be one of {EDGE_POLICIES}, got {edge!r}")
     if size <= 0 or tile <= 0:
-        raise ValueError(f"need positive sizes, got image {size} and tile {tile}")
+        raise OptionError(f"need positive sizes, got image {size} and tile {tile}")
     step = tile - overlap
     out = [0]
     while out[-1] + tile < size:

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 import rasterio
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
@@ -36,10 +37,11 @@ def open_raster(path: str | Path) -> Any:
 class RasterSource:
     """A raster's size, bands, georeferencing, and its tiles' pixels.
 
-    ``bands``: 1-based band indices to keep (default all). Georeferenced when the file has
-    a CRS and a non-identity transform."""
+    ``bands``: 1-based band indices to keep (default all; with ``drop_alpha`` all but the
+    alpha bands). Georeferenced when the file has a CRS and a non-identity transform."""
 
-    def __init__(self, path: str | Path, bands: list[int] | None = None, cache_mb: int = 64) -> None:
+    def __init__(self, path: str | Path, bands: list[int] | None = None, cache_mb: int = 64, *,
+                 drop_alpha: bool = False) -> None:
         self.path = Path(path)
         # Each row is read once and kept in our own band buffer, so GDAL's block cache (by
         # default 5% of RAM) only grows memory with the scene; keep it small.
@@ -51,7 +53,8 @@ class RasterSource:
             self._env.__exit__(None, None, None)
             raise
         self.width, self.height = self.ds.width, self.ds.height
-        self.bands = list(bands) if bands else list(range(1, self.ds.count + 1))
+        self.bands = list(bands) if bands else [b for b in range(1, self.ds.count + 1)
+                                                  if not (drop_alpha and self.ds.colorinterp[b - 1] == ColorInterp.alpha)]
         if any(not 1 <= b <= self.ds.count for b in self.bands):
             raise DatasetError(f"{path}: has bands 1..{self.ds.count}, --bands asked for {self.bands}")
         self.dtype = np.dtype(self.ds.dtypes[self.bands[0] - 1])
@@ -69,6 +72,12 @@ class RasterSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def read_decimated(self, bands: list[int], shape: tuple[int, int], *, average: bool = False) -> np.ndarray:
+        """(len(bands), h, w) pixels of the whole scene read at ``shape`` (h, w) by GDAL's
+        overview reading (nearest pixel, or the block ``average``): never the scene at full size."""
+        return self.ds.read(bands, out_shape=(len(bands), *shape),
+                            resampling=Resampling.average if average else Resampling.nearest)
 
     def tile_transform(self, tile: Tile) -> Any:
         return window_transform(Window(tile.x0, tile.y0, tile.width, tile.height), self.transform)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from detimb.data.tiling.clip import clip_boxes, clip_polygons, crop_rle
 from detimb.data.tiling.grid import Tile, tile_grid
 from detimb.data.tiling.raster import RasterSource, convert, nodata_fraction, write_tile
-from detimb.errors import DatasetError, DetimbError
+from detimb.errors import DatasetError, DetimbError, OptionError
 from detimb.utils import atomic_write_json
 
 FORMATS = ("auto", "tif", "png", "jpg")
@@ -65,13 +65,13 @@ class TileOptions:
 
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}, got {self.fmt!r}")
+            raise OptionError(f"format must be one of {FORMATS}, got {self.fmt!r}")
         if not 0.0 <= self.min_visible <= 1.0 or not 0.0 <= self.empty_keep <= 1.0:
-            raise ValueError("min_visible and empty_keep must be in [0, 1]")
+            raise OptionError("min_visible and empty_keep must be in [0, 1]")
         if self.write_threads < 1:
-            raise ValueError(f"write_threads must be >= 1, got {self.write_threads}")
+            raise OptionError(f"write_threads must be >= 1, got {self.write_threads}")
         if self.empty_ratio is not None and not 0.0 <= self.empty_ratio < 1.0:
-            raise ValueError(f"empty_ratio must be in [0, 1), got {self.empty_ratio}")
+            raise OptionError(f"empty_ratio must be in [0, 1), got {self.empty_ratio}")
 
 
 @dataclass
@@ -163,7 +163,7 @@ def resolve_empty_ratio(scenes: list[Scene], options: TileOptions) -> TileOption
     if options.empty_ratio is None:
         return options
     if options.empty_keep != 1.0:
-        raise ValueError("give --empty-keep or --empty-ratio, not both")
+        raise OptionError("give --empty-keep or --empty-ratio, not both")
     draws: list[float] = []
     with_annotations = 0
     for scene in scenes:

@@ -14,8 +14,8 @@ from detimb.data.coco_validate import read_coco_json, validate_coco
 from detimb.data.label_map import LabelMap
 from detimb.data.tiling import Scene, TileOptions, run_tiling, tile_scene
 from detimb.data.tiling.raster import apply_affine
-from detimb.engine.coco_eval import evaluate_coco
-from detimb.engine.merge import merge_predictions
+from detimb.evaluation.coco_eval import evaluate_coco
+from detimb.inference.merge import merge_predictions
 from detimb.errors import DatasetError
 
 # 64 px images, tiles of 40 with 24 px overlap: origins 0, 16, 24 on each axis, so every

@@ -5,8 +5,8 @@ import pytest
 
 from detimb.data.coco import coco_api
 from detimb.data.label_map import LabelMap
-from detimb.engine.coco_eval import evaluate_coco, write_reports
-from detimb.engine.diagnostics import confusion_matrix, row_normalised, write_confusion
+from detimb.evaluation.coco_eval import evaluate_coco, write_reports
+from detimb.evaluation.diagnostics import confusion_matrix, row_normalised, write_confusion
 
 CATEGORIES = [{"id": 1, "name": "car"}, {"id": 2, "name": "bus"}]
 
@@ -64,7 +64,7 @@ def test_pr_curve_by_hand(tmp_path):
 
 
 def test_error_breakdown_by_hand(tmp_path):
-    from detimb.engine.error_analysis import error_breakdown, write_error_breakdown
+    from detimb.evaluation.error_analysis import error_breakdown, write_error_breakdown
 
     cats = [{"id": 1, "name": "car", "supercategory": "vehicle"}, {"id": 2, "name": "bus", "supercategory": "vehicle"},
             {"id": 3, "name": "dog", "supercategory": "animal"}]

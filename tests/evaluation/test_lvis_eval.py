@@ -4,9 +4,10 @@ import pytest
 
 from detimb.data.label_map import LabelMap
 from detimb.data.coco import coco_api
-from detimb.engine.coco_eval import evaluate_coco
+from detimb.evaluation.coco_eval import evaluate_coco
+from tests.conftest import needs_extra
 
-pytest.importorskip("faster_coco_eval")
+needs_extra("faster_coco_eval", "fast-eval")
 
 
 def lvis_file(neg_on_2: list[int], not_exhaustive_on_3: list[int], frequency: bool = True) -> dict:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from detimb.data.label_map import LabelMap
-from detimb.engine.seg_eval import confusion, region_dice, segmentation_report, write_segmentation_reports
+from detimb.evaluation.seg_eval import confusion, region_dice, segmentation_report, write_segmentation_reports
 
 LABELS = LabelMap((1, 2), ("a", "b"))
 

@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from detimb.data.label_map import LabelMap
-from detimb.engine import distributed
-from detimb.engine.coco_eval import frequency_group
+from detimb import distributed
+from detimb.evaluation.coco_eval import frequency_group
 from detimb.utils import atomic_write, atomic_write_json
 
 CLASS_KEYS = ("dice", "iou", "dice_global", "iou_global")

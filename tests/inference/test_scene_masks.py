@@ -8,7 +8,7 @@ from pycocotools import mask as mask_utils
 from rasterio.features import rasterize
 from rasterio.transform import Affine, from_origin
 
-from detimb.engine.scene_masks import CropMask, masks_from_output, polygons, scene_rle, union
+from detimb.inference.scene_masks import CropMask, masks_from_output, polygons, scene_rle, union
 
 
 def placed(bits, x0, y0, height, width):

@@ -11,8 +11,10 @@ from torch import nn
 
 from detimb.cli import infer
 from detimb.data.label_map import LabelMap
-from detimb.engine.sliced import SliceSettings, coco_records, sliced_predict, write_geojson
+from detimb.inference.geo import write_geojson
+from detimb.inference.sliced import SliceSettings, coco_records, sliced_predict
 from detimb.engine.trainer import Trainer
+from tests.conftest import needs_extra
 
 SQUARES = [(10, 12, 30, 32), (150, 100, 181, 131)]  # x0, y0, x1, y1 in scene pixels
 
@@ -48,11 +50,11 @@ def scene(tmp_path):
 def test_pieces_cut_by_tiles_merge_back_into_whole_objects(scene, tmp_path):
     settings = SliceSettings(size=(64, 64), overlap=0.25, batch_size=3, method="greedy_nmm", match="ios")
     pred = sliced_predict(BrightBox(), scene, settings, torch.device("cpu"))
-    assert pred["tiles"] == 4 * 3  # x: 0, 48, 96, 136; y: 0, 48, 86
-    assert sorted(map(tuple, pred["boxes"].tolist())) == [tuple(map(float, s)) for s in SQUARES]
+    assert pred.tiles == 4 * 3  # x: 0, 48, 96, 136; y: 0, 48, 86
+    assert sorted(map(tuple, pred.boxes.tolist())) == [tuple(map(float, s)) for s in SQUARES]
     nms = sliced_predict(BrightBox(), scene, SliceSettings(size=(64, 64), overlap=0.25, method="nms", match="iou"),
                          torch.device("cpu"))
-    assert len(nms["boxes"]) > 2  # NMS by IoU keeps the cut pieces: why NMM by IoS is the default
+    assert len(nms.boxes) > 2  # NMS by IoU keeps the cut pieces: why NMM by IoS is the default
     label_map = LabelMap((7,), ("tree",))
     records = coco_records(pred, 5, label_map)["bbox"]
     assert {r["category_id"] for r in records} == {7} and sorted(r["bbox"] for r in records)[0] == [10, 12, 20, 20]
@@ -85,11 +87,11 @@ def test_infer_cli_writes_results_and_geojson(tiny_config, tmp_path, scene, caps
 
 
 def test_geopackage_and_wgs84_geojson_read_back(scene, tmp_path):
-    pyogrio = pytest.importorskip("pyogrio")
+    pyogrio = needs_extra("pyogrio", "geo")
     import shapely
     from rasterio.warp import transform_geom
 
-    from detimb.engine.sliced import write_geopackage
+    from detimb.inference.geo import write_geopackage
 
     settings = SliceSettings(size=(64, 64), overlap=0.25, batch_size=3, method="greedy_nmm", match="ios")
     pred = sliced_predict(BrightBox(), scene, settings, torch.device("cpu"))
@@ -127,8 +129,8 @@ def test_prefetched_reading_gives_the_same_predictions_and_stops_cleanly(scene):
     base = dict(size=(64, 64), overlap=0.25, batch_size=2, method="greedy_nmm", match="ios")
     ahead = sliced_predict(BrightBox(), scene, SliceSettings(**base, prefetch=3), torch.device("cpu"))
     inline = sliced_predict(BrightBox(), scene, SliceSettings(**base, prefetch=0), torch.device("cpu"))
-    assert torch.equal(ahead["boxes"], inline["boxes"]) and ahead["tiles"] == inline["tiles"] == 12
-    assert 0 <= ahead["wait_s"] <= ahead["wall_s"]
+    assert torch.equal(ahead.boxes, inline.boxes) and ahead.tiles == inline.tiles == 12
+    assert 0 <= ahead.wait_s <= ahead.wall_s
     with pytest.raises(RuntimeError, match="boom"):
         sliced_predict(Failing(), scene, SliceSettings(**base, prefetch=2), torch.device("cpu"))
     assert not any(t.name == "detimb-tile-reader" for t in threading.enumerate())
@@ -140,7 +142,7 @@ def test_full_image_pass_reads_a_decimated_overview(scene):
     settings = SliceSettings(size=(64, 64), overlap=0.25, full_image=True, full_image_side=100, method="nms",
                              match="iou", threshold=0.99, class_agnostic=True)
     pred = sliced_predict(BrightBox(), scene, settings, torch.device("cpu"))
-    whole = [b for b in pred["boxes"].tolist() if b[0] <= 12 and b[2] >= 180]  # the overview's one box spans both
+    whole = [b for b in pred.boxes.tolist() if b[0] <= 12 and b[2] >= 180]  # the overview's one box spans both
     assert whole and whole[0] == pytest.approx([10, 12, 182, 132], abs=2.1)
 
 
@@ -180,12 +182,12 @@ def test_masks_cut_by_tiles_merge_back_into_the_whole_object(ring_scene, tmp_pat
     path, truth = ring_scene
     settings = SliceSettings(size=(64, 64), overlap=0.25, batch_size=3, method="greedy_nmm", match="ios")
     pred = sliced_predict(BrightMask(), path, settings, torch.device("cpu"))
-    assert pred["boxes"].tolist() == [list(map(float, RING))] and len(pred["masks"]) == 1
+    assert pred.boxes.tolist() == [list(map(float, RING))] and len(pred.masks) == 1
     records = coco_records(pred, 3, LabelMap((7,), ("tree",)))
     assert len(records["segm"]) == len(records["bbox"]) == 1
     rle = records["segm"][0]["segmentation"]
     assert rle["size"] == [150, 200] and np.array_equal(mask_utils.decode(rle).astype(bool), truth)
-    assert sliced_predict(BrightBox(), path, settings, torch.device("cpu"))["masks"] is None
+    assert sliced_predict(BrightBox(), path, settings, torch.device("cpu")).masks is None
 
     # GeoJSON: one MultiPolygon (its hole kept) whose area is the object's pixels at 0.1 m (0.01 m^2 each)
     import shapely
@@ -213,10 +215,10 @@ def test_nms_keeps_the_kept_boxes_mask_and_an_empty_mask_is_outlined_by_its_box(
 
     settings = SliceSettings(size=(64, 64), overlap=0.25, method="nms", match="iou", threshold=0.5)
     pred = sliced_predict(BrightMask(), path, settings, torch.device("cpu"))
-    for box, mask in zip(pred["boxes"].tolist(), pred["masks"]):  # each mask is its own tile's piece
+    for box, mask in zip(pred.boxes.tolist(), pred.masks):  # each mask is its own tile's piece
         assert [mask.x0, mask.y0, mask.x0 + mask.width, mask.y0 + mask.height] == box
     faint = sliced_predict(FaintMask(), path, settings, torch.device("cpu"))
-    assert all(m is None for m in faint["masks"])
+    assert all(m is None for m in faint.masks)
     label_map = LabelMap((7,), ("tree",))
     write_geojson(tmp_path / "faint.geojson", faint, label_map, wgs84=True)
     features = json.loads((tmp_path / "faint.geojson").read_text())["features"]
@@ -227,11 +229,11 @@ def test_nms_keeps_the_kept_boxes_mask_and_an_empty_mask_is_outlined_by_its_box(
 
 
 def test_mask_geopackage_and_wgs84_read_back(ring_scene, tmp_path):
-    pyogrio = pytest.importorskip("pyogrio")
+    pyogrio = needs_extra("pyogrio", "geo")
     import shapely
     from rasterio.warp import transform_geom
 
-    from detimb.engine.sliced import write_geopackage
+    from detimb.inference.geo import write_geopackage
 
     path, truth = ring_scene
     pred = sliced_predict(BrightMask(), path, SliceSettings(size=(64, 64), overlap=0.25), torch.device("cpu"))
@@ -289,7 +291,7 @@ def test_overview_masks_stay_inside_the_scene(tmp_path):
     settings = SliceSettings(size=(64, 64), overlap=0.25, full_image=True, full_image_side=33, method="nms",
                              match="iou", threshold=0.99, class_agnostic=True)
     pred = sliced_predict(BrightMask(), path, settings, torch.device("cpu"))
-    assert any(m.x0 + m.width == 150 and m.y0 + m.height == 100 for m in pred["masks"])
-    assert all(m.x0 + m.width <= 150 and m.y0 + m.height <= 100 for m in pred["masks"])
+    assert any(m.x0 + m.width == 150 and m.y0 + m.height == 100 for m in pred.masks)
+    assert all(m.x0 + m.width <= 150 and m.y0 + m.height <= 100 for m in pred.masks)
     segm = coco_records(pred, 1, LabelMap((7,), ("tree",)))["segm"]
-    assert len(segm) == len(pred["boxes"]) and all(r["segmentation"]["size"] == [100, 150] for r in segm)
+    assert len(segm) == len(pred.boxes) and all(r["segmentation"]["size"] == [100, 150] for r in segm)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from detimb.engine.merge import box_ios, merge_predictions
+from detimb.inference.merge import box_ios, merge_predictions
 
 # A: a 10 x 10 box; B: its top half (IoU 0.5, IoS 1); C: far away; D: C shifted by 1 px (IoU 81/119)
 BOXES = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 5.0], [20.0, 20.0, 30.0, 30.0],
@@ -68,7 +68,7 @@ def test_greedy_nmm_rechecks_each_box_against_the_growing_merge_as_sahi_does():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from detimb.engine.merge import candidate_pairs, merge_predictions_exhaustive  # noqa: E402
+from detimb.inference.merge import candidate_pairs, merge_predictions_exhaustive  # noqa: E402
 
 SETTINGS = [(m, k) for m in ("nms", "greedy_nmm") for k in ("iou", "ios")]
 
@@ -116,7 +116,7 @@ def test_blocked_merge_refuses_non_finite_boxes():
 
 
 def test_members_name_the_input_boxes_each_kept_box_holds():
-    from detimb.engine.merge import merge_groups
+    from detimb.inference.merge import merge_groups
 
     # input out of score order: the SAHI case above, shuffled; the dropped box belongs to no group
     boxes = torch.tensor([[-5.0, 0.0, 5.0, 10.0], [0.0, 0.0, 10.0, 10.0], [50.0, 0, 60, 10], [5.0, 0.0, 15.0, 10.0]])

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from detimb.data.coco import CocoDetection
-from detimb.engine import priors
-from detimb.engine.priors import AnchorCounts, apply_priors, count_anchors, optimal_priors
+from detimb.models import priors
+from detimb.models.priors import AnchorCounts, apply_priors, count_anchors, optimal_priors
 from detimb.engine.trainer import Trainer
 from detimb.models import build_detector
 

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from detimb.data.label_map import LabelMap
-from detimb.engine import distributed
+from detimb import distributed
 
 
 def outputs_to_coco(output: dict[str, torch.Tensor], image_id: int, label_map: LabelMap,
@@ -37,7 +37,7 @@ def outputs_to_coco(output: dict[str, torch.Tensor], image_id: int, label_map: L
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
-            amp: bool = False, progress: bool = True) -> dict[str, list[dict[str, Any]]]:
+            *, amp: bool = False, progress: bool = True) -> dict[str, list[dict[str, Any]]]:
     """COCO results of every image in ``loader``, gathered from all ranks (each image once)."""
     was_training = model.training
     model.eval()

@@ -11,7 +11,8 @@ from pycocotools.cocoeval import COCOeval
 
 from detimb.data.coco import coco_api
 from detimb.data.label_map import LabelMap
-from detimb.engine.coco_eval import class_frequencies, evaluate_coco, format_table, frequency_group, write_reports
+from detimb.evaluation.coco_eval import class_frequencies, evaluate_coco, format_table, frequency_group, write_reports
+from tests.conftest import needs_extra
 
 
 def gt_and_results(tiny_shapes, drop_category=None, jitter=0.0, seed=0):
@@ -125,7 +126,7 @@ def segm_results(gt, seed=0):
 
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
 def test_faster_coco_eval_backend_equals_pycocotools(tiny_shapes, iou_type):
-    pytest.importorskip("faster_coco_eval", reason="the fast-eval extra is not installed")
+    needs_extra("faster_coco_eval", "fast-eval")
     gt, results = gt_and_results(tiny_shapes, jitter=0.3, seed=4)
     if iou_type == "segm":
         results = segm_results(gt)
@@ -149,7 +150,7 @@ def test_a_missing_fast_eval_extra_names_the_install(monkeypatch, tiny_shapes):
     monkeypatch.setitem(sys.modules, "faster_coco_eval", None)  # import fails as if not installed
     gt, results = gt_and_results(tiny_shapes)
     coco = coco_api(gt)
-    from detimb.engine.coco_eval import run_cocoeval
+    from detimb.evaluation.coco_eval import run_cocoeval
     from detimb.optional import MissingExtraError
 
     with pytest.raises(MissingExtraError, match=r"pip install 'detimb\[fast-eval\]'"):

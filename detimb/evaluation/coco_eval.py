@@ -32,7 +32,7 @@ from pycocotools.cocoeval import COCOeval
 
 from detimb.data.coco_validate import is_lvis_style
 from detimb.data.label_map import LabelMap
-from detimb.engine.diagnostics import pr_curves, write_pr_curves
+from detimb.evaluation.diagnostics import pr_curves, write_pr_curves
 from detimb.optional import require_extra
 from detimb.utils import atomic_write, atomic_write_json
 

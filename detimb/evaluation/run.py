@@ -1,0 +1,88 @@
+"""``evaluate``: a checkpoint scored on its config's validation split, or COCO results files
+scored against it. ``tools/eval.py`` and ``detimb.evaluate`` call this."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from detimb.config import Overrides, load_config, override_items
+from detimb.data.coco import CocoDetection
+from detimb.data.coco_validate import read_coco_json, validate_results
+from detimb.data.loader import build_loader, build_val_dataset
+from detimb.errors import DatasetError, DetimbError
+from detimb.evaluation.coco_eval import class_frequencies, format_table
+from detimb.evaluation.evaluators import EvalRequest, make_evaluator
+from detimb.evaluation.reports import evaluate_and_write
+from detimb.inference.restore import restore
+from detimb.models.builder import is_segmentation
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Where the reports were written, the reports by kind, and the per-class table."""
+
+    out_dir: Path
+    reports: dict[str, Any]
+    table: str
+
+
+def evaluate(config: str | Path, *, checkpoint: str | Path | None = None,
+             results: Sequence[str | Path] | None = None, out: str | Path | None = None,
+             overrides: Overrides = ()) -> EvaluationResult:
+    """Evaluate a checkpoint on the config's validation split, or score COCO results files
+    (bbox and/or segm; several files of one kind are scored together) against it. Writes
+    the reports and diagnostics to ``out`` (default: ``<checkpoint folder>/eval``, or beside
+    the first results file). ``overrides``: ``["key=value", ...]`` or ``{"key": value}``."""
+    if (checkpoint is None) == (not results):
+        raise DetimbError("evaluate: give a checkpoint or results files (one of the two)")
+    items = override_items(overrides)
+    cfg = load_config(config, items)
+    train_path = Path(cfg.data.train.ann_file)
+    train_freq = class_frequencies(read_coco_json(train_path)) if train_path.is_file() else None
+    if checkpoint is not None:
+        return _evaluate_checkpoint(cfg, config, Path(checkpoint), items, train_freq, out)
+    return _score_results(cfg, [Path(r) for r in results or []], train_freq, out)
+
+
+def _evaluate_checkpoint(cfg: DictConfig, config: str | Path, checkpoint: Path, overrides: list[str],
+                         train_freq: dict[int, dict[str, int]] | None, out: str | Path | None) -> EvaluationResult:
+    restored = restore(checkpoint, config=config, overrides=overrides)
+    val_set = build_val_dataset(cfg.data, restored.label_map, is_segmentation(cfg.model))
+    loader = build_loader(val_set, batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers)
+    folder = Path(out or checkpoint.parent / "eval")
+    evaluator = make_evaluator(cfg)
+    request = EvalRequest(out_dir=folder, train_freq=train_freq, error_analysis=True)
+    reports = evaluator.evaluate(restored.model, loader, restored.device, restored.label_map, request)
+    return EvaluationResult(folder, reports, evaluator.format(reports))
+
+
+def _score_results(cfg: DictConfig, paths: list[Path], train_freq: dict[int, dict[str, int]] | None,
+                   out: str | Path | None) -> EvaluationResult:
+    if is_segmentation(cfg.model):
+        raise DetimbError("results files are COCO detection results; evaluate a segmentation model from its"
+                          " checkpoint")
+    val = CocoDetection(cfg.data.val.ann_file, cfg.data.val.img_dir)
+    for message in val.records.warnings:
+        logger.warning(message)
+    records_by_kind: dict[str, list] = {"bbox": [], "segm": []}
+    for path in paths:  # every file checked before anything is scored or written
+        if not path.is_file():
+            raise DetimbError(f"--results: no file at {path}")
+        try:
+            records = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from err
+        records_by_kind[validate_results(path, records, val.records.data)] += records
+    folder = Path(out or paths[0].parent / "eval")
+    reports = evaluate_and_write(val.coco, records_by_kind, val.label_map, train_freq, cfg.evaluation, folder,
+                                 with_masks=bool(records_by_kind["segm"]), error_analysis=True)
+    return EvaluationResult(folder, reports, "\n\n".join(format_table(r) for r in reports.values()))

@@ -1,0 +1,80 @@
+"""The one path from a checkpoint to a model ready to predict.
+
+``Predictor``, ``evaluate``, ``tools/infer.py`` and ``tools/export.py`` all restore through
+``restore``: the config (the one stored in the checkpoint, or one given, which must read
+pixels as the model was trained to), the label map, the model built and its weights
+loaded exactly (``detimb.models.weights``), the stored priors applied (sampling-free's
+adaptive score threshold), eval mode, on the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from detimb.config import config_from_yaml, load_config, to_dict
+from detimb.data.label_map import LabelMap
+from detimb.data.pixels import PixelSpec
+from detimb.errors import CheckpointError, ConfigError
+from detimb.models.builder import build_model, is_segmentation
+from detimb.models.priors import apply_priors
+from detimb.models.weights import load_checkpoint, load_model_state
+
+
+@dataclass(frozen=True)
+class RestoredModel:
+    """A checkpoint's model in eval mode on ``device``, with what reading and naming its
+    predictions needs: the resolved ``config``, the classes, the input ``pixels``."""
+
+    model: nn.Module
+    config: DictConfig
+    label_map: LabelMap
+    pixels: PixelSpec
+    device: torch.device
+    source: Path
+
+    @property
+    def segmentation(self) -> bool:
+        return is_segmentation(self.config.model)
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """``device``, or CUDA when available, else the CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _config(state: dict[str, Any], checkpoint: Path, config: str | Path | None, overrides: list[str]) -> DictConfig:
+    """The given config checked against the stored one's input pixels, or the stored one."""
+    stored = config_from_yaml(state["config"], f"{checkpoint} (its stored config)", overrides) \
+        if isinstance(state.get("config"), str) else None
+    if config is None:
+        if stored is None:
+            raise CheckpointError(f"{checkpoint}: holds no config. Fix: give the config it was trained with")
+        return stored
+    cfg = load_config(config, overrides)
+    if stored is not None and PixelSpec.from_config(stored) != PixelSpec.from_config(cfg):
+        raise ConfigError(f"{checkpoint} was trained on input {PixelSpec.from_config(stored)} but {config} states"
+                          f" {PixelSpec.from_config(cfg)}. Fix: give the config the model was trained with (its run"
+                          " folder's config.yaml)")
+    return cfg
+
+
+def restore(checkpoint: str | Path, *, config: str | Path | None = None, overrides: list[str] | None = None,
+            device: str | torch.device | None = None) -> RestoredModel:
+    """The model of a detimb checkpoint, ready to predict. ``config``: a config file or
+    packaged name to build it from (default: the config stored in the checkpoint);
+    ``overrides``: ``key=value`` items on top; ``device``: default CUDA when available."""
+    source = Path(checkpoint)
+    state = load_checkpoint(source)
+    cfg = _config(state, source, config, list(overrides or []))
+    label_map = LabelMap.from_dict(state["label_map"])
+    model = build_model(cfg.model, label_map, ignore_index=cfg.data.ignore_index)
+    load_model_state(model, state, to_dict(cfg.model), label_map.num_classes, source)
+    apply_priors(model, cfg, dict(state.get("priors", {})), set_bias=False)
+    target = default_device(device)
+    return RestoredModel(model.to(target).eval(), cfg, label_map, PixelSpec.from_config(cfg), target, source)
