@@ -39,6 +39,7 @@ def checkpoints(tmp_path_factory, tiny_shapes):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 @pytest.mark.parametrize("detector", list(DETECTORS))
 def test_export_round_trip(checkpoints, tiny_shapes, tmp_path, capsys, detector, fmt):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from detimb.data.coco_validate import read_coco_json
 from detimb.data.convert import coco_to_yolo, dota_to_coco, voc_to_coco, yolo_to_coco
 from detimb.data.convert.voc import DIFFICULT
 from detimb.data.convert.yolo import read_class_names
-from detimb.errors import DetimbError
 from detimb.utils import atomic_write_json
 
 

@@ -134,7 +134,8 @@ class Trainer:
         if distributed.is_main() and self.work_dir.is_dir():
             stray = clean_stray_temporaries(self.work_dir)
             if stray:
-                logger.info(f"removed {stray} temporary file(s) an interrupted checkpoint write left in {self.work_dir}")
+                logger.info(f"removed {stray} temporary file(s) an interrupted checkpoint write left in"
+                            f" {self.work_dir}")
         if resume is None:
             # Same initial weights on every rank, different sampling draws per rank.
             seed_everything(self.cfg.train.seed + self.rank, self.cfg.train.deterministic)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig
@@ -37,7 +37,7 @@ from detimb.models.heads.fcos import DetimbFCOS, DetimbFCOSHead
 from detimb.models.heads.ssd import DetimbSSD
 from detimb.models.heads.adaptive_pooling import AdaptivePoolingBoxHead, AllLevelsRoIAlign
 from detimb.models.head_specs import (
-    DENSE_HEAD, FCOS_HEAD, RETINA_HEAD, ROI_HEAD, RPN, SSD_HEAD, build_classification_loss, build_objective,
+    DENSE_HEAD, FCOS_HEAD, RETINA_HEAD, ROI_HEAD, RPN, SSD_HEAD, build_objective,
 )
 from detimb.models.heads.objective import HeadObjective
 from detimb.models.heads.predictors import CLS_PREDICTORS

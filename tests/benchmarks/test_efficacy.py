@@ -18,6 +18,7 @@ def test_every_entry_names_a_shipped_config():
     assert all(e.builds_on in names for e in DETECTION + SEGMENTATION if e.builds_on)
 
 
+@pytest.mark.slow
 def test_quick_matrix_runs_resumes_and_reports(tmp_path, capsys):
     args = ["--quick", "--workers", "2", "--datasets", "shapes", "--results", str(tmp_path / "runs"), "--data-root",
             str(tmp_path / "data")]

@@ -10,6 +10,8 @@ import torch
 
 from tests.conftest import REPO, write_config
 
+pytestmark = pytest.mark.slow  # a subprocess or two ranks each: seconds per test
+
 # segmentation on patches with hard examples: 8 patches per epoch, 2 per rank per step
 SEGMENTATION = {"model": {"head": {"channels": 8}}, "data": {"batch_size": 2, "train": {
     "patch_sampler": {"type": "class_balanced", "patch_size": 32, "patches_per_epoch": 8},

@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # a subprocess or two ranks each: seconds per test
+
 OPTIONAL = ("rasterio", "shapely", "pyogrio", "tensorboard")
 
 

@@ -72,6 +72,7 @@ def batch(tiny_shapes, with_masks):
     return collate([ds[0], ds[1]]), ds.label_map
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_torchvision_weights_load_strictly_and_detect_and_train_the_same(tmp_path, tiny_shapes, arch):
     (images, targets), label_map = batch(tiny_shapes, arch.startswith("mask"))

@@ -53,8 +53,9 @@ class RasterSource:
             self._env.__exit__(None, None, None)
             raise
         self.width, self.height = self.ds.width, self.ds.height
+        alpha = {b for b in range(1, self.ds.count + 1) if self.ds.colorinterp[b - 1] == ColorInterp.alpha}
         self.bands = list(bands) if bands else [b for b in range(1, self.ds.count + 1)
-                                                  if not (drop_alpha and self.ds.colorinterp[b - 1] == ColorInterp.alpha)]
+                                                  if not (drop_alpha and b in alpha)]
         if any(not 1 <= b <= self.ds.count for b in self.bands):
             raise DatasetError(f"{path}: has bands 1..{self.ds.count}, --bands asked for {self.bands}")
         self.dtype = np.dtype(self.ds.dtypes[self.bands[0] - 1])
