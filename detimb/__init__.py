@@ -7,7 +7,7 @@ checkpoint=...)``, ``Predictor.from_checkpoint(path).predict(image)``, ``draw(im
 __version__ = "0.1.0"
 
 _API = ("DetimbError", "EvaluationResult", "ImageInput", "InputError", "Prediction", "Predictor", "RestoredModel",
-        "TrainingResult", "draw", "evaluate", "load_image", "restore", "save_picture", "train")
+        "SweepResult", "TrainingResult", "sweep", "draw", "evaluate", "load_image", "restore", "save_picture", "train")
 
 
 # The API on first use (PEP 562), so that ``import detimb`` and every submodule import stay

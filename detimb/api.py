@@ -20,7 +20,10 @@ from detimb.errors import DetimbError, InputError
 from detimb.evaluation.run import EvaluationResult, evaluate
 from detimb.inference.predictor import ImageInput, Predictor
 from detimb.inference.restore import RestoredModel, restore
+from detimb.sweep.results import SweepResult
+from detimb.sweep.run import sweep
 from detimb.visualization import draw, save_picture
 
 __all__ = ["DetimbError", "EvaluationResult", "ImageInput", "InputError", "Prediction", "Predictor", "RestoredModel",
-           "TrainingResult", "draw", "evaluate", "load_image", "restore", "save_picture", "train"]
+           "SweepResult", "TrainingResult", "draw", "evaluate", "load_image", "restore", "save_picture", "sweep",
+           "train"]

@@ -12,6 +12,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "tensorboard": ("tensorboard",),
     "fast-eval": ("faster_coco_eval",),
     "export": ("onnx", "onnxruntime"),
+    "ray": ("ray",),
 }
 
 

@@ -1,0 +1,128 @@
+"""COCO box AP for any multiset of validation images, from one matching pass per run.
+
+pycocotools' ``COCOeval.evaluate`` matches each image's detections to its ground truth
+once (per class, IoU threshold 0.50:0.05:0.95, area 'all', the highest-scoring 100 per
+image). ``RunMatches`` keeps those matches; ``ap_table`` then recomputes each class's AP
+for image weights (a bootstrap draw counts an image as often as it was drawn) the way
+``COCOeval.accumulate`` does: detections sorted by score (stable, in image order),
+cumulative true and false positives, each detection and ground truth counted with its
+image's weight, 101 recall thresholds on the precision envelope. Weights of 1 give
+pycocotools' per-class AP, and weights of 0 give pycocotools' AP on the other images
+alone (both tested against pycocotools). A weight of 2 counts an image's detections as
+one step of 2, where two copies of the image would make two steps of 1: the bootstrap's
+AP of a draw differs from that of a dataset with copied images only at those steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
+MAX_DETS = 100
+
+
+@dataclass(frozen=True)
+class ClassMatches:
+    """One class's detections over the validation set, in COCO's score order (stable in
+    image order). image: (D,) index into ``RunMatches.image_ids``; true_positive and
+    ignored: (T, D) per IoU threshold; positives: (I,) non-ignored ground truths per image."""
+
+    image: np.ndarray
+    true_positive: np.ndarray
+    ignored: np.ndarray
+    positives: np.ndarray
+
+
+@dataclass(frozen=True)
+class RunMatches:
+    """A run's detections matched to the validation ground truth, class by class."""
+
+    image_ids: tuple[int, ...]
+    category_ids: tuple[int, ...]
+    classes: tuple[ClassMatches, ...]
+
+
+def _evaluator(gt: COCO, results: list[dict[str, Any]], max_dets: int) -> COCOeval:
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = gt.loadRes([dict(r) for r in results]) if results else COCO()
+        if not results:
+            dt.dataset = {"images": gt.dataset["images"], "categories": gt.dataset["categories"], "annotations": []}
+            dt.createIndex()
+        ev = COCOeval(gt, dt, "bbox")
+        ev.params.areaRng, ev.params.areaRngLbl = [[0.0, 1e10]], ["all"]
+        ev.params.maxDets = [max_dets]
+        ev.evaluate()
+    return ev
+
+
+def match_run(gt: COCO, results: list[dict[str, Any]], max_dets: int = MAX_DETS) -> RunMatches:
+    """Match ``results`` (COCO bbox records) to ``gt`` once."""
+    ev = _evaluator(gt, results, max_dets)
+    image_ids, category_ids = list(ev.params.imgIds), list(ev.params.catIds)
+    thresholds = len(ev.params.iouThrs)
+    classes = []
+    for k in range(len(category_ids)):
+        per_image = ev.evalImgs[k * len(image_ids):(k + 1) * len(image_ids)]
+        scores, image, tp, ignored = [], [], [], []
+        positives = np.zeros(len(image_ids), dtype=np.int64)
+        for i, e in enumerate(per_image):
+            if e is None:
+                continue
+            positives[i] = int(np.count_nonzero(e["gtIgnore"] == 0))
+            n = len(e["dtScores"][:max_dets])
+            scores.append(np.asarray(e["dtScores"][:max_dets], dtype=np.float64))
+            image.append(np.full(n, i, dtype=np.int64))
+            tp.append(np.asarray(e["dtMatches"])[:, :max_dets] > 0)
+            ignored.append(np.asarray(e["dtIgnore"], dtype=bool)[:, :max_dets])
+        if scores:
+            s = np.concatenate(scores)
+            order = np.argsort(-s, kind="mergesort")  # COCOeval.accumulate's order
+            classes.append(ClassMatches(np.concatenate(image)[order], np.concatenate(tp, axis=1)[:, order],
+                                        np.concatenate(ignored, axis=1)[:, order], positives))
+        else:
+            empty = np.zeros((thresholds, 0), dtype=bool)
+            classes.append(ClassMatches(np.zeros(0, dtype=np.int64), empty, empty, positives))
+    return RunMatches(tuple(image_ids), tuple(category_ids), tuple(classes))
+
+
+def _class_ap(matches: ClassMatches, weights: np.ndarray) -> np.ndarray:
+    """(B,) the class's AP for each row of image weights (B, I); NaN where the weighted
+    images hold none of its ground truth."""
+    positives = weights @ matches.positives
+    out = np.full(len(weights), np.nan)
+    rows = np.flatnonzero(positives > 0)
+    if rows.size == 0:
+        return out
+    weights, positives = weights[rows].astype(np.float64), positives[rows].astype(np.float64)
+    total = np.zeros(len(rows))
+    thresholds = matches.true_positive.shape[0]
+    for t in range(thresholds):
+        keep = ~matches.ignored[t]
+        tp = matches.true_positive[t][keep]
+        if tp.size == 0:
+            continue  # no detection: precision 0 at every recall
+        w = weights[:, matches.image[keep]]
+        tps = np.cumsum(w * tp, axis=1)
+        fps = np.cumsum(w * ~tp, axis=1)
+        recall = tps / positives[:, None]
+        precision = np.maximum.accumulate((tps / (tps + fps + np.spacing(1)))[:, ::-1], axis=1)[:, ::-1]
+        for j in range(len(rows)):
+            index = np.searchsorted(recall[j], RECALL_THRESHOLDS, side="left")
+            total[j] += np.where(index < tp.size, precision[j, np.minimum(index, tp.size - 1)], 0.0).mean()
+    out[rows] = total / thresholds
+    return out
+
+
+def ap_table(run: RunMatches, weights: np.ndarray) -> np.ndarray:
+    """(B, K) per-class AP for each row of image weights (B, I), images in
+    ``run.image_ids`` order; NaN where a class has no ground truth under those weights."""
+    weights = np.atleast_2d(np.asarray(weights))
+    return np.stack([_class_ap(m, weights) for m in run.classes], axis=1) if run.classes else \
+        np.zeros((len(weights), 0))
