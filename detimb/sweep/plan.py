@@ -92,14 +92,22 @@ class Run:
         return self.folder / "failed.json"
 
 
+def schedule_overrides(base: DictConfig, iters: int) -> list[str]:
+    """The user's schedule compressed to ``iters``: warm-up and learning-rate steps at the
+    same fractions of training (a 90k-iteration schedule's drops still happen in a short
+    run); evaluation only at the end, a checkpoint every quarter for resuming."""
+    s = base.train.schedule
+    scale = iters / int(s.max_iters)
+    steps = sorted({max(1, min(iters - 1, round(int(step) * scale))) for step in s.steps}) if iters > 1 else []
+    return [f"train.schedule.max_iters={iters}", f"train.schedule.steps={json.dumps(steps)}",
+            f"train.schedule.warmup_iters={min(iters, max(0, round(int(s.warmup_iters) * scale)))}",
+            f"train.eval_interval={iters}", f"train.checkpoint_interval={max(1, iters // 4)}"]
+
+
 def run_overrides(settings: SweepSettings, remedy: Remedy, base: DictConfig, seed: int) -> tuple[str, ...]:
-    """The user's overrides, then the remedy's fragment, then the sweep's schedule and seed:
-    evaluation only at the end, a checkpoint every quarter for resuming."""
-    schedule = [f"train.seed={seed}", f"train.schedule.max_iters={settings.iters}",
-                f"train.eval_interval={settings.iters}",
-                f"train.checkpoint_interval={max(1, settings.iters // 4)}",
-                f"train.schedule.warmup_iters={min(int(base.train.schedule.warmup_iters), settings.iters)}"]
-    return (*settings.overrides, *flatten(remedy.fragment(base)), *schedule)
+    """The user's overrides, then the remedy's fragment, then the sweep's seed and schedule."""
+    return (*settings.overrides, *flatten(remedy.fragment(base)), f"train.seed={seed}",
+            *schedule_overrides(base, settings.iters))
 
 
 def plan_runs(settings: SweepSettings, remedies: list[Remedy], base: DictConfig, out: Path) -> list[Run]:
