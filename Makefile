@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install demo demo-seg test test-min dataset benchmark clean
+.PHONY: install demo demo-seg test test-min dataset benchmark docs clean
 
 install: $(STAMP)
 
@@ -49,6 +49,10 @@ test-min: $(MIN_STAMP)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/train_step.py
+
+# docs/config_reference.md is generated from the schema and the registries (a test compares)
+docs: $(STAMP)
+	$(PY) -m detimb.cli.config_reference --out docs/config_reference.md
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) work_dirs data .pytest_cache

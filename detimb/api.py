@@ -20,8 +20,8 @@ from detimb.errors import DetimbError, InputError
 from detimb.evaluation.run import EvaluationResult, evaluate
 from detimb.inference.predictor import ImageInput, Predictor
 from detimb.inference.restore import RestoredModel, restore
-from detimb.sweep.results import SweepResult
-from detimb.sweep.run import sweep
+from detimb.sweeps.results import SweepResult
+from detimb.sweeps.run import sweep
 from detimb.visualization import draw, save_picture
 
 __all__ = ["DetimbError", "EvaluationResult", "ImageInput", "InputError", "Prediction", "Predictor", "RestoredModel",

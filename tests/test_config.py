@@ -113,3 +113,13 @@ SHIPPED = sorted(p for p in Path(__file__).resolve().parents[1].glob("configs/**
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     load_config(path)
+
+
+def test_a_user_config_inherits_a_packaged_one_by_name(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("_base_: [detimb://demo/faster_rcnn_shapes]\nmodel:\n  roi_head:\n    loss_cls: {type: seesaw}\n")
+    cfg = load_config(mine)
+    assert cfg.model.roi_head.loss_cls.type == "seesaw" and cfg.model.backbone.type == "small_cnn"
+    (tmp_path / "typo.yaml").write_text("_base_: [detimb://demo/faster_rcnn_shape]\n")
+    with pytest.raises(ConfigError, match="did you mean 'demo/faster_rcnn_shapes'"):
+        load_config(tmp_path / "typo.yaml")

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from detimb.data.fashion import DEBIAN_DIR, FashionSpec, make_fashion_dataset  # noqa: E402
 from detimb.data.synthetic import ShapesSpec, make_shapes_dataset  # noqa: E402
-from detimb.sweep.run import sweep  # noqa: E402
+from detimb.sweeps.run import sweep  # noqa: E402
 
 CONFIG = "detimb://demo/faster_rcnn_shapes"
 

@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from detimb.cli.common import run_cli
-from detimb.sweep.remedies import REMEDIES
-from detimb.sweep.run import OBJECTIVES, sweep
+from detimb.sweeps.remedies import REMEDIES
+from detimb.sweeps.run import OBJECTIVES, sweep
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

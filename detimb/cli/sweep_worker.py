@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from detimb.cli.common import run_cli
-from detimb.sweep.worker import run_one
+from detimb.sweeps.worker import run_one
 
 
 def main(argv: list[str] | None = None) -> int:

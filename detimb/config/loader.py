@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from detimb.config.checks import check_values
-from detimb.config.packaged import PACKAGED_DIR, resolve_config
+from detimb.config.packaged import PACKAGED_DIR, SCHEME, resolve_config
 from detimb.config.schema import Config
 from detimb.errors import ConfigError
 from detimb.registry import closest
@@ -59,7 +59,9 @@ def _layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[str, dict[str
         raise ConfigError(f"{path}: _base_ must be a file name or a list of file names")
     layers: list[tuple[str, dict[str, Any]]] = []
     for base in bases:
-        layers += _layers((path.parent / base), (*seen, path))
+        # a packaged base by name (detimb://demo/faster_rcnn_shapes), else a file beside this one
+        target = resolve_config(base) if str(base).startswith(SCHEME) else path.parent / base
+        layers += _layers(target, (*seen, path))
     layers.append((str(path), data))
     return layers
 

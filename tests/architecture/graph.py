@@ -13,7 +13,7 @@ from pathlib import Path
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("detimb.cli",),
     ("detimb.api",),
-    ("detimb.sweep",),
+    ("detimb.sweeps",),
     ("detimb.engine",),
     ("detimb.evaluation",),
     ("detimb.inference",),

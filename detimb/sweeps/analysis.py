@@ -1,0 +1,176 @@
+"""From the runs' detections to each remedy's paired differences, the winner and the verdict.
+
+Every run's detections are matched to the ground truth once (``scoring``); AP is then
+computed on the selection half and the confirmation half, and on ``bootstrap`` draws of
+each half's images, the same draws for every run. Each remedy is compared with the
+baseline of the same seed; the interval combines seeds and images (``statistics``). The
+winner is the remedy with the largest gain in the objective on the selection half; its
+difference on the confirmation half is the headline, and it is recommended only when that
+interval leaves out 0 on the side of a gain.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pycocotools.coco import COCO
+
+from detimb.evaluation.coco_eval import class_groups
+from detimb.sweeps.scoring import RunMatches, ap_table
+from detimb.sweeps.statistics import Interval, combined_interval
+
+GROUP_METRICS = {"APr": "rare", "APc": "common", "APf": "frequent"}
+METRICS = ("APr", "APc", "APf", "mAP")
+
+
+@dataclass(frozen=True)
+class Half:
+    """A set of evaluation images (as weights over the matched images) and its bootstrap draws."""
+
+    name: str
+    weights: np.ndarray  # (I,)
+    draws: np.ndarray  # (B, I)
+
+
+def make_half(name: str, image_ids: tuple[int, ...], members: tuple[int, ...], bootstrap: int, seed: int) -> Half:
+    """``members`` of ``image_ids`` as a half, with ``bootstrap`` draws of as many images with replacement."""
+    position = {image_id: k for k, image_id in enumerate(image_ids)}
+    index = np.array([position[i] for i in members], dtype=np.int64)
+    weights = np.zeros(len(image_ids))
+    weights[index] = 1.0
+    rng = np.random.default_rng(seed)
+    draws = np.zeros((bootstrap, len(image_ids)))
+    for b in range(bootstrap):
+        np.add.at(draws[b], index[rng.integers(0, len(index), len(index))], 1.0)
+    return Half(name, weights, draws)
+
+
+def group_metrics(table: np.ndarray, groups: list[str | None]) -> dict[str, np.ndarray]:
+    """APr, APc, APf and mAP of per-class AP ``table`` (..., K): means over the classes with
+    ground truth (NaN where a group has none)."""
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an empty group is NaN, as intended
+        for name, group in GROUP_METRICS.items():
+            columns = [k for k, g in enumerate(groups) if g == group]
+            out[name] = np.nanmean(table[..., columns], axis=-1) if columns else np.full(table.shape[:-1], np.nan)
+        out["mAP"] = np.nanmean(table, axis=-1)
+    return out
+
+
+@dataclass
+class RunScores:
+    """One run's per-class AP on each half (K,) and on each half's draws (B, K)."""
+
+    full: dict[str, np.ndarray] = field(default_factory=dict)
+    draws: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def score_run(matches: RunMatches, halves: list[Half]) -> RunScores:
+    scores = RunScores()
+    for half in halves:
+        scores.full[half.name] = ap_table(matches, half.weights[None])[0]
+        scores.draws[half.name] = ap_table(matches, half.draws)
+    return scores
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A remedy against the baseline on one half: intervals per metric and per class."""
+
+    remedy: str
+    half: str
+    seeds: tuple[int, ...]
+    metrics: dict[str, Interval | None]
+    per_class: dict[str, Interval | None]
+
+
+def compare(remedy: str, baseline: dict[int, RunScores], mine: dict[int, RunScores], half: str,
+            groups: list[str | None], names: list[str], level: float = 0.95) -> Comparison | None:
+    """``remedy``'s runs against the baseline's of the same seeds on ``half``; None when no
+    seed has both."""
+    seeds = tuple(sorted(set(baseline) & set(mine)))
+    if not seeds:
+        return None
+    full_diff = np.stack([mine[s].full[half] - baseline[s].full[half] for s in seeds])  # (S, K)
+    draw_diff = np.stack([mine[s].draws[half] - baseline[s].draws[half] for s in seeds])  # (S, B, K)
+    metrics: dict[str, Interval | None] = {}
+    full_m = {s: (group_metrics(mine[s].full[half], groups), group_metrics(baseline[s].full[half], groups))
+              for s in seeds}
+    draw_m = {s: (group_metrics(mine[s].draws[half], groups), group_metrics(baseline[s].draws[half], groups))
+              for s in seeds}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for m in METRICS:
+            per_seed = np.array([full_m[s][0][m] - full_m[s][1][m] for s in seeds])
+            boot = np.nanmean(np.stack([draw_m[s][0][m] - draw_m[s][1][m] for s in seeds]), axis=0)
+            metrics[m] = combined_interval(per_seed, boot, level)
+        per_class = {name: combined_interval(full_diff[:, k], np.nanmean(draw_diff[:, :, k], axis=0), level)
+                     for k, name in enumerate(names)}
+    return Comparison(remedy, half, seeds, metrics, per_class)
+
+
+def resolve_objective(objective: str, groups: list[str | None], positives: np.ndarray) -> str:
+    """``auto``: APr when a rare class has ground truth in the evaluation images, else APc,
+    else mAP; a named objective as it is."""
+    if objective != "auto":
+        return objective
+    for metric in ("APr", "APc"):
+        if any(g == GROUP_METRICS[metric] and p > 0 for g, p in zip(groups, positives)):
+            return metric
+    return "mAP"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The remedy chosen on the selection half (None: nothing gained there), its
+    confirmation interval, what is recommended, and why, in words."""
+
+    chosen: str | None
+    confirmation: Interval | None
+    recommended: str
+    words: str
+
+
+def verdict(selection: dict[str, Comparison], confirmation: dict[str, Comparison], objective: str) -> Verdict:
+    gains = {name: c.metrics[objective] for name, c in selection.items() if c.metrics.get(objective) is not None}
+    if not gains or max(i.mean for i in gains.values()) <= 0:
+        return Verdict(None, None, "baseline", f"No remedy raised {objective} on the selection half: keep the"
+                       " baseline.")
+    chosen = max(gains, key=lambda n: gains[n].mean)
+    confirm = confirmation.get(chosen)
+    interval = None if confirm is None else confirm.metrics.get(objective)
+    picked = (f"{chosen} had the largest {objective} gain on the selection half"
+              f" ({gains[chosen].mean:+.3f} [{gains[chosen].low:+.3f}, {gains[chosen].high:+.3f}]).")
+    if interval is None:
+        return Verdict(chosen, None, "baseline", f"{picked} The confirmation images hold no ground truth for"
+                       f" {objective}: nothing is confirmed, keep the baseline.")
+    if interval.low > 0:
+        return Verdict(chosen, interval, chosen, f"{picked} On the confirmation half it gains {interval.mean:+.3f}"
+                       f" [{interval.low:+.3f}, {interval.high:+.3f}]: beyond noise. Recommended: {chosen}.")
+    return Verdict(chosen, interval, "baseline", f"{picked} On the confirmation half it gives {interval.mean:+.3f}"
+                   f" [{interval.low:+.3f}, {interval.high:+.3f}]: within noise, so nothing beats the baseline"
+                   " beyond noise. Recommended: the baseline.")
+
+
+def class_groups_of(gt: COCO, train_freq: dict[int, dict[str, int]], thresholds: tuple[int, int]
+                    ) -> list[str | None]:
+    """Each evaluated class's rare/common/frequent group, as the evaluation reports it."""
+    groups = class_groups(gt.dataset, train_freq, thresholds)
+    return [groups.get(cid) for cid in sorted(gt.getCatIds())]
+
+
+def _number(x: float) -> float | None:
+    return None if math.isnan(x) else round(float(x), 6)
+
+
+def interval_json(interval: Interval | None) -> dict[str, Any] | None:
+    """The interval as JSON (NaN as null)."""
+    if interval is None or math.isnan(interval.mean):
+        return None
+    return {"mean": _number(interval.mean), "low": _number(interval.low), "high": _number(interval.high),
+            "per_seed": [_number(d) for d in interval.per_seed], "beyond_noise": interval.beyond_noise}

@@ -1,0 +1,156 @@
+"""What a sweep trains: its settings, one run per (remedy, seed), and the record that lets
+it resume (and refuse to resume with other settings or other code)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from importlib import metadata
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from detimb.config import config_to_yaml, load_config
+from detimb.errors import DetimbError
+from detimb.sweeps.remedies import Remedy, flatten
+from detimb.utils import atomic_write_json
+
+PLAN_FILE = "plan.json"
+
+
+class SweepError(DetimbError, ValueError):
+    """A sweep cannot start or continue: bad settings, a folder of another sweep, changed code."""
+
+
+def code_version() -> str:
+    """detimb's version and, from a git checkout, its commit; uncommitted changes add
+    ``.dirty-`` and a hash of the diff, so two different dirty states differ too."""
+    try:
+        version = metadata.version("detimb")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        diff = subprocess.run(["git", "-C", str(root), "diff", "HEAD", "--", "detimb"], capture_output=True,
+                              text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return version
+    dirty = f".dirty-{hashlib.sha256(diff.encode()).hexdigest()[:8]}" if diff else ""
+    return f"{version}+{commit}{dirty}"
+
+
+def config_hash(cfg: DictConfig) -> str:
+    return hashlib.sha256(config_to_yaml(cfg).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepSettings:
+    """Everything a sweep's results depend on; a resumed sweep must have the same."""
+
+    config: str
+    config_hash: str
+    overrides: tuple[str, ...]
+    remedies: tuple[str, ...]
+    seeds: tuple[int, ...]
+    iters: int
+    split_seed: int
+    test: str | None
+    test_images: str | None
+    objective: str
+    bootstrap: int
+    code: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "overrides": list(self.overrides), "remedies": list(self.remedies),
+                "seeds": list(self.seeds)}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (remedy, seed) training run in ``folder`` with the ``overrides`` on the user's config."""
+
+    remedy: str
+    seed: int
+    folder: Path
+    overrides: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.remedy}/seed{self.seed}"
+
+    @property
+    def done_file(self) -> Path:
+        return self.folder / "run.json"
+
+    @property
+    def failed_file(self) -> Path:
+        return self.folder / "failed.json"
+
+
+def schedule_overrides(base: DictConfig, iters: int) -> list[str]:
+    """The user's schedule compressed to ``iters``: warm-up and learning-rate steps at the
+    same fractions of training (a 90k-iteration schedule's drops still happen in a short
+    run); evaluation only at the end, a checkpoint every quarter for resuming."""
+    s = base.train.schedule
+    scale = iters / int(s.max_iters)
+    steps = sorted({max(1, min(iters - 1, round(int(step) * scale))) for step in s.steps}) if iters > 1 else []
+    return [f"train.schedule.max_iters={iters}", f"train.schedule.steps={json.dumps(steps)}",
+            f"train.schedule.warmup_iters={min(iters, max(0, round(int(s.warmup_iters) * scale)))}",
+            f"train.eval_interval={iters}", f"train.checkpoint_interval={max(1, iters // 4)}"]
+
+
+def run_overrides(settings: SweepSettings, remedy: Remedy, base: DictConfig, seed: int) -> tuple[str, ...]:
+    """The user's overrides, then the remedy's fragment, then the sweep's seed and schedule."""
+    return (*settings.overrides, *flatten(remedy.fragment(base)), f"train.seed={seed}",
+            *schedule_overrides(base, settings.iters))
+
+
+def plan_runs(settings: SweepSettings, remedies: list[Remedy], base: DictConfig, out: Path) -> list[Run]:
+    return [Run(r.name, seed, out / "runs" / r.name / f"seed{seed}", run_overrides(settings, r, base, seed))
+            for r in remedies for seed in settings.seeds]
+
+
+def resolved(settings: SweepSettings, run: Run) -> DictConfig:
+    """The run's config, resolved and validated (a remedy that cannot apply fails here)."""
+    return load_config(settings.config, list(run.overrides))
+
+
+def check_folder(out: Path, settings: SweepSettings) -> None:
+    """Start a new sweep in ``out`` or continue the one there with the same settings;
+    refuse a folder of another sweep, of other code, or one that is not a sweep's."""
+    plan = out / PLAN_FILE
+    if not plan.is_file():
+        if out.exists() and any(out.iterdir()):
+            raise SweepError(f"--out {out}: not empty and holds no sweep ({PLAN_FILE}). Fix: give a new folder")
+        return
+    try:
+        saved = json.loads(plan.read_text())
+    except json.JSONDecodeError as err:
+        raise SweepError(f"{plan}: not valid JSON ({err.msg}). Fix: give a new --out") from err
+    mine = settings.to_json()
+    changed = [k for k in mine if k != "code" and saved.get(k) != mine[k]]
+    if changed:
+        details = "; ".join(f"{k}: {saved.get(k)!r} there, {mine[k]!r} now" for k in changed if k != "code")
+        raise SweepError(f"--out {out}: holds another sweep ({details}). Fix: give a new --out, or the same settings"
+                         " to continue it")
+
+
+def check_code(runs: list[Run], code: str) -> None:
+    """Refuse to train new runs beside finished runs of other code: they would be paired.
+    When every run is finished, scoring them again with this code pairs nothing new."""
+    finished = {json.loads(r.done_file.read_text()).get("code") for r in runs if r.done_file.is_file()}
+    pending = [r for r in runs if not r.done_file.is_file()]
+    other = sorted(c for c in finished if c != code)
+    if pending and other:
+        raise SweepError(f"{runs[0].folder.parents[2]}: its finished runs were trained by detimb {', '.join(other)},"
+                         f" this is {code}; runs of other code are not paired with new ones. Fix: give a new --out,"
+                         " or check out that version to finish the sweep")
+
+
+def write_plan(out: Path, settings: SweepSettings) -> None:
+    atomic_write_json(out / PLAN_FILE, settings.to_json(), indent=2)

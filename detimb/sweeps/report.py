@@ -1,0 +1,128 @@
+"""A sweep's outputs: ``SWEEP.md`` (table, reasons, verdict), ``sweep.json``, ``forest.png``
+(each remedy's ΔAPr, ΔAPc, ΔAPf and ΔmAP with their intervals) and ``per_class.png``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detimb.sweeps.analysis import METRICS, Comparison, Verdict
+from detimb.sweeps.selection import Choice
+from detimb.sweeps.statistics import Interval
+from detimb.utils import atomic_write, atomic_write_text
+
+
+def _cell(interval: Interval | None) -> str:
+    if interval is None:
+        return "n/a"
+    mark = "" if interval.beyond_noise else " ~"
+    return f"{interval.mean:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]{mark}"
+
+
+def markdown(summary: dict[str, Any], selection: dict[str, Comparison], confirmation: dict[str, Comparison],
+             choices: list[Choice], result: Verdict) -> str:
+    """SWEEP.md: what was measured, the table, the verdict, the reasons and the failures."""
+    s = summary
+    lines = [f"# Sweep: {s['config']}", "",
+             f"{len(s['remedies'])} arms x {len(s['seeds'])} seeds ({', '.join(map(str, s['seeds']))}),"
+             f" {s['iters']} iterations each; detimb {s['code']}. Objective: **{s['objective']}**.",
+             f"Selection half: {s['halves']['selection']} images; confirmation: {s['halves']['confirmation']}"
+             f" ({s['confirmation_source']}).",
+             f"Intervals: 95%, {s['method']}. `~` marks a difference within noise (the interval holds 0).", "",
+             "## Verdict", "", result.words, "",
+             f"## Differences from the baseline (selection half; last column: confirmation, {s['objective']})", "",
+             "| remedy | seeds | " + " | ".join(f"Δ{m}" for m in METRICS) + f" | confirmation Δ{s['objective']} |",
+             "|---|---|" + "---|" * (len(METRICS) + 1)]
+    for name, comp in selection.items():
+        confirm = confirmation.get(name)
+        row = [name, str(len(comp.seeds))] + [_cell(comp.metrics[m]) for m in METRICS]
+        row.append(_cell(None if confirm is None else confirm.metrics.get(s["objective"])))
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Per seed (selection half, Δ" + s["objective"] + "): " + "; ".join(
+        f"{n} " + ", ".join(f"{d:+.3f}" for d in c.metrics[s['objective']].per_seed)
+        for n, c in selection.items() if c.metrics.get(s["objective"]) is not None), "",
+        "## Candidates", ""]
+    lines += [f"- {'measured' if c.chosen else 'left out'}: **{c.name}**: {c.reason}" for c in choices]
+    if s["one_half_only"]:
+        lines += ["", f"Classes with one validation image, so in one half only: {', '.join(s['one_half_only'])}."]
+    failed = [r for r in s["runs"] if r["status"] == "failed"]
+    if failed:
+        lines += ["", "## Failed runs", ""] + [f"- {r['key']}: exit {r['code']}: `{r['error_last_line']}`"
+                                              for r in failed]
+    lines += ["", f"Time: {s['seconds']['training']:.0f} s training, {s['seconds']['bookkeeping']:.0f} s planning,"
+              f" scoring and reporting ({s['seconds']['bookkeeping_share']:.1%})."]
+    return "\n".join(lines) + "\n"
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    _plt().close(fig)
+
+
+def forest_plot(path: Path, selection: dict[str, Comparison], confirmation: dict[str, Comparison],
+                objective: str) -> None:
+    """One panel per metric: each remedy's difference with its interval (selection half, and
+    the confirmation half for the objective), 0 marked."""
+    plt = _plt()
+    names = list(selection)
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 0.45 * len(names) + 1.6), sharey=True)
+    for ax, metric in zip(np.atleast_1d(axes), METRICS):
+        for row, name in enumerate(names):
+            for offset, (comps, colour) in enumerate(((selection, "#1f77b4"), (confirmation, "#d62728"))):
+                if offset and metric != objective:
+                    continue
+                interval = comps[name].metrics.get(metric) if name in comps else None
+                if interval is None or math.isnan(interval.mean):
+                    continue
+                y = row - 0.18 * offset
+                ax.plot([interval.low, interval.high], [y, y], color=colour, linewidth=2)
+                ax.plot(interval.mean, y, "o", color=colour, markersize=5)
+        ax.axvline(0.0, color="grey", linestyle=":")
+        ax.set_title(f"Δ{metric}" + (" (objective)" if metric == objective else ""))
+        ax.set_yticks(range(len(names)), names)
+    ax.plot([], [], color="#1f77b4", label="selection half")
+    ax.plot([], [], color="#d62728", label="confirmation half")
+    fig.legend(loc="lower center", ncol=2, fontsize=8)
+    fig.subplots_adjust(bottom=0.2)
+    _save(fig, path)
+
+
+def per_class_plot(path: Path, selection: dict[str, Comparison], names: list[str]) -> None:
+    """Each remedy's per-class AP difference on the selection half, with intervals."""
+    plt = _plt()
+    remedies = list(selection)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) * max(1, len(remedies)) / 2), 4.2))
+    width = 0.8 / max(1, len(remedies))
+    for j, remedy_name in enumerate(remedies):
+        xs, means, errors = [], [], [[], []]
+        for k, name in enumerate(names):
+            interval = selection[remedy_name].per_class.get(name)
+            if interval is None or math.isnan(interval.mean):
+                continue
+            xs.append(k + (j - (len(remedies) - 1) / 2) * width)
+            means.append(interval.mean)
+            errors[0].append(interval.mean - interval.low)
+            errors[1].append(interval.high - interval.mean)
+        ax.bar(xs, means, width, yerr=errors, label=remedy_name, capsize=2)
+    ax.axhline(0.0, color="grey", linewidth=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylabel("ΔAP (selection half)")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def write_markdown(path: Path, text: str) -> None:
+    atomic_write_text(path, text)

@@ -1,0 +1,177 @@
+"""A finished sweep scored and written: matches, halves, comparisons, verdict, reports and
+the recommended config."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from detimb.config import load_config, save_config
+from detimb.data.coco import coco_api
+from detimb.data.coco_validate import validate_coco
+from detimb.data.label_map import LabelMap
+from detimb.errors import DatasetError
+from detimb.losses.statistics import ClassStatistics
+from detimb.sweeps import report
+from detimb.sweeps.analysis import (
+    Comparison, Half, RunScores, class_groups_of, compare, interval_json, make_half, resolve_objective, score_run,
+    verdict,
+)
+from detimb.sweeps.plan import Run, SweepSettings
+from detimb.sweeps.remedies import flatten, remedy
+from detimb.sweeps.scoring import match_run
+from detimb.sweeps.selection import Choice, Profile
+from detimb.sweeps.split import Split, split_images
+from detimb.sweeps.worker import TEST_FOLDER
+from detimb.utils import atomic_write_json
+
+RESULTS_FILE = "results_bbox.json"
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """What the sweep reads from the training set: classes, their statistics, the profile."""
+
+    label_map: LabelMap
+    stats: ClassStatistics
+    frequencies: dict[int, dict[str, int]]
+    profile: Profile
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The sweep's folder, the remedy it recommends (``baseline`` when none is confirmed),
+    the verdict in words, and ``SWEEP.md``."""
+
+    out_dir: Path
+    recommended: str
+    verdict: str
+    report: Path
+
+
+def _run_status(run: Run) -> dict[str, Any]:
+    if run.done_file.is_file():
+        return {"key": run.key, "status": "done", **json.loads(run.done_file.read_text())}
+    if run.failed_file.is_file():
+        failure = json.loads(run.failed_file.read_text())
+        lines = [ln for ln in failure["error"].splitlines() if ln.strip()]
+        return {"key": run.key, "status": "failed", "code": failure["code"],
+                "error_last_line": lines[-1] if lines else ""}
+    return {"key": run.key, "status": "missing"}
+
+
+def _scores(runs: list[Run], gt: Any, halves: list[Half], folder: str | None) -> dict[str, dict[int, RunScores]]:
+    """Per remedy and seed, the finished runs' scores on ``halves`` (from ``folder`` inside
+    each run: None for the validation results, ``test`` for the held-out file's)."""
+    out: dict[str, dict[int, RunScores]] = {}
+    for run in runs:
+        if not run.done_file.is_file():
+            continue
+        path = run.folder / (f"{folder}/{RESULTS_FILE}" if folder else RESULTS_FILE)
+        results = json.loads(path.read_text()) if path.is_file() else []
+        out.setdefault(run.remedy, {})[run.seed] = score_run(match_run(gt, results), halves)
+    return out
+
+
+def _halves(settings: SweepSettings, cfg: DictConfig) -> tuple[Any, Any, Split, list[Half], list[Half]]:
+    """The validation GT, the confirmation GT, the split, and the halves each is scored on."""
+    val = validate_coco(cfg.data.val.ann_file, None).data
+    gt = coco_api(val)
+    ids = tuple(sorted(gt.getImgIds()))
+    boot, seed = settings.bootstrap, settings.split_seed
+    if settings.test is None:
+        split = split_images(val, seed)
+        selection = make_half("selection", ids, split.selection, boot, seed + 1)
+        confirmation = make_half("confirmation", ids, split.confirmation, boot, seed + 2)
+        return gt, gt, split, [selection, confirmation], [selection, confirmation]
+    test = validate_coco(settings.test, None).data
+    if sorted(c["id"] for c in test["categories"]) != sorted(gt.getCatIds()):
+        raise DatasetError(f"--test {settings.test}: its categories are not the validation set's. Fix: give a test"
+                           " file with the same category ids")
+    test_gt = coco_api(test)
+    test_ids = tuple(sorted(test_gt.getImgIds()))
+    split = Split(ids, test_ids, ())
+    return gt, test_gt, split, [make_half("selection", ids, ids, boot, seed + 1)], \
+        [make_half("confirmation", test_ids, test_ids, boot, seed + 2)]
+
+
+def conclude(out_dir: Path, settings: SweepSettings, cfg: DictConfig, training: TrainingSet, runs: list[Run],
+             choices: list[Choice], *, training_s: float, started: float) -> SweepResult:
+    gt, confirm_gt, split, val_halves, confirm_halves = _halves(settings, cfg)
+    names = [c["name"] for c in sorted(gt.dataset["categories"], key=lambda c: c["id"])]
+    groups = class_groups_of(gt, training.frequencies, tuple(cfg.evaluation.frequency_thresholds))
+    on_val = _scores(runs, gt, val_halves, None)
+    on_confirm = on_val if settings.test is None else _scores(runs, confirm_gt, confirm_halves, TEST_FOLDER)
+    positives = _positives(gt, split.selection)
+    objective = resolve_objective(settings.objective, groups, positives)
+    base_val, base_confirm = on_val.get("baseline", {}), on_confirm.get("baseline", {})
+    selection: dict[str, Comparison] = {}
+    confirmation: dict[str, Comparison] = {}
+    for name in settings.remedies:
+        if name == "baseline" or name not in on_val:
+            continue
+        sel = compare(name, base_val, on_val[name], "selection", groups, names)
+        con = compare(name, base_confirm, on_confirm.get(name, {}), "confirmation", groups, names)
+        if sel is not None:
+            selection[name] = sel
+        if con is not None:
+            confirmation[name] = con
+    result = verdict(selection, confirmation, objective)
+    _write_recommended(out_dir, settings, cfg, result.recommended)
+    statuses = [_run_status(r) for r in runs]
+    summary = _summary(settings, objective, split, statuses, selection, confirmation, choices, result)
+    summary["seconds"] = _seconds(training_s, started)
+    text = report.markdown(summary, selection, confirmation, choices, result)
+    report.write_markdown(out_dir / "SWEEP.md", text)
+    atomic_write_json(out_dir / "sweep.json", summary, indent=2)
+    if selection:
+        report.forest_plot(out_dir / "forest.png", selection, confirmation, objective)
+        report.per_class_plot(out_dir / "per_class.png", selection, names)
+    return SweepResult(out_dir, result.recommended, result.words, out_dir / "SWEEP.md")
+
+
+def _positives(gt: Any, images: tuple[int, ...]) -> np.ndarray:
+    wanted = set(images)
+    cats = sorted(gt.getCatIds())
+    counts = {c: 0 for c in cats}
+    for a in gt.dataset["annotations"]:
+        if a["image_id"] in wanted and not a.get("iscrowd", 0):
+            counts[a["category_id"]] += 1
+    return np.array([counts[c] for c in cats])
+
+
+def _seconds(training_s: float, started: float) -> dict[str, float]:
+    total = time.perf_counter() - started
+    return {"training": round(training_s, 1), "bookkeeping": round(total - training_s, 1),
+            "bookkeeping_share": round((total - training_s) / total, 4) if total > 0 else 0.0}
+
+
+def _write_recommended(out_dir: Path, settings: SweepSettings, cfg: DictConfig, name: str) -> None:
+    """A complete config that trains the recommended remedy on the user's data (the user's
+    own schedule and seed: the sweep's shortened schedule is not carried over)."""
+    chosen = load_config(settings.config, list(settings.overrides) + flatten(remedy(name).fragment(cfg)))
+    save_config(chosen, out_dir / "recommended.yaml")
+
+
+def _summary(settings: SweepSettings, objective: str, split: Split, statuses: list[dict[str, Any]],
+             selection: dict[str, Comparison], confirmation: dict[str, Comparison], choices: list[Choice],
+             result: Any) -> dict[str, Any]:
+    method = next((i.method for c in selection.values() for i in c.metrics.values() if i is not None), "n/a")
+    comparisons = {half: {name: {"seeds": list(c.seeds),
+                                 "metrics": {m: interval_json(i) for m, i in c.metrics.items()},
+                                 "per_class": {k: interval_json(i) for k, i in c.per_class.items()}}
+                          for name, c in comps.items()}
+                   for half, comps in (("selection", selection), ("confirmation", confirmation))}
+    return {**settings.to_json(), "objective": objective, "method": method,
+            "halves": {"selection": len(split.selection), "confirmation": len(split.confirmation)},
+            "confirmation_source": settings.test or "the other half of the validation images",
+            "one_half_only": list(split.one_half_only), "runs": statuses,
+            "choices": [{"name": c.name, "chosen": c.chosen, "reason": c.reason} for c in choices],
+            "comparisons": comparisons, "verdict": result.words, "chosen_on_selection": result.chosen,
+            "recommended": result.recommended}

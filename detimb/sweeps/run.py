@@ -1,0 +1,181 @@
+"""``sweep``: which remedy helps *this* dataset? Each remedy trained on the user's config,
+paired by seed with the baseline, chosen on one half of the validation images and
+confirmed on the other; ``detimb-sweep``, ``tools/sweep.py`` and ``detimb.sweep`` call it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from detimb.config import Overrides, load_config, override_items
+from detimb.data.coco_validate import validate_coco
+from detimb.data.label_map import LabelMap
+from detimb.data.statistics import dataset_stats
+from detimb.errors import ConfigError
+from detimb.evaluation.coco_eval import class_frequencies
+from detimb.losses.statistics import ClassStatistics
+from detimb.models.builder import build_model
+from detimb.sweeps.calibration import calibrate
+from detimb.sweeps.plan import (
+    Run, SweepError, SweepSettings, check_code, check_folder, code_version, config_hash, plan_runs, write_plan,
+)
+from detimb.sweeps.remedies import MODEL_PARTS, Remedy, flatten, remedy
+from detimb.sweeps.results import SweepResult, TrainingSet, conclude
+from detimb.sweeps.runner import Backend, LocalBackend, Outcome, RayBackend
+from detimb.sweeps.selection import Choice, Profile, choose
+from detimb.utils import atomic_write_json
+
+logger = logging.getLogger(__name__)
+OBJECTIVES = ("auto", "APr", "APc", "APf", "mAP")
+
+
+def _training_set(cfg: DictConfig) -> TrainingSet:
+    records = validate_coco(cfg.data.train.ann_file, None)
+    data = records.data
+    freq = class_frequencies(data)
+    label_map = LabelMap.from_categories(data["categories"])
+    stats = ClassStatistics(tuple(freq[c]["instances"] for c in label_map.coco_ids),
+                            tuple(freq[c]["images"] for c in label_map.coco_ids), len(data["images"]))
+    profile = Profile.from_stats(dataset_stats(data, tuple(cfg.evaluation.frequency_thresholds)), data)
+    return TrainingSet(label_map, stats, freq, profile)
+
+
+def _candidates(names: Sequence[str], cfg: DictConfig, training: TrainingSet, max_remedies: int
+                ) -> tuple[list[Remedy], list[Choice]]:
+    """The remedies to measure (baseline first) and every one considered, with its reason."""
+    if list(names) == ["auto"]:
+        choices = choose(training.profile, cfg, max_remedies)
+    else:
+        if "auto" in names:
+            raise ConfigError("--remedies: 'auto' stands alone (or name the remedies)")
+        asked = ["baseline"] + [n for n in dict.fromkeys(names) if n != "baseline"]
+        choices = []
+        for name in asked:
+            misfit = remedy(name).misfit(cfg)
+            choices.append(Choice(name, misfit is None, misfit or "asked for"))
+    return [remedy(c.name) for c in choices if c.chosen], choices
+
+
+def _buildable(config: str, overrides: list[str], found: list[Remedy], cfg: DictConfig, training: TrainingSet,
+               choices: list[Choice]) -> tuple[list[Remedy], list[Choice]]:
+    """Each remedy's config resolved and its model built once; one that cannot is left out
+    with the error; a baseline that cannot is an error before anything trains."""
+    kept, notes = [], {c.name: c for c in choices}
+    for r in found:
+        try:
+            resolved = load_config(config, overrides + flatten(r.fragment(cfg)))
+            build_model(resolved.model, training.label_map, training.stats)
+        except ConfigError as err:
+            if r.name == "baseline":
+                raise SweepError(f"--config {config}: the base config does not train: {err}") from err
+            notes[r.name] = Choice(r.name, False, f"does not fit this config: {err}")
+            continue
+        kept.append(r)
+    return kept, list(notes.values())
+
+
+def _backend(name: str, workers: int, threads: int, gpus: float, address: str | None) -> Backend:
+    if name == "local":
+        return LocalBackend(workers=workers, threads=threads)
+    if name == "ray":
+        return RayBackend(threads=threads, gpus=gpus, address=address)
+    raise ConfigError(f"--backend: 'local' or 'ray', got {name!r}")
+
+
+def _execute(runs: list[Run], backend: Backend, progress: bool) -> list[tuple[Run, Outcome]]:
+    """Train the runs not finished yet; one progress bar over all of them."""
+    pending = [r for r in runs if not r.done_file.is_file()]
+    outcomes: list[tuple[Run, Outcome]] = []
+    bar = tqdm(total=len(runs), initial=len(runs) - len(pending), desc="sweep runs", unit="run", disable=not progress)
+
+    def finished(run: Run, outcome: Outcome) -> None:
+        outcomes.append((run, outcome))
+        bar.update(1)
+        if outcome.code:
+            logger.warning(f"{run.key} failed (exit {outcome.code}); the sweep goes on: {run.failed_file}")
+
+    backend.run_all(pending, finished)
+    bar.close()
+    return outcomes
+
+
+def _write_specs(runs: list[Run], settings: SweepSettings) -> None:
+    for run in runs:
+        run.folder.mkdir(parents=True, exist_ok=True)
+        run.failed_file.unlink(missing_ok=True)
+        atomic_write_json(run.folder / "spec.json", {"config": settings.config, "overrides": list(run.overrides),
+                                                     "test": settings.test, "test_images": settings.test_images},
+                          indent=2)
+
+
+def _iterations(iters: int | None, budget_minutes: float | None, cfg: DictConfig) -> int:
+    if iters is not None and budget_minutes is not None:
+        raise ConfigError("give --iters or --budget-minutes, not both")
+    if iters is None and budget_minutes is None:
+        return int(cfg.train.schedule.max_iters)
+    if iters is not None and iters < 1:
+        raise ConfigError(f"--iters must be >= 1, got {iters}")
+    return int(iters) if iters is not None else -1  # -1: set by the calibration run
+
+
+def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str] = ("auto",), seeds: Sequence[int] = (0, 1, 2),
+          iters: int | None = None, budget_minutes: float | None = None, workers: int = 1, backend: str = "local",
+          test: str | Path | None = None, test_images: str | Path | None = None, objective: str = "auto",
+          bootstrap: int = 1000, max_remedies: int = 6, overrides: Overrides = (), split_seed: int = 0,
+          ray_address: str | None = None, gpus_per_run: float = 0.0, cores: int | None = None,
+          progress: bool = True) -> SweepResult:
+    """Measure remedies on the user's config and write the report and the winning config to
+    ``out``. See ``docs/sweep.md`` for every argument."""
+    started = time.perf_counter()
+    items = override_items(overrides)
+    _check_arguments(seeds, workers, objective, bootstrap, max_remedies, test, test_images)
+    cfg = load_config(config, items)
+    if cfg.model.type not in MODEL_PARTS:
+        raise ConfigError(f"--config {config}: model.type {cfg.model.type}: the sweep measures detectors"
+                          f" ({', '.join(MODEL_PARTS)})")
+    training = _training_set(cfg)
+    found, choices = _candidates(list(remedies), cfg, training, max_remedies)
+    found, choices = _buildable(str(config), items, found, cfg, training, choices)
+    n_iters = _iterations(iters, budget_minutes, cfg)
+    out_dir = Path(out)
+    threads = max(1, (cores or _cores()) // max(1, workers))
+    if n_iters < 0:
+        n_iters = calibrate(str(config), items, out_dir / "calibration", budget_minutes or 0.0,
+                            runs=len(found) * len(seeds), workers=workers, threads=threads)
+    settings = SweepSettings(config=str(config), config_hash=config_hash(cfg), overrides=tuple(items),
+                             remedies=tuple(r.name for r in found), seeds=tuple(int(s) for s in seeds), iters=n_iters,
+                             split_seed=split_seed, test=None if test is None else str(test),
+                             test_images=None if test_images is None else str(test_images), objective=objective,
+                             bootstrap=bootstrap, code=code_version())
+    check_folder(out_dir, settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_plan(out_dir, settings)
+    runs = plan_runs(settings, found, cfg, out_dir)
+    check_code(runs, settings.code)
+    _write_specs([r for r in runs if not r.done_file.is_file()], settings)
+    training_started = time.perf_counter()
+    _execute(runs, _backend(backend, workers, threads, gpus_per_run, ray_address), progress)
+    training_s = time.perf_counter() - training_started
+    return conclude(out_dir, settings, cfg, training, runs, choices, training_s=training_s, started=started)
+
+
+def _check_arguments(seeds: Sequence[int], workers: int, objective: str, bootstrap: int, max_remedies: int,
+                     test: str | Path | None, test_images: str | Path | None) -> None:
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds: give distinct seeds, got {list(seeds)}")
+    if workers < 1 or bootstrap < 10 or max_remedies < 1:
+        raise ConfigError("--workers and --max-remedies must be >= 1 and --bootstrap >= 10")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"--objective: one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if (test is None) != (test_images is None):
+        raise ConfigError("--test needs --test-images (the folder its file names are relative to), and the reverse")
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

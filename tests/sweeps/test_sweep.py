@@ -1,0 +1,119 @@
+"""A tiny sweep end to end: runs, resume after a kill, the report and its files, the Ray
+backend against the local one, and bad input refused before anything trains."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import detimb
+from detimb.cli import sweep as sweep_cli
+from detimb.config import load_config
+from detimb.errors import ConfigError
+from detimb.sweeps.plan import SweepError
+from detimb.sweeps.run import sweep
+from tests.conftest import REPO, needs_extra, write_config
+
+TINY = dict(remedies=["repeat_factor", "seesaw"], seeds=[0, 1], iters=3, workers=2, bootstrap=50, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tiny_shapes, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    config = write_config(root, tiny_shapes)
+    result = sweep(config, out=root / "out", **TINY)
+    return config, root / "out", result
+
+
+def test_a_sweep_writes_its_report_files_and_a_config_that_trains(tiny_sweep):
+    config, out, result = tiny_sweep
+    for name in ("SWEEP.md", "sweep.json", "forest.png", "per_class.png", "recommended.yaml", "plan.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "sweep.json").read_text())
+    assert summary["remedies"] == ["baseline", "repeat_factor", "seesaw"]
+    assert [r["status"] for r in summary["runs"]] == ["done"] * 6
+    assert set(summary["comparisons"]["selection"]) == {"repeat_factor", "seesaw"}
+    assert summary["halves"]["selection"] + summary["halves"]["confirmation"] == 10
+    assert result.recommended in ("baseline", "repeat_factor", "seesaw") and result.verdict in (out / "SWEEP.md"
+                                                                                                ).read_text()
+    recommended = load_config(out / "recommended.yaml")  # complete: the user's own schedule, the winner's slots
+    assert recommended.train.schedule.max_iters == load_config(config).train.schedule.max_iters
+    # each run records the code and its config; the sweep's schedule is compressed into it
+    run = json.loads((out / "runs/seesaw/seed1/run.json").read_text())
+    assert set(run) == {"code", "config_hash", "seconds"}
+    trained = load_config(out / "runs/seesaw/seed1/config.yaml")
+    assert trained.train.seed == 1 and trained.train.schedule.max_iters == 3
+    assert trained.model.roi_head.loss_cls.type == "seesaw"
+
+
+def test_a_rerun_with_the_same_settings_trains_nothing_and_other_settings_are_refused(tiny_sweep, monkeypatch):
+    config, out, _ = tiny_sweep
+    from detimb.sweeps import runner
+
+    calls = []
+    monkeypatch.setattr(runner, "execute", lambda folder, threads: calls.append(folder))
+    sweep(config, out=out, **TINY)
+    assert calls == []
+    with pytest.raises(SweepError, match=r"holds another sweep \(seeds: \[0, 1\] there, \[0, 1, 2\] now\)"):
+        sweep(config, out=out, **{**TINY, "seeds": [0, 1, 2]})
+
+
+def test_killed_mid_way_and_restarted_it_finishes_without_retraining(tiny_shapes, tmp_path):
+    config = write_config(tmp_path, tiny_shapes)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "detimb.cli.sweep", "--config", str(config), "--out", str(out), "--remedies",
+               "seesaw", "--seeds", "0", "1", "--iters", "3", "--workers", "1", "--bootstrap", "20", "--no-progress"]
+    child = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list(out.glob("runs/*/*/run.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(child.pid, signal.SIGKILL)  # the sweep and the run it is training
+    child.wait()
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/run.json")}
+    assert 1 <= len(finished) < 4 and not (out / "sweep.json").exists()
+    assert subprocess.run(command, cwd=REPO, capture_output=True).returncode == 0
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # never retrained
+    assert len(list(out.glob("runs/*/*/run.json"))) == 4 and (out / "sweep.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_ray_backend_gives_the_local_backends_results(tiny_sweep, tmp_path):
+    ray = needs_extra("ray", "ray")
+    config, local_out, _ = tiny_sweep
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        sweep(config, out=tmp_path / "ray", backend="ray", **TINY)
+    finally:
+        ray.shutdown()
+    for results in local_out.glob("runs/*/*/results_bbox.json"):
+        mine = tmp_path / "ray" / results.relative_to(local_out)
+        assert json.loads(mine.read_text()) == json.loads(results.read_text()), results
+    a, b = (json.loads((d / "sweep.json").read_text()) for d in (local_out, tmp_path / "ray"))
+    assert a["comparisons"] == b["comparisons"] and a["recommended"] == b["recommended"]
+
+
+def test_bad_input_is_refused_before_anything_trains(tiny_shapes, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_shapes)
+    assert sweep_cli.main(["--config", str(config), "--out", str(tmp_path / "a"), "--remedies", "seesw"]) == 2
+    assert "did you mean 'seesaw'" in capsys.readouterr().err and not (tmp_path / "a").exists()
+    (tmp_path / "broken").mkdir()
+    broken = write_config(tmp_path / "broken", tiny_shapes, model={"anchors": {"sizes": [[12], [18]]}})
+    with pytest.raises(SweepError, match="the base config does not train: model.anchors.sizes has 2 entries"):
+        sweep(broken, out=tmp_path / "b", **TINY)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    with pytest.raises(SweepError, match="not empty and holds no sweep"):
+        sweep(config, out=tmp_path / "c", **TINY)
+    with pytest.raises(ConfigError, match="'auto' stands alone"):
+        sweep(config, out=tmp_path / "d", **{**TINY, "remedies": ["auto", "seesaw"]})
+    retina = write_config(tmp_path, tiny_shapes, "retinanet")
+    skipped = sweep(retina, out=tmp_path / "e", **{**TINY, "remedies": ["seesaw"], "seeds": [0], "iters": 2})
+    assert "no model.roi_head" in (tmp_path / "e" / "SWEEP.md").read_text()
+    assert skipped.recommended == "baseline" and detimb.sweep is sweep
