@@ -21,7 +21,8 @@ def write(argv: list[str] | None) -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    spec = ShapesSpec(tuple(args.train_counts), tuple(args.val_counts), image_size=args.image_size, seed=args.seed)
+    spec = ShapesSpec(train_counts=tuple(args.train_counts), val_counts=tuple(args.val_counts),
+                      image_size=args.image_size, seed=args.seed)
     paths = make_shapes_dataset(args.out, spec)
     for split, path in paths.items():
         print(f"{split}: {path}")

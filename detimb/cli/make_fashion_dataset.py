@@ -22,7 +22,8 @@ def write(argv: list[str] | None) -> None:
     p.add_argument("--canvas-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    spec = FashionSpec(tuple(args.train_counts), tuple(args.val_counts), canvas_size=args.canvas_size, seed=args.seed)
+    spec = FashionSpec(train_counts=tuple(args.train_counts), val_counts=tuple(args.val_counts),
+                       canvas_size=args.canvas_size, seed=args.seed)
     for split, path in make_fashion_dataset(args.out, args.source, spec).items():
         print(f"{split}: {path}")
 

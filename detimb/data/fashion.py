@@ -48,7 +48,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FashionSpec:
     """Instance counts per class (in ``FASHION_CLASSES`` order, up to 10), canvas size, seed."""
 

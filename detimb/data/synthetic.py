@@ -27,7 +27,7 @@ DEFAULT_TRAIN_COUNTS = (1000, 400, 150, 60, 25, 10)
 DEFAULT_VAL_COUNTS = (150, 80, 50, 40, 40, 40)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ShapesSpec:
     """What to generate. Counts are instances per class, in the order of ``SHAPES``."""
 

@@ -34,7 +34,7 @@ from detimb.utils import atomic_write_json
 FORMATS = ("auto", "tif", "png", "jpg")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TileOptions:
     """How to tile. ``size`` (h, w); ``overlap`` ratio (< 1) or pixels, one value or (y, x);
     ``edge`` shift | pad | skip; an annotation is kept in a tile when its visible part is at
