@@ -84,6 +84,8 @@ class RayBackend(Backend):
         import ray  # the ray extra, checked in __init__
 
         if not ray.is_initialized():
+            if self.address is None:  # a local Ray starts its workers at nice 15: the runs are the work here
+                os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(address=self.address, log_to_driver=False)
         task = ray.remote(execute).options(num_cpus=self.threads, num_gpus=self.gpus)
         pending = {task.remote(str(run.folder), self.threads): run for run in runs}

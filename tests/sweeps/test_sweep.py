@@ -64,6 +64,7 @@ def test_a_rerun_with_the_same_settings_trains_nothing_and_other_settings_are_re
         sweep(config, out=out, **{**TINY, "seeds": [0, 1, 2]})
 
 
+@pytest.mark.slow
 def test_killed_mid_way_and_restarted_it_finishes_without_retraining(tiny_shapes, tmp_path):
     config = write_config(tmp_path, tiny_shapes)
     out = tmp_path / "out"
@@ -84,9 +85,10 @@ def test_killed_mid_way_and_restarted_it_finishes_without_retraining(tiny_shapes
 
 
 @pytest.mark.slow
-def test_the_ray_backend_gives_the_local_backends_results(tiny_sweep, tmp_path):
+def test_the_ray_backend_gives_the_local_backends_results(tiny_sweep, tmp_path, monkeypatch):
     ray = needs_extra("ray", "ray")
     config, local_out, _ = tiny_sweep
+    monkeypatch.setenv("RAY_worker_niceness", "0")  # Ray's default 15 starves its workers beside other tests
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         sweep(config, out=tmp_path / "ray", backend="ray", **TINY)
