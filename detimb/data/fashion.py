@@ -82,8 +82,12 @@ def _paste(canvas: np.ndarray, garment: np.ndarray, box: np.ndarray, rng: np.ran
     return mask
 
 
-def _write_split(out: Path, split: str, counts: tuple[int, ...], spec: FashionSpec, images: np.ndarray,
-                 labels: np.ndarray, seed: int) -> dict:
+def write_glyph_split(out: Path, split: str, counts: tuple[int, ...], spec: FashionSpec, images: np.ndarray,
+                      labels: np.ndarray, seed: int, *, names: tuple[str, ...] = FASHION_CLASSES,
+                      source: str = "Fashion-MNIST garments", supercategory: str = "garment") -> dict:
+    """One split: ``counts[c]`` objects of class ``c``, each one of ``images`` (uint8 glyphs,
+    their intensity the alpha) whose label is ``c``, pasted onto cluttered canvases; COCO
+    with RLE masks and the masks' boxes, categories named ``names``."""
     rng = np.random.default_rng(seed)
     by_class = [np.flatnonzero(labels == c) for c in range(len(counts))]
     img_dir = out / split
@@ -114,9 +118,9 @@ def _write_split(out: Path, split: str, counts: tuple[int, ...], spec: FashionSp
         cv2.imwrite(str(img_dir / file_name), canvas)
         records.append({"id": image_id, "file_name": file_name, "width": spec.canvas_size,
                         "height": spec.canvas_size})
-    coco = {"info": {"description": f"Fashion-MNIST garments on canvases ({split}), seed {spec.seed}"},
+    coco = {"info": {"description": f"{source} on canvases ({split}), seed {spec.seed}"},
             "images": records, "annotations": annotations,
-            "categories": [{"id": i + 1, "name": FASHION_CLASSES[i], "supercategory": "garment"}
+            "categories": [{"id": i + 1, "name": names[i], "supercategory": supercategory}
                            for i in range(len(counts))]}
     atomic_write_json(out / "annotations" / f"{split}.json", coco)
     return coco
@@ -148,6 +152,6 @@ def make_fashion_dataset(out: str | Path, source: str | Path = DEBIAN_DIR, spec:
                                                       ("val", "t10k", spec.val_counts))):
         images = read_idx(source / f"{prefix}-images-idx3-ubyte.gz")
         labels = read_idx(source / f"{prefix}-labels-idx1-ubyte.gz")
-        _write_split(out, split, counts, spec, images, labels, seed=spec.seed * 2 + offset)
+        write_glyph_split(out, split, counts, spec, images, labels, seed=spec.seed * 2 + offset)
         paths[split] = out / "annotations" / f"{split}.json"
     return paths
