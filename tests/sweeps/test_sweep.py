@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,36 @@ def test_bad_input_is_refused_before_anything_trains(tiny_shapes, tmp_path, caps
     skipped = sweep(retina, out=tmp_path / "e", **{**TINY, "remedies": ["seesaw"], "seeds": [0], "iters": 2})
     assert "no model.roi_head" in (tmp_path / "e" / "SWEEP.md").read_text()
     assert skipped.recommended == "baseline" and detimb.sweep is sweep
+
+
+def test_a_failed_run_is_reported_and_the_sweep_goes_on(tiny_shapes, tmp_path, monkeypatch):
+    from detimb.sweeps import runner
+    from detimb.utils import atomic_write_json
+
+    real = runner.execute
+
+    def flaky(folder: str, threads: int) -> runner.Outcome:
+        if folder.endswith("seesaw/seed1"):
+            atomic_write_json(Path(folder) / "failed.json", {"code": 3, "error": "Traceback ...\nRuntimeError: boom"})
+            return runner.Outcome(3, 0.1, "RuntimeError: boom")
+        return real(folder, threads)
+
+    monkeypatch.setattr(runner, "execute", flaky)
+    config = write_config(tmp_path, tiny_shapes)
+    sweep(config, out=tmp_path / "out", **{**TINY, "remedies": ["seesaw"]})
+    summary = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert [r["status"] for r in summary["runs"]] == ["done", "done", "done", "failed"]
+    assert summary["comparisons"]["selection"]["seesaw"]["seeds"] == [0]  # paired on the seed both finished
+    assert "- seesaw/seed1: exit 3: `RuntimeError: boom`" in (tmp_path / "out" / "SWEEP.md").read_text()
+
+
+def test_a_held_out_test_file_confirms_instead_of_half_the_validation_set(tiny_shapes, tmp_path):
+    config = write_config(tmp_path, tiny_shapes)
+    test = tiny_shapes / "annotations" / "val.json"
+    sweep(config, out=tmp_path / "out", test=test, test_images=tiny_shapes / "val",
+          **{**TINY, "remedies": ["seesaw"], "seeds": [0]})
+    summary = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert summary["confirmation_source"] == str(test) and summary["halves"] == {"selection": 10, "confirmation": 10}
+    assert (tmp_path / "out" / "runs/seesaw/seed0/test/results_bbox.json").is_file()
+    with pytest.raises(ConfigError, match="--test needs --test-images"):
+        sweep(config, out=tmp_path / "other", test=test, **TINY)
