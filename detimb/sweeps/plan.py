@@ -19,6 +19,7 @@ from detimb.sweeps.remedies import Remedy, flatten
 from detimb.utils import atomic_write_json
 
 PLAN_FILE = "plan.json"
+CALIBRATION_FOLDER = "calibration"  # the --budget-minutes run, made before the plan
 
 
 class SweepError(DetimbError, ValueError):
@@ -125,7 +126,7 @@ def check_folder(out: Path, settings: SweepSettings) -> None:
     refuse a folder of another sweep, of other code, or one that is not a sweep's."""
     plan = out / PLAN_FILE
     if not plan.is_file():
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(p.name != CALIBRATION_FOLDER for p in out.iterdir()):
             raise SweepError(f"--out {out}: not empty and holds no sweep ({PLAN_FILE}). Fix: give a new folder")
         return
     try:

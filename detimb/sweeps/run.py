@@ -23,7 +23,7 @@ from detimb.losses.statistics import ClassStatistics
 from detimb.models.builder import build_model
 from detimb.sweeps.calibration import calibrate
 from detimb.sweeps.plan import (
-    Run, SweepError, SweepSettings, check_code, check_folder, code_version, config_hash, plan_runs, write_plan,
+    CALIBRATION_FOLDER, Run, SweepError, SweepSettings, check_code, check_folder, code_version, config_hash, plan_runs, write_plan,
 )
 from detimb.sweeps.remedies import MODEL_PARTS, Remedy, flatten, remedy
 from detimb.sweeps.results import SweepResult, TrainingSet, conclude
@@ -114,14 +114,16 @@ def _write_specs(runs: list[Run], settings: SweepSettings) -> None:
                           indent=2)
 
 
-def _iterations(iters: int | None, budget_minutes: float | None, cfg: DictConfig) -> int:
+def _iterations(iters: int | None, budget_minutes: float | None, cfg: DictConfig) -> int | None:
+    """Iterations per run: ``iters``, else the config's own; None when ``budget_minutes``
+    asks a calibration run to set them."""
     if iters is not None and budget_minutes is not None:
         raise ConfigError("give --iters or --budget-minutes, not both")
-    if iters is None and budget_minutes is None:
-        return int(cfg.train.schedule.max_iters)
+    if budget_minutes is not None:
+        return None
     if iters is not None and iters < 1:
         raise ConfigError(f"--iters must be >= 1, got {iters}")
-    return int(iters) if iters is not None else -1  # -1: set by the calibration run
+    return int(iters) if iters is not None else int(cfg.train.schedule.max_iters)
 
 
 def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str] = ("auto",), seeds: Sequence[int] = (0, 1, 2),
@@ -145,8 +147,8 @@ def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str] = ("au
     n_iters = _iterations(iters, budget_minutes, cfg)
     out_dir = Path(out)
     threads = max(1, (cores or _cores()) // max(1, workers))
-    if n_iters < 0:
-        n_iters = calibrate(str(config), items, out_dir / "calibration", budget_minutes or 0.0,
+    if n_iters is None:
+        n_iters = calibrate(str(config), items, out_dir / CALIBRATION_FOLDER, budget_minutes or 0.0,
                             runs=len(found) * len(seeds), workers=workers, threads=threads)
     settings = SweepSettings(config=str(config), config_hash=config_hash(cfg), overrides=tuple(items),
                              remedies=tuple(r.name for r in found), seeds=tuple(int(s) for s in seeds), iters=n_iters,

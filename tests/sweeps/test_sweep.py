@@ -153,3 +153,15 @@ def test_a_held_out_test_file_confirms_instead_of_half_the_validation_set(tiny_s
     assert (tmp_path / "out" / "runs/seesaw/seed0/test/results_bbox.json").is_file()
     with pytest.raises(ConfigError, match="--test needs --test-images"):
         sweep(config, out=tmp_path / "other", test=test, **TINY)
+
+
+@pytest.mark.slow
+def test_a_budget_sets_the_iterations_once_and_a_rerun_keeps_them(tiny_shapes, tmp_path):
+    config = write_config(tmp_path, tiny_shapes)
+    settings = {**TINY, "remedies": ["seesaw"], "seeds": [0], "iters": None, "budget_minutes": 0.2, "workers": 1}
+    sweep(config, out=tmp_path / "out", **settings)
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert plan["iters"] >= 1 and (tmp_path / "out" / "calibration" / "metrics.jsonl").is_file()
+    finished = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("runs/*/*/run.json")}
+    sweep(config, out=tmp_path / "out", **settings)  # the calibration is reused: same iterations, nothing retrained
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
