@@ -23,7 +23,8 @@ from detimb.losses.statistics import ClassStatistics
 from detimb.models.builder import build_model
 from detimb.sweeps.calibration import calibrate
 from detimb.sweeps.plan import (
-    CALIBRATION_FOLDER, Run, SweepError, SweepSettings, check_code, check_folder, code_version, config_hash, plan_runs, write_plan,
+    CALIBRATION_FOLDER, Run, SweepError, SweepSettings, check_code, check_folder, code_version, config_hash,
+    plan_runs, write_plan,
 )
 from detimb.sweeps.remedies import MODEL_PARTS, Remedy, flatten, remedy
 from detimb.sweeps.results import SweepResult, TrainingSet, conclude
