@@ -28,7 +28,8 @@ def markdown(summary: dict[str, Any], selection: dict[str, Comparison], confirma
     s = summary
     lines = [f"# Sweep: {s['config']}", "",
              f"{len(s['remedies'])} arms x {len(s['seeds'])} seeds ({', '.join(map(str, s['seeds']))}),"
-             f" {s['iters']} iterations each; detimb {s['code']}. Objective: **{s['objective']}**.",
+             f" {s['iters']} iterations each, trained by detimb {', '.join(s['trained_by']) or '-'}; scored by"
+             f" {s['code']}. Objective: **{s['objective']}**.",
              f"Selection half: {s['halves']['selection']} images; confirmation: {s['halves']['confirmation']}"
              f" ({s['confirmation_source']}).",
              f"Intervals: 95%, {s['method']}. `~` marks a difference within noise (the interval holds 0).", "",
@@ -52,8 +53,9 @@ def markdown(summary: dict[str, Any], selection: dict[str, Comparison], confirma
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- {r['key']}: exit {r['code']}: `{r['error_last_line']}`"
                                               for r in failed]
-    lines += ["", f"Time: {s['seconds']['training']:.0f} s training, {s['seconds']['bookkeeping']:.0f} s planning,"
-              f" scoring and reporting ({s['seconds']['bookkeeping_share']:.1%})."]
+    t = s["seconds"]
+    lines += ["", f"Time over {t['invocations']} invocation(s): {t['training']:.0f} s training,"
+              f" {t['bookkeeping']:.0f} s planning, scoring and reporting ({t['bookkeeping_share']:.1%})."]
     return "\n".join(lines) + "\n"
 
 
@@ -93,10 +95,10 @@ def forest_plot(path: Path, selection: dict[str, Comparison], confirmation: dict
         ax.axvline(0.0, color="grey", linestyle=":")
         ax.set_title(f"Δ{metric}" + (" (objective)" if metric == objective else ""))
         ax.set_yticks(range(len(names)), names)
-    ax.plot([], [], color="#1f77b4", label="selection half")
-    ax.plot([], [], color="#d62728", label="confirmation half")
-    fig.legend(loc="lower center", ncol=2, fontsize=8)
-    fig.subplots_adjust(bottom=0.2)
+    first = np.atleast_1d(axes)[0]
+    first.plot([], [], color="#1f77b4", label="selection half")
+    first.plot([], [], color="#d62728", label="confirmation half")
+    first.legend(loc="best", fontsize=7)
     _save(fig, path)
 
 

@@ -29,7 +29,7 @@ from detimb.sweeps.scoring import match_run
 from detimb.sweeps.selection import Choice, Profile
 from detimb.sweeps.split import Split, split_images
 from detimb.sweeps.worker import TEST_FOLDER
-from detimb.utils import atomic_write_json
+from detimb.utils import atomic_write_json, atomic_write_text
 
 RESULTS_FILE = "results_bbox.json"
 
@@ -126,7 +126,7 @@ def conclude(out_dir: Path, settings: SweepSettings, cfg: DictConfig, training: 
     _write_recommended(out_dir, settings, cfg, result.recommended)
     statuses = [_run_status(r) for r in runs]
     summary = _summary(settings, objective, split, statuses, selection, confirmation, choices, result)
-    summary["seconds"] = _seconds(training_s, started)
+    summary["seconds"] = _seconds(out_dir, training_s, started)
     text = report.markdown(summary, selection, confirmation, choices, result)
     report.write_markdown(out_dir / "SWEEP.md", text)
     atomic_write_json(out_dir / "sweep.json", summary, indent=2)
@@ -146,10 +146,20 @@ def _positives(gt: Any, images: tuple[int, ...]) -> np.ndarray:
     return np.array([counts[c] for c in cats])
 
 
-def _seconds(training_s: float, started: float) -> dict[str, float]:
+TIMINGS_FILE = "timings.jsonl"
+
+
+def _seconds(out_dir: Path, training_s: float, started: float) -> dict[str, float]:
+    """This invocation's seconds in training and outside it, added to ``timings.jsonl``; the
+    sweep's totals over every invocation (a resumed or re-scored sweep keeps its first run's)."""
     total = time.perf_counter() - started
-    return {"training": round(training_s, 1), "bookkeeping": round(total - training_s, 1),
-            "bookkeeping_share": round((total - training_s) / total, 4) if total > 0 else 0.0}
+    log = out_dir / TIMINGS_FILE
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    rows.append({"training": round(training_s, 1), "bookkeeping": round(total - training_s, 1)})
+    atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in rows))
+    training, bookkeeping = sum(r["training"] for r in rows), sum(r["bookkeeping"] for r in rows)
+    return {"training": round(training, 1), "bookkeeping": round(bookkeeping, 1), "invocations": len(rows),
+            "bookkeeping_share": round(bookkeeping / (training + bookkeeping), 4) if training + bookkeeping else 0.0}
 
 
 def _write_recommended(out_dir: Path, settings: SweepSettings, cfg: DictConfig, name: str) -> None:
@@ -168,7 +178,8 @@ def _summary(settings: SweepSettings, objective: str, split: Split, statuses: li
                                  "per_class": {k: interval_json(i) for k, i in c.per_class.items()}}
                           for name, c in comps.items()}
                    for half, comps in (("selection", selection), ("confirmation", confirmation))}
-    return {**settings.to_json(), "objective": objective, "method": method,
+    trained_by = sorted({r["code"] for r in statuses if r["status"] == "done"})
+    return {**settings.to_json(), "objective": objective, "method": method, "trained_by": trained_by,
             "halves": {"selection": len(split.selection), "confirmation": len(split.confirmation)},
             "confirmation_source": settings.test or "the other half of the validation images",
             "one_half_only": list(split.one_half_only), "runs": statuses,
