@@ -107,7 +107,8 @@ class _Batch:
 
 @dataclass
 class _TileDetections:
-    """The tiles' detections in scene pixels, gathered before the merge."""
+    """The tiles' detections in scene pixels, gathered on the CPU (the model's outputs are
+    moved there first, so the shifts and the merge meet no tensor of another device)."""
 
     scene: tuple[int, int]  # (width, height)
     mask_threshold: float

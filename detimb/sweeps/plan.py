@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from detimb.config import config_to_yaml, load_config
+from detimb.config import config_to_yaml
 from detimb.errors import DetimbError
 from detimb.sweeps.remedies import Remedy, flatten
 from detimb.utils import atomic_write_json
@@ -114,11 +114,6 @@ def run_overrides(settings: SweepSettings, remedy: Remedy, base: DictConfig, see
 def plan_runs(settings: SweepSettings, remedies: list[Remedy], base: DictConfig, out: Path) -> list[Run]:
     return [Run(r.name, seed, out / "runs" / r.name / f"seed{seed}", run_overrides(settings, r, base, seed))
             for r in remedies for seed in settings.seeds]
-
-
-def resolved(settings: SweepSettings, run: Run) -> DictConfig:
-    """The run's config, resolved and validated (a remedy that cannot apply fails here)."""
-    return load_config(settings.config, list(run.overrides))
 
 
 def check_folder(out: Path, settings: SweepSettings) -> None:

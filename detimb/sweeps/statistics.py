@@ -60,11 +60,3 @@ def combined_interval(per_seed: np.ndarray, bootstrap_means: np.ndarray, level: 
         method = (f"seeds and images: t({d.size - 1}) x sqrt(var_seeds / {d.size} + var_bootstrap),"
                   f" {boot.size} bootstrap draws")
     return Interval(mean, float(mean - half), float(mean + half), tuple(float(x) for x in d), level, method)
-
-
-def bootstrap_only_interval(bootstrap_means: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """The percentile interval of the image bootstrap alone (seeds held fixed): what an
-    analysis that ignores training noise would report; shown for contrast in tests."""
-    boot = np.asarray(bootstrap_means, dtype=np.float64)
-    boot = boot[np.isfinite(boot)]
-    return float(np.quantile(boot, 0.5 - level / 2)), float(np.quantile(boot, 0.5 + level / 2))
