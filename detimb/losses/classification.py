@@ -64,6 +64,10 @@ class BatchClasses:
     negative: Tensor
     not_exhaustive: Tensor
 
+    def select(self, index: Tensor) -> BatchClasses:
+        """The same batch's classes for the candidates ``index``."""
+        return BatchClasses(self.negative, self.not_exhaustive[index])
+
 
 class ClassificationLoss(nn.Module):
     """Base of every classification (and pixel) loss.
@@ -73,7 +77,9 @@ class ClassificationLoss(nn.Module):
     ``class_stats`` (a ``ClassStatistics``; the builder passes it); ``applies_focal_factor``
     says the loss already has the focal factor (the focal sampler must not add it again);
     ``per_class`` says it weighs classes (the RPN's single objectness output refuses it);
-    ``columns`` is the RoI head's sigmoid layout. ``forward`` is
+    ``columns`` is the RoI head's sigmoid layout; ``reduces_per_level`` says the released
+    code applies the loss once per pyramid level and sums the levels (the objective then
+    calls it level by level where the head knows its levels). ``forward`` is
     ``loss_weight * sum(weight * elementwise) / avg_factor`` (``detimb.losses.reduce``).
     """
 
@@ -82,6 +88,7 @@ class ClassificationLoss(nn.Module):
     applies_focal_factor: ClassVar[bool] = False
     per_class: ClassVar[bool] = False
     columns: ClassVar[Columns] = Columns.FOREGROUND
+    reduces_per_level: ClassVar[bool] = False
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()

@@ -7,8 +7,13 @@ With ``momentum > 0`` the bin counts are a running average (a buffer, saved in
 checkpoints), updated once per training step in the pass with gradients. Both losses
 normalise themselves, as mmdetection's do: the head's normaliser is not used, and the
 sampler's weights act as a 0/1 validity mask (mmdetection's ``label_weight``).
-mmdetection's heads call them once per pyramid level; detimb's objective sees all levels
-of the batch at once, so the density is over the whole batch.
+
+mmdetection's anchor heads (``AnchorHead.loss_by_feat``: the RPN and RetinaNet) call them
+once per pyramid level, on all the images of that level: each call has its own ``tot``,
+its own count of non-empty bins, and updates the running counts, levels in order; the
+levels are summed. Both losses declare ``reduces_per_level``, so detimb's objective calls
+them the same way wherever the head gives its levels (the RPN and RetinaNet). FCOS and SSD
+heads flatten their levels in mmdetection too, and there the density is over the batch.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class GHMCLoss(ClassificationLoss):
     loss_weight 1. In the RPN, RetinaNet, and the RoI head's sigmoid classifier."""
 
     form = Form.SIGMOID
+    reduces_per_level = True
 
     def __init__(self, bins: int = 30, momentum: float = 0.75, loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight)
@@ -94,6 +100,8 @@ class GHMRLoss(BoxLoss):
     deltas, harmonised by the density of ``g = |d| / sqrt(d^2 + mu^2)`` over the positives'
     4 coordinates, ``sum(w * ASL1) / tot``. Defaults: mu=0.02, bins=10, momentum=0.7 (the
     values of mmdetection's GHM RetinaNet config, whose loss_weight is 10), loss_weight 1."""
+
+    reduces_per_level = True
 
     def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.7, loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight)

@@ -134,14 +134,16 @@ class EQLLoss(ClassificationLoss):
     cross-entropy whose weight on class j is ``1 - E(r) T(f_j) (1 - y_j)``: on foreground
     proposals (E = 1) the negative gradients of tail classes (image frequency
     ``f_j < lambda_``, from the training set) are dropped. Background proposals keep every
-    term. Defaults: lambda_=1.76e-3 (the released LVIS v0.5 value), loss_weight 1.
+    term. Defaults: lambda_=1.77e-3, the released value (``LAMBDA: 0.00177`` in
+    ``projects/EQL/configs/Base-EQL-RCNN-FPN.yaml``; the paper reports 1.76e-3),
+    loss_weight 1.
     """
 
     form = Form.SIGMOID
     uses_class_stats = True
     per_class = True
 
-    def __init__(self, lambda_: float = 1.76e-3, loss_weight: float = 1.0,
+    def __init__(self, lambda_: float = 1.77e-3, loss_weight: float = 1.0,
                  class_stats: ClassStatistics | None = None) -> None:
         super().__init__(loss_weight)
         self.lambda_ = lambda_

@@ -26,9 +26,12 @@ BOX_LOSSES = Registry("box regression loss")
 
 class BoxLoss(nn.Module):
     """``loss_weight * sum(w * per_box) / avg_factor``. ``needs_boxes``: the loss takes
-    decoded xyxy boxes (the IoU family) rather than encoded deltas."""
+    decoded xyxy boxes (the IoU family) rather than encoded deltas. ``reduces_per_level``:
+    the released code computes ``per_box`` once per pyramid level (its statistics are per
+    level), and the objective does the same where the head knows its levels."""
 
     needs_boxes: ClassVar[bool] = False
+    reduces_per_level: ClassVar[bool] = False
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()

@@ -12,16 +12,22 @@ from detimb.samplers.base import (
 
 
 def nms_groups(boxes: Tensor, scores: Tensor, iou_thr: float) -> Tensor:
-    """(N,) int64 the group of each box under greedy NMS (mmcv's ``nms_match``): each box
-    kept by NMS heads a group, and each suppressed box joins the first kept box, in
-    descending score, that overlaps it by IoU > ``iou_thr``. Group ids are the kept boxes'
-    indices."""
-    keep = nms(boxes, scores, iou_thr)  # descending score
+    """(N,) int64 the group of each box under mmcv's ``nms_match``: boxes are visited in
+    descending score; each box not yet suppressed heads a group and suppresses every later
+    box that overlaps it by IoU >= ``iou_thr`` (mmcv's ``nms_match_cpu`` compares with >=,
+    in float32; torchvision's ``nms`` suppresses at > only). Each suppressed box joins the
+    first group head, in score order, that overlaps it. Group ids are the heads' indices."""
+    boxes = boxes.float()
+    threshold = torch.tensor(iou_thr, dtype=torch.float32)
+    # IoU >= t in float32 is IoU > the float32 just below t, which torchvision's nms applies.
+    below = float(torch.nextafter(threshold, torch.tensor(-float("inf"))))
+    keep = nms(boxes, scores, below)  # descending score
     order = torch.argsort(scores, descending=True, stable=True)
     position = torch.empty_like(order)
     position[order] = torch.arange(len(order), device=order.device)
-    overlaps = (box_iou(boxes[keep], boxes) > iou_thr) & (position[keep][:, None] <= position[None, :])
-    groups = keep[overlaps.to(torch.uint8).argmax(0)]  # the first kept box (in score order) that overlaps
+    overlaps = (box_iou(boxes[keep], boxes) >= threshold.to(boxes.device)) \
+        & (position[keep][:, None] <= position[None, :])
+    groups = keep[overlaps.to(torch.uint8).argmax(0)]  # the first head (in score order) that overlaps
     groups[keep] = keep
     return groups
 

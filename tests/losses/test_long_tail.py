@@ -69,6 +69,13 @@ def test_eql_drops_tail_negatives_on_foreground_only():
         EQLLoss().elementwise(torch.zeros(1, 3), torch.zeros(1, 3))
 
 
+
+def test_eql_default_lambda_is_the_released_0_00177():
+    # image frequencies 1765 / 1e6 (between the paper's 1.76e-3 and the released 1.77e-3),
+    # 1775 / 1e6 (above both) and 1755 / 1e6 (below both)
+    stats = ClassStatistics(instances=(1765, 1775, 1755), images=(1765, 1775, 1755), num_images=1_000_000)
+    assert EQLLoss(class_stats=stats).tail.tolist() == [1.0, 0.0, 1.0]
+
 def test_eqlv2_weights_and_accumulation_by_hand():
     loss = EQLv2Loss(gamma=12.0, mu=0.8, alpha=4.0)
     loss.pos_grad = torch.tensor([1.0, 4.0], dtype=torch.float64)

@@ -13,7 +13,8 @@ from torchvision.ops import generalized_box_iou_loss
 
 from detimb.data.coco import CocoDetection, collate
 from detimb.models import build_detector, build_model
-from detimb.models.heads.objective import HeadObjective, Predictions, Targets
+from detimb.models.heads.batch import Predictions, Targets
+from detimb.models.heads.objective import HeadObjective
 from detimb.losses import ClassStatistics
 from detimb.samplers import (
     SAMPLERS, ClassBalancedPixelSampler, InstanceBalancedSampler, IoUBalancedSampler, ISRPSampler, OHEMPixelSampler,

@@ -14,6 +14,48 @@ def test_nms_groups_follow_greedy_nms():
     assert nms_groups(boxes, scores, 0.5).tolist() == [3, 3, 2, 3]
 
 
+
+def test_nms_groups_join_a_box_exactly_at_the_threshold():
+    # IoU of the two boxes is 100 / 200 = 0.5 exactly: mmcv's nms_match groups at >= 0.5
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 20.0]])
+    assert nms_groups(boxes, torch.tensor([0.9, 0.8]), 0.5).tolist() == [0, 0]
+    assert nms_groups(boxes, torch.tensor([0.9, 0.8]), 0.51).tolist() == [0, 1]
+
+
+def _nms_match_restated(boxes: torch.Tensor, scores: torch.Tensor, thr: float) -> list[int]:
+    """mmcv ``ops/csrc/pytorch/cpu/nms.cpp`` ``nms_match_cpu``, line by line, in float32:
+    each unsuppressed box (descending score) suppresses later ones at ``ovr >= thr``."""
+    x1, y1, x2, y2 = boxes.float().unbind(1)
+    areas = (x2 - x1) * (y2 - y1)
+    order = torch.argsort(scores, descending=True, stable=True).tolist()
+    suppressed = [False] * len(order)
+    group = [-1] * len(order)
+    t = torch.tensor(thr, dtype=torch.float32)
+    for a, i in enumerate(order):
+        if suppressed[i]:
+            continue
+        group[i] = i
+        for j in order[a + 1:]:
+            if suppressed[j]:
+                continue
+            w = (torch.minimum(x2[i], x2[j]) - torch.maximum(x1[i], x1[j])).clamp(min=0)
+            h = (torch.minimum(y2[i], y2[j]) - torch.maximum(y1[i], y1[j])).clamp(min=0)
+            inter = w * h
+            if inter / (areas[i] + areas[j] - inter) >= t:
+                suppressed[j] = True
+                group[j] = i
+    return group
+
+
+@pytest.mark.parametrize("thr", [0.3, 0.5, 0.7])
+def test_nms_groups_equal_mmcv_nms_match_on_integer_boxes_with_ties(thr: float):
+    g = torch.Generator().manual_seed(int(thr * 10))
+    xy = torch.randint(0, 12, (60, 2), generator=g).float()
+    wh = torch.randint(2, 8, (60, 2), generator=g).float()  # integer boxes: many IoUs tie the threshold
+    boxes = torch.cat([xy, xy + wh], 1)
+    scores = torch.rand(60, generator=g)
+    assert nms_groups(boxes, scores, thr).tolist() == _nms_match_restated(boxes, scores, thr)
+
 def test_score_hlr_ranks_and_weighs_negatives_by_hand():
     # candidate 0 positive; negatives A (0.9), B (0.8, overlapping A), C (0.7, apart), D (0.01, invalid)
     labels = torch.tensor([1, 0, 0, 0, 0])

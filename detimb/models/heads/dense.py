@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detimb.models.heads.objective import HeadObjective, Mixup, Predictions, Targets
+from detimb.models.heads.batch import Mixup, Predictions, Targets
+from detimb.models.heads.objective import HeadObjective
 from detimb.samplers import SAMPLERS
 
 

@@ -9,7 +9,8 @@ from torchvision.models.detection.fcos import FCOS, FCOSClassificationHead, FCOS
 
 from detimb.models.heads.coders import LinearBoxCoder
 from detimb.models.heads.matching import matches_from_indices
-from detimb.models.heads.objective import HeadObjective, Targets, dense_batch
+from detimb.models.heads.batch import Targets, dense_batch
+from detimb.models.heads.objective import HeadObjective
 from detimb.models.heads.retinanet import without_background
 
 

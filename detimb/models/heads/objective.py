@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -31,8 +31,8 @@ from detimb.losses import BalanceContext, BoxLoss, ClassificationLoss, Form
 from detimb.losses.classification import BatchClasses, Columns
 from detimb.losses.balancers import Balancer
 from detimb.losses.regression import elementwise_iou
+from detimb.models.heads.batch import Predictions, Targets, level_groups
 from detimb.models.heads.coders import LinearBoxCoder
-from detimb.models.heads.matching import Matches
 from detimb.samplers import Candidates, Normalization, ReweightContext, Sampler, SoftSampler
 from detimb.samplers.stats import delta_iou, sampling_stats
 
@@ -64,101 +64,6 @@ class TermNames:
 
     cls: str
     box: str | None
-
-
-@dataclass
-class Mixup:
-    """Mixed targets of a dense head: each candidate's loss is ``mix * L(labels_a) +
-    (1 - mix) * L(labels_b)``. labels_a, labels_b: (N,) int64 (-1 ignored); mix: (N,) float."""
-
-    labels_a: Tensor
-    labels_b: Tensor
-    mix: Tensor
-
-    def select(self, index: Tensor) -> Mixup:
-        return Mixup(self.labels_a[index], self.labels_b[index], self.mix[index])
-
-
-@dataclass
-class Targets:
-    """A batch's candidates after matching, concatenated image after image.
-
-    labels: (N,) int64 as in ``Matches`` (what the sampler sees; with mixup the label of
-        the larger share). ious: (N,) float. gt_index: (N,) int64, within its image.
-    image: (N,) int64, the image each candidate belongs to; num_images: the batch size.
-    boxes: (N, 4) the candidates' own boxes (anchors, proposals), or None for pixels.
-    gt_boxes: (N, 4) the matched ground-truth boxes (zeros where none), or None.
-    mixup: mixed targets of a dense head, or None.
-    negative_classes: (M,) int64 labels verified absent from some image of the batch
-        (LVIS's ``neg_category_ids``), or None when the data has none.
-    not_exhaustive: (num_images, K + 1) bool, the labels each image does not annotate
-        exhaustively (LVIS's ``not_exhaustive_category_ids``), or None.
-    """
-
-    labels: Tensor
-    ious: Tensor
-    gt_index: Tensor
-    image: Tensor
-    num_images: int
-    boxes: Tensor | None = None
-    gt_boxes: Tensor | None = None
-    mixup: Mixup | None = None
-    negative_classes: Tensor | None = None
-    not_exhaustive: Tensor | None = None
-
-    @classmethod
-    def from_matches(cls, matches: list[Matches], boxes: list[Tensor], gt_boxes: list[Tensor],
-                     negative_classes: Tensor | None = None, not_exhaustive: Tensor | None = None) -> Targets:
-        """One image's matches, candidate boxes (N_i, 4) and ground-truth boxes (G_i, 4)
-        each, and the batch's LVIS labels (see the fields)."""
-        device = boxes[0].device
-        matched = [g[m.gt_index] if g.numel() else torch.zeros_like(b) for g, m, b in zip(gt_boxes, matches, boxes)]
-        image = torch.cat([torch.full((len(m.labels),), i, dtype=torch.int64, device=device)
-                           for i, m in enumerate(matches)])
-        return cls(torch.cat([m.labels for m in matches]), torch.cat([m.ious for m in matches]),
-                   torch.cat([m.gt_index for m in matches]), image, len(matches), torch.cat(boxes),
-                   torch.cat(matched).to(boxes[0].dtype), negative_classes=negative_classes,
-                   not_exhaustive=not_exhaustive)
-
-    def select(self, index: Tensor) -> Targets:
-        pick = lambda t: None if t is None else t[index]  # noqa: E731
-        return replace(self, labels=self.labels[index], ious=self.ious[index], gt_index=self.gt_index[index],
-                       image=self.image[index], boxes=pick(self.boxes), gt_boxes=pick(self.gt_boxes),
-                       mixup=None if self.mixup is None else self.mixup.select(index))
-
-    def sizes(self) -> list[int]:
-        """The number of candidates of each image."""
-        return torch.bincount(self.image, minlength=self.num_images).tolist()
-
-    def gt_ids(self) -> Tensor:
-        """Ground-truth indices made unique across the batch (image i's j -> i * 2^20 + j)."""
-        return self.gt_index + (self.image << 20)
-
-
-@dataclass
-class Predictions:
-    """What a head predicts for the same N candidates as its ``Targets``.
-
-    cls_logits: (N, C) class logits (softmax over background + K, or per-class sigmoid),
-        or (N,) for a single sigmoid output (the RPN's objectness).
-    deltas: (N, 4) encoded box deltas, or (N, C, 4) one set per class (the RoI head: the
-        candidate's label picks its row); None for a head without boxes.
-    """
-
-    cls_logits: Tensor
-    deltas: Tensor | None = None
-
-    def detach(self) -> Predictions:
-        return Predictions(self.cls_logits.detach(), None if self.deltas is None else self.deltas.detach())
-
-
-def dense_batch(matches: list[Matches], anchors: list[Tensor], targets: list[dict[str, Tensor]],
-                head_outputs: dict[str, Tensor]) -> tuple[Targets, Predictions]:
-    """A dense head's (RetinaNet, FCOS, SSD) batch for its objective: each image's matches
-    over its anchors (A_i, 4), and the head's ``cls_logits`` (B, A, C) and
-    ``bbox_regression`` (B, A, 4) flattened over the batch."""
-    batch = Targets.from_matches(matches, anchors, [t["boxes"] for t in targets])
-    return batch, Predictions(head_outputs["cls_logits"].flatten(0, 1), head_outputs["bbox_regression"].flatten(0, 1))
 
 
 @dataclass
@@ -322,12 +227,10 @@ class HeadObjective(nn.Module):
         batch = None
         if targets.negative_classes is not None and targets.not_exhaustive is not None:
             batch = BatchClasses(targets.negative_classes, targets.not_exhaustive[targets.image])
-        losses = {self.terms.cls: sum(self.loss_cls(logits, goal, cls_weight if share is None else
-                                                    times(cls_weight, share), avg_factor, batch=batch)
-                                      for goal, share in self._cls_elementwise_targets(targets, logits))}
+        losses = {self.terms.cls: self._classification(targets, logits, cls_weight, avg_factor, batch)}
         context = None
         if self.loss_bbox is not None and self.terms.box is not None and pairs is not None:
-            per_box = self.loss_bbox.per_box(pairs.loss_pred, pairs.loss_goal)
+            per_box = self._per_box(targets, positive, pairs)
             losses[self.terms.box] = self.loss_bbox.reduce(per_box, weights[positive], avg_factor)
             context = BalanceContext(cls_logits=logits, labels=labels, positive=positive,
                                      box_loss=self.loss_bbox.loss_weight * per_box * weights[positive],
@@ -339,6 +242,36 @@ class HeadObjective(nn.Module):
             losses = self.balancer(losses, context)
             self.stats.update({**raw, **self.balancer.balance_stats})
         return losses  # type: ignore[return-value]
+
+    def _classification(self, targets: Targets, logits: Tensor, weight: Tensor, avg_factor: float,
+                        batch: BatchClasses | None) -> Tensor:
+        """The classification term: one call of the loss, or one per pyramid level summed
+        where the loss ``reduces_per_level`` (two under mixup)."""
+        parts = []
+        for goal, share in self._cls_elementwise_targets(targets, logits):
+            w = weight if share is None else times(weight, share)
+            for index in level_groups(targets.level, targets.num_levels, self.loss_cls.reduces_per_level):
+                if index is None:
+                    parts.append(self.loss_cls(logits, goal, w, avg_factor, batch=batch))
+                else:
+                    parts.append(self.loss_cls(logits[index], goal[index], w[index], avg_factor,
+                                               batch=None if batch is None else batch.select(index)))
+        total = sum(parts)
+        assert isinstance(total, Tensor)
+        return total
+
+    def _per_box(self, targets: Targets, positive: Tensor, pairs: BoxPairs) -> Tensor:
+        """(P,) the positives' box losses: one call, or one per pyramid level where the loss
+        ``reduces_per_level`` (each level's statistics its own)."""
+        assert self.loss_bbox is not None
+        level = None if targets.level is None else targets.level[positive]
+        groups = level_groups(level, targets.num_levels, self.loss_bbox.reduces_per_level)
+        levels = [g for g in groups if g is not None]
+        if not levels:
+            return self.loss_bbox.per_box(pairs.loss_pred, pairs.loss_goal)
+        order = torch.cat(levels)
+        values = torch.cat([self.loss_bbox.per_box(pairs.loss_pred[g], pairs.loss_goal[g]) for g in levels])
+        return values[torch.argsort(order)]
 
     def _reweight(self, sampler: SoftSampler, targets: Targets, logits: Tensor, positive: Tensor,
                   pairs: BoxPairs | None) -> Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
 from torchvision.models.detection.retinanet import (
     RetinaNet,
@@ -13,7 +14,10 @@ from torchvision.models.detection.retinanet import (
 )
 
 from detimb.models.heads.matching import match_to_ground_truth
-from detimb.models.heads.objective import HeadObjective, dense_batch
+from detimb.models.heads.batch import dense_batch
+from detimb.models.heads.objective import HeadObjective
+
+ANCHORS_PER_LEVEL = "anchors_per_level"
 
 
 class DetimbRetinaNetHead(RetinaNetHead):
@@ -24,6 +28,11 @@ class DetimbRetinaNetHead(RetinaNetHead):
     (alpha 0.25, gamma 2) and L1 — torchvision's RetinaNet; equivalently sampler ``focal``
     with ``binary_cross_entropy``. Classification bias from ``prior_probability`` 0.01;
     ``norm_layer`` (None; GroupNorm(32) in the v2 architecture) after each conv.
+
+    In training its outputs also hold ``ANCHORS_PER_LEVEL``, a CPU int64 tensor of each
+    level's anchor count per image: torchvision's ``compute_loss`` is not given the
+    feature maps, and losses that reduce per level (GHM, as mmdetection's anchor heads
+    apply it) need them.
     """
 
     def __init__(self, in_channels: int, num_anchors: int, num_classes: int, objective: HeadObjective,
@@ -35,6 +44,13 @@ class DetimbRetinaNetHead(RetinaNetHead):
                                                                prior_probability, norm_layer=norm_layer)
         self.regression_head = RetinaNetRegressionHead(in_channels, num_anchors, norm_layer=norm_layer)
         self.objective = objective
+
+    def forward(self, x: list[Tensor]) -> dict[str, Tensor]:
+        outputs = super().forward(x)
+        if self.training:  # torchvision's eval path splits every output by level: add nothing there
+            per_location = self.classification_head.num_anchors
+            outputs[ANCHORS_PER_LEVEL] = torch.tensor([f.shape[-2] * f.shape[-1] * per_location for f in x])
+        return outputs
 
 
 def without_background(detections: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
@@ -63,4 +79,5 @@ class DetimbRetinaNet(RetinaNet):
         """torchvision's matching, then the head's objective over all images' anchors."""
         matches = [match_to_ground_truth(self.proposal_matcher, a, t["boxes"], t["labels"])
                    for a, t in zip(anchors, targets)]
-        return self.head.objective(*dense_batch(matches, anchors, targets, head_outputs))
+        return self.head.objective(*dense_batch(matches, anchors, targets, head_outputs,
+                                                anchors_per_level=head_outputs[ANCHORS_PER_LEVEL].tolist()))

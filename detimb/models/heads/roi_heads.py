@@ -10,7 +10,8 @@ from torchvision.ops import boxes as box_ops
 from detimb.losses import ClassificationLoss
 from detimb.losses.segmentation import binary_as_two_class
 from detimb.models.heads.matching import match_to_ground_truth
-from detimb.models.heads.objective import HeadObjective, Predictions, Targets
+from detimb.models.heads.batch import Predictions, Targets
+from detimb.models.heads.objective import HeadObjective
 
 
 class DetimbRoIHeads(RoIHeads):

@@ -9,7 +9,8 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead, concat_box_prediction_layers
 
 from detimb.models.heads.matching import match_to_ground_truth
-from detimb.models.heads.objective import HeadObjective, Predictions, Targets
+from detimb.models.heads.batch import Predictions, Targets
+from detimb.models.heads.objective import HeadObjective
 
 
 class DetimbRPN(RegionProposalNetwork):
@@ -50,6 +51,6 @@ class DetimbRPN(RegionProposalNetwork):
         matches = [match_to_ground_truth(self.proposal_matcher, a, g, torch.ones(len(g), dtype=torch.int64,
                                                                                  device=g.device))
                    for a, g in zip(anchors, gt)]
-        losses = self.objective(Targets.from_matches(matches, anchors, gt),
+        losses = self.objective(Targets.from_matches(matches, anchors, gt, anchors_per_level=num_anchors_per_level),
                                 Predictions(objectness.flatten(), pred_bbox_deltas))
         return boxes, losses

@@ -8,7 +8,8 @@ from torch import Tensor
 from torchvision.models.detection.ssd import SSD
 
 from detimb.models.heads.matching import matches_from_indices
-from detimb.models.heads.objective import HeadObjective, dense_batch
+from detimb.models.heads.batch import dense_batch
+from detimb.models.heads.objective import HeadObjective
 
 
 class DetimbSSD(SSD):
