@@ -29,8 +29,8 @@ def rng_state() -> dict[str, Any]:
                   "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available():  # this process's device only: a run may resume on another GPU count
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -41,7 +41,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
                          n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(cuda_rng_of(state["cuda"], torch.cuda.current_device()))
+
+
+def cuda_rng_of(saved: Any, device_index: int) -> torch.Tensor:
+    """The CUDA generator state for ``device_index`` from a checkpoint: one state (this
+    version saves the saving process's device only), or the list of every visible GPU's
+    that earlier versions saved, from which this device's is taken, or the first where the
+    list is shorter (a run saved on 4 GPUs resumed on 1)."""
+    if isinstance(saved, (list, tuple)):
+        if not saved:
+            raise CheckpointError("the checkpoint's CUDA generator state is an empty list. Fix: resume from another"
+                                  " checkpoint, or start with --load-from")
+        return saved[device_index] if device_index < len(saved) else saved[0]
+    return saved
 
 
 def _as_tuple(x: Any) -> Any:

@@ -158,7 +158,10 @@ class Trainer:
         apply_priors(self.model, self.cfg, self.priors, set_bias=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if self.amp and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        elif self.amp:  # saved without AMP (on the CPU, or in fp32): the loss scale starts afresh
+            logger.info(f"{source} was saved without mixed precision: the AMP loss scale starts afresh")
         self.iteration = int(state["iteration"])
         self.best = state.get("best")
         if hasattr(self.train_set, "load_state_dict"):

@@ -11,11 +11,14 @@ from torch import Tensor, nn
 def adopt_saved_shapes(module: nn.Module, state_dict: dict[str, Any], prefix: str, names: tuple[str, ...]) -> None:
     """Before ``module`` loads ``state_dict``, give each buffer in ``names`` the saved shape,
     so a loss built without the training set's statistics (to load a checkpoint) takes the
-    saved state instead of failing on a size mismatch."""
+    saved state instead of failing on a size mismatch. The buffer keeps its own device and
+    dtype (the module's: the file was read to the CPU, the model may be on a GPU); loading
+    then copies the saved values into it."""
     for name in names:
         saved = state_dict.get(prefix + name)
-        if isinstance(saved, Tensor) and getattr(module, name) is not None:
-            setattr(module, name, torch.empty_like(saved))
+        current = module.get_buffer(name)
+        if isinstance(saved, Tensor) and current is not None:
+            setattr(module, name, torch.empty(saved.shape, dtype=current.dtype, device=current.device))
 
 
 def all_reduce_sum(t: Tensor) -> Tensor:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss
 
+from detimb.losses.buffers import adopt_saved_shapes
 from detimb.losses.reduce import weighted_sum
 from detimb.losses.statistics import ClassStatistics
 from detimb.registry import Registry
@@ -192,7 +193,7 @@ class CrossEntropyLoss(ClassificationLoss):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         if prefix + "weights" in state_dict and self.weights is not None:
-            self.weights = torch.empty_like(state_dict[prefix + "weights"])
+            adopt_saved_shapes(self, state_dict, prefix, ("weights",))
             self.needs_counts = False
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

@@ -81,6 +81,7 @@ def _anchor_parts(model: nn.Module, head: str) -> tuple[AnchorGenerator, Matcher
 def count_anchors(model: nn.Module, head: str, dataset: Any, progress: bool = False) -> AnchorCounts:
     """Foreground and background anchors of ``head`` over ``dataset`` (items (image, target))."""
     generator, matcher = _anchor_parts(model, head)
+    device = next(model.parameters()).device  # the data is read to the CPU; the model may be on a GPU
     was_training = model.training
     model.eval()
     feature_shapes: dict[tuple[int, ...], list[Tensor]] = {}
@@ -88,7 +89,8 @@ def count_anchors(model: nn.Module, head: str, dataset: Any, progress: bool = Fa
     try:
         for i in tqdm(range(len(dataset)), desc=f"optimal prior ({head})", disable=not progress):
             image, target = dataset[i]
-            images, targets = model.transform([image], [{k: v for k, v in target.items() if k != "masks"}])
+            images, targets = model.transform([image.to(device)], [{k: v.to(device) for k, v in target.items()
+                                                                    if k != "masks"}])
             shape = tuple(images.tensors.shape)
             if shape not in feature_shapes:  # the anchors depend only on the feature maps' sizes
                 features = model.backbone(images.tensors)

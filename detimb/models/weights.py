@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from detimb.errors import CheckpointError
 from detimb.utils import read_torch_file
 from detimb.models.backbones import adapt_input_weight
+from detimb.models.heads.objective import HeadObjective
 
 # Parameters whose shape follows the number of classes, by module prefix.
 # (A key under these prefixes is re-initialised only if its shape differs: SSDlite's depthwise
@@ -44,6 +45,7 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     adapted: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
     renamed: int = 0
 
     def summary(self) -> str:
@@ -56,6 +58,9 @@ class LoadReport:
         if self.reinitialised:
             lines.append(f"  {len(self.reinitialised)} re-initialised (their shape depends on the class count): "
                          + ", ".join(self.reinitialised))
+        if self.restarted:
+            lines.append(f"  {len(self.restarted)} running statistics of the losses restarted (the file's are for"
+                         " another class count): " + _few(self.restarted))
         if self.missing:
             lines.append(f"  {len(self.missing)} missing from the file, kept at their initial values: "
                          + _few(self.missing))
@@ -125,6 +130,14 @@ def _first_conv_of_other_input(key: str, saved: Tensor, here: Tensor) -> bool:
             and saved.shape[0] == here.shape[0] and saved.shape[2:] == here.shape[2:])
 
 
+def objective_buffers(model: nn.Module) -> set[str]:
+    """The state-dict keys of the buffers inside the heads' objectives: the running
+    statistics of their losses and balancers (Seesaw's counts, EQLv2's gradients, GHM's
+    densities), training state that a fine-tune keeps where it fits and restarts where not."""
+    return {f"{name}.{buffer}" for name, module in model.named_modules() if isinstance(module, HeadObjective)
+            for buffer, _ in module.named_buffers()}
+
+
 def load_weights_file(model: nn.Module, path: str | Path, strict_classes: bool = False) -> LoadReport:
     """``load_weights`` from a file, read with ``weights_only=True`` (its failures named);
     for a detimb checkpoint that does not fit, the error adds how its config differs."""
@@ -149,6 +162,7 @@ def load_weights(model: nn.Module, obj: Any, source: str | Path, strict_classes:
     source = str(source)
     state, renamed = rename_legacy(state_dict_of(obj, source))
     own = model.state_dict()
+    statistics = objective_buffers(model)
     report = LoadReport(source, renamed=renamed)
     fitting: dict[str, Tensor] = {}
     mismatched: list[str] = []
@@ -158,6 +172,11 @@ def load_weights(model: nn.Module, obj: Any, source: str | Path, strict_classes:
                 report.unexpected.append(key)
         elif own[key].shape == value.shape:
             fitting[key] = value
+        elif key in statistics:  # a loss's running statistics: sized on first use, or for other classes
+            if own[key].numel() == 0:
+                fitting[key] = value  # the loss takes the saved shape as it loads (adopt_saved_shapes)
+            else:
+                report.restarted.append(key)
         elif key.startswith(CLASS_DEPENDENT):
             report.reinitialised.append(key)
         elif _first_conv_of_other_input(key, value, own[key]):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from detimb.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
+from detimb.engine.checkpoint import cuda_rng_of, rng_state, save_checkpoint, set_rng_state
 from detimb.models.weights import load_checkpoint
 from detimb.utils import read_torch_file
 from detimb.errors import CheckpointError
@@ -34,6 +34,15 @@ def test_rng_round_trip_through_a_weights_only_checkpoint(tmp_path):
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == want
     assert [p.name for p in tmp_path.iterdir()] == ["c.pth"]  # no temp file left behind
 
+
+
+def test_cuda_generator_state_of_a_run_saved_on_more_gpus():
+    one, two, four = (torch.full((16,), i, dtype=torch.uint8) for i in (1, 2, 4))
+    assert torch.equal(cuda_rng_of(one, 0), one)  # this version: the saving device's state only
+    assert torch.equal(cuda_rng_of([one, two, four], 1), two)  # earlier versions: every visible GPU's
+    assert torch.equal(cuda_rng_of([one, two, four], 5), one)  # saved on 3 GPUs, resumed as device 5
+    with pytest.raises(CheckpointError, match="empty list"):
+        cuda_rng_of([], 0)
 
 def test_missing_checkpoint():
     with pytest.raises(CheckpointError, match="checkpoint not found"):

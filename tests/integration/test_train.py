@@ -78,6 +78,17 @@ def test_resume_is_exact_with_image_samplers(tiny_config, tmp_path, sampler):
     assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
 
 
+
+def test_a_checkpoint_saved_without_amp_resumes_with_a_fresh_loss_scale(tiny_config, tmp_path):
+    cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 2}})
+    Trainer(cfg, tmp_path / "a", progress=False).train()
+    state = load_checkpoint(tmp_path / "a" / "last.pth")
+    assert state["scaler"] == {}  # saved on the CPU, without AMP
+    trainer = Trainer(cfg, tmp_path / "b", progress=False)
+    trainer.amp, trainer.scaler = True, torch.amp.GradScaler("cpu", enabled=True)  # as on a GPU with amp
+    trainer._restore(state, tmp_path / "a" / "last.pth")
+    assert trainer.iteration == 2 and trainer.scaler.get_scale() == 2.0 ** 16  # torch's initial scale
+
 def test_resume_on_other_classes_is_refused(tiny_config, tmp_path):
     cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 2}})
     Trainer(cfg, tmp_path / "a", progress=False).train()

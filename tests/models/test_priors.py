@@ -44,6 +44,32 @@ def test_an_image_without_ground_truth_counts_every_anchor_as_background(tiny_co
     assert counts.foreground > 0 and counts.foreground + counts.background <= want
 
 
+
+class Reached(Exception):
+    """The counting pass handed the transform its first image on the model's device."""
+
+
+class DeviceCheckingTransform(torch.nn.Module):
+    """Stands in for the model's transform: refuses inputs off the model's device."""
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__()
+        self.device = device
+
+    def forward(self, images, targets):
+        got = {images[0].device, *(v.device for v in targets[0].values())}
+        if got != {self.device}:
+            raise AssertionError(f"inputs on {got}, the model on {self.device}")
+        raise Reached
+
+
+def test_the_counting_pass_moves_the_data_to_the_models_device(tiny_config, tiny_shapes):
+    ds = CocoDetection(tiny_shapes / "annotations/train.json", tiny_shapes / "train")
+    model = build_detector(tiny_config("retinanet").model, ds.label_map).to("meta")  # meta stands in for CUDA
+    model.transform = DeviceCheckingTransform(torch.device("meta"))
+    with pytest.raises(Reached):
+        count_anchors(model, "retina_head", [ds[0]])
+
 def test_the_pass_runs_once_per_architecture_and_dataset(tiny_config, tiny_shapes, monkeypatch):
     cfg = tiny_config("faster_rcnn", model={"rpn": {"optimal_prior": True}})
     ds = CocoDetection(cfg.data.train.ann_file, cfg.data.train.img_dir)
