@@ -24,6 +24,7 @@ from detimb.losses import BALANCERS, BOX_LOSSES, CLS_LOSSES
 from detimb.models import BACKBONES, DETECTORS, NECKS, SEGMENTORS
 from detimb.models.heads.predictors import CLS_PREDICTORS
 from detimb.registry import Registry
+from detimb.models.heads.calibration import CALIBRATIONS
 from detimb.samplers import SAMPLERS
 from detimb.utils import atomic_write_text
 
@@ -33,7 +34,8 @@ SLOTS: tuple[tuple[Registry, str], ...] = (
     (DETECTORS, "model.type"), (SEGMENTORS, "model.type"), (BACKBONES, "model.backbone"), (NECKS, "model.neck"),
     (SAMPLERS, "model.<head>.sampler"), (CLS_LOSSES, "model.<head>.loss_cls, model.head.loss, roi_head.loss_mask"),
     (BOX_LOSSES, "model.<head>.loss_bbox"), (BALANCERS, "model.<head>.balancer"),
-    (CLS_PREDICTORS, "model.roi_head.cls_predictor"), (IMAGE_SAMPLERS, "data.train.sampler"),
+    (CLS_PREDICTORS, "model.roi_head.cls_predictor"), (CALIBRATIONS, "model.roi_head.calibration"),
+    (IMAGE_SAMPLERS, "data.train.sampler"),
     (PATCH_SAMPLERS, "data.train.patch_sampler"), (MIXUPS, "data.mixup"),
 )
 

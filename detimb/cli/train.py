@@ -20,7 +20,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", nargs="?", const="auto",
                    help="continue from a checkpoint (default: <work-dir>/last.pth)")
     p.add_argument("--load-from", help="initialise the model from a checkpoint's weights, starting at iteration 0")
-    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    p.add_argument("--amp", nargs="?", const="fp16", choices=["fp16", "bf16"],
+                   help="mixed precision: fp16 (the default with a bare --amp; CUDA only) or bf16 (CUDA or CPU);"
+                        " sets train.amp")
     p.add_argument("--seed", type=int, help="overrides train.seed")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
     p.add_argument("--max-iters", type=int, help="overrides train.schedule.max_iters")
@@ -39,7 +41,7 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
     """``--cfg-options`` and the shorthand flags as ``key=value`` items."""
     overrides = list(args.cfg_options)
     if args.amp:
-        overrides.append("train.amp=true")
+        overrides.append(f"train.amp={args.amp}")
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
     if args.deterministic:

@@ -24,6 +24,9 @@ SEGMENTATION_METRICS = ("mDice", "mIoU", "mDice_global", "mIoU_global", "Dicer",
                         "Dicec_global", "Dicef_global")
 
 
+AMP_MODES = ("fp16", "bf16")
+
+
 @dataclass(frozen=True)
 class Rule:
     key: str
@@ -58,6 +61,7 @@ RULES = (
     Rule("train.schedule.policy", "step or cosine", _choice("step", "cosine")),
     Rule("train.schedule.gamma", "a number in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
     Rule("train.schedule.min_lr_factor", "a number in [0, 1]", lambda v: _finite(v) and 0 <= v <= 1),
+    Rule("train.amp", "false, fp16 (true means fp16) or bf16", lambda v: v is False or v is True or v in AMP_MODES),
     Rule("train.grad_clip", "a number > 0, or null for no clipping", lambda v: v is None or _positive(v)),
     Rule("train.log_interval", "an integer >= 1", _at_least(1)),
     Rule("train.eval_interval", "an integer >= 1", _at_least(1)),

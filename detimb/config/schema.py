@@ -76,6 +76,7 @@ class RoIHeadConfig:
     balancer: Optional[Dict[str, Any]] = None
     init_prior: Optional[float] = None
     cls_predictor: Dict[str, Any] = _slot(type="linear")  # or {type: normed_linear, temperature: 20}
+    calibration: Optional[Dict[str, Any]] = None  # post-hoc: {type: norcal, gamma: 0.5} or {type: logit_adjustment}
     add_gt_as_proposals: bool = True
     bbox_reg_weights: List[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
     roi_output_size: int = 7
@@ -275,7 +276,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     grad_clip: Optional[float] = None
-    amp: bool = False
+    amp: Any = False  # false, fp16 (true means fp16; CUDA only) or bf16 (CUDA or CPU)
     seed: int = 0
     deterministic: bool = False
     log_interval: int = 20

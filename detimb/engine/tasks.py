@@ -57,9 +57,7 @@ class DetectionTask(Task):
     def class_statistics(self, train_set: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]]
                          ) -> ClassStatistics:
         """Training instances and images per class."""
-        return ClassStatistics(tuple(train_freq[cid]["instances"] for cid in label_map.coco_ids),
-                               tuple(train_freq[cid]["images"] for cid in label_map.coco_ids),
-                               len(train_set.records.data["images"]))
+        return ClassStatistics.from_coco(train_set.records.data, label_map.coco_ids)
 
     @property
     def has_unused_parameters(self) -> bool:

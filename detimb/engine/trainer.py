@@ -53,6 +53,23 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def autocast_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on ``device``: None (float32), float16 (``fp16``
+    or ``true``: CUDA only, elsewhere a warning and float32) or bfloat16 (``bf16``: CUDA
+    with bf16 support, or the CPU)."""
+    if amp is False:
+        return None
+    if amp is True or amp == "fp16":
+        if device.type != "cuda":
+            warnings.warn(f"train.amp: fp16 needs a CUDA device; training in float32 on {device.type} (bf16 runs on"
+                          " the CPU too)", stacklevel=2)
+            return None
+        return torch.float16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"train.amp: bf16 is not supported by {torch.cuda.get_device_name(device)}. Fix: use fp16")
+    return torch.bfloat16
+
+
 def check_finite(losses: dict[str, torch.Tensor], iteration: int) -> None:
     for name, value in losses.items():
         if not torch.isfinite(value).all():
@@ -82,14 +99,12 @@ class Trainer:
         self.progress = progress
         self.rank, self.world, self.device = distributed.init_distributed()
         tcfg = cfg.train
-        self.amp = bool(tcfg.amp) and self.device.type == "cuda"
-        if tcfg.amp and not self.amp:
-            warnings.warn("train.amp needs a CUDA device; training in float32 on the CPU", stacklevel=2)
+        self.amp_dtype = autocast_dtype(tcfg.amp, self.device)
         seed_everything(tcfg.seed, tcfg.deterministic)
         self.task: Task = make_task(cfg)
         self._build_data()
-        stats = self.task.class_statistics(self.train_set, self.label_map, self.train_freq)
-        self.model: nn.Module = self.task.build_model(self.label_map, stats).to(self.device)
+        self.class_stats = self.task.class_statistics(self.train_set, self.label_map, self.train_freq)
+        self.model: nn.Module = self.task.build_model(self.label_map, self.class_stats).to(self.device)
         # sampling-free's optimal prior: from the checkpoint on resume, else one counting pass (cached)
         self.priors: dict[str, float] = {} if resume else optimal_priors(
             cfg, self.model, self.train_set, self.label_map.num_classes, progress and distributed.is_main())
@@ -100,7 +115,8 @@ class Trainer:
                 logger.info(report.summary())
         self.optimizer = build_optimizer(tcfg.optimizer, self.model)
         self.scheduler = build_scheduler(tcfg.schedule, self.optimizer)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        # fp16 needs a loss scale; bf16 has float32's range and does not
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.iteration = 0
         self.best: float | None = None
         self._start(Path(resume) if resume else None)
@@ -158,9 +174,9 @@ class Trainer:
         apply_priors(self.model, self.cfg, self.priors, set_bias=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if self.amp and state.get("scaler"):
+        if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        elif self.amp:  # saved without AMP (on the CPU, or in fp32): the loss scale starts afresh
+        elif self.scaler.is_enabled():  # saved without fp16 AMP (CPU, fp32, bf16): the loss scale starts afresh
             logger.info(f"{source} was saved without mixed precision: the AMP loss scale starts afresh")
         self.iteration = int(state["iteration"])
         self.best = state.get("best")
@@ -181,6 +197,7 @@ class Trainer:
             "rng": distributed.all_gather_objects(rng_state()),
             "config": config_to_yaml(self.cfg),
             "label_map": self.label_map.to_dict(),
+            "class_statistics": self.class_stats.to_dict(),  # what post-hoc calibration divides by
             "data": self.train_set.state_dict() if hasattr(self.train_set, "state_dict") else {},
         }
 
@@ -245,7 +262,8 @@ class Trainer:
     def step(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
         images = [im.to(self.device, non_blocking=True) for im in images]
         targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
-        with torch.autocast(self.device.type, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
             losses = self.ddp_model(images, targets)
         check_finite(losses, self.iteration + 1)
         loss = sum(losses.values())
@@ -292,7 +310,7 @@ class Trainer:
     def evaluate(self, out_dir: Path, log: MetricsLog | None = None, final: bool = False) -> dict[str, Any]:
         distributed.broadcast_buffers(self.model)
         evaluator = self.task.evaluator
-        request = EvalRequest(out_dir=out_dir, train_freq=self.train_freq, amp=self.amp, progress=self.progress,
+        request = EvalRequest(out_dir=out_dir, train_freq=self.train_freq, progress=self.progress,
                               error_analysis=final, samples_dir=self.work_dir / "eval" / "samples" if final else None)
         reports = evaluator.evaluate(self.model, self.val_loader, self.device, self.label_map, request)
         improved = False

@@ -28,13 +28,12 @@ from detimb.visualization.samples import SAMPLE_IMAGES, write_detection_samples
 @dataclass(frozen=True, kw_only=True)
 class EvalRequest:
     """One evaluation: where the reports go, the training set's class frequencies (for the
-    rare/common/frequent groups; None: the validation set's), mixed precision, a progress
-    bar, COCO's per-class error breakdown (a few COCOeval runs per class), and a folder for
-    a few validation images drawn as ground truth beside predictions (rarest classes first)."""
+    rare/common/frequent groups; None: the validation set's), a progress bar, COCO's
+    per-class error breakdown (a few COCOeval runs per class), and a folder for a few
+    validation images drawn as ground truth beside predictions (rarest classes first)."""
 
     out_dir: Path
     train_freq: dict[int, dict[str, int]] | None = None
-    amp: bool = False
     progress: bool = True
     error_analysis: bool = False
     samples_dir: Path | None = None
@@ -69,7 +68,7 @@ class DetectionEvaluator(Evaluator):
 
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
                  request: EvalRequest) -> dict[str, Any]:
-        results = predict(model, loader, device, label_map, amp=request.amp, progress=request.progress)
+        results = predict(model, loader, device, label_map, progress=request.progress)
         if not distributed.is_main():
             return {}
         reports = evaluate_and_write(loader.dataset.coco, results, label_map, request.train_freq, self.ecfg,
@@ -104,7 +103,7 @@ class SegmentationEvaluator(Evaluator):
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
                  request: EvalRequest) -> dict[str, Any]:
         confusions = predict_confusions(model, loader, device, label_map.num_classes, self.ignore_index,
-                                        request.amp, request.progress)
+                                        progress=request.progress)
         if not distributed.is_main():
             return {}
         regions = {name: label_map.labels_of(list(members), f"evaluation.regions.{name}")

@@ -20,7 +20,9 @@ from detimb.errors import DatasetError, DetimbError
 from detimb.evaluation.coco_eval import class_frequencies, format_table
 from detimb.evaluation.evaluators import EvalRequest, make_evaluator
 from detimb.evaluation.reports import evaluate_and_write
-from detimb.inference.restore import restore
+from detimb.evaluation.calibration import choose_calibration, write_choice
+from detimb.inference.restore import restore, training_statistics
+from detimb.models.weights import load_checkpoint
 from detimb.models.builder import is_segmentation
 
 logger = logging.getLogger(__name__)
@@ -37,11 +39,15 @@ class EvaluationResult:
 
 def evaluate(config: str | Path, *, checkpoint: str | Path | None = None,
              results: Sequence[str | Path] | None = None, out: str | Path | None = None,
-             overrides: Overrides = ()) -> EvaluationResult:
+             overrides: Overrides = (), calibrate: str | None = None,
+             calibrate_metric: str = "mAP") -> EvaluationResult:
     """Evaluate a checkpoint on the config's validation split, or score COCO results files
     (bbox and/or segm; several files of one kind are scored together) against it. Writes
     the reports and diagnostics to ``out`` (default: ``<checkpoint folder>/eval``, or beside
-    the first results file). ``overrides``: ``["key=value", ...]`` or ``{"key": value}``."""
+    the first results file). ``overrides``: ``["key=value", ...]`` or ``{"key": value}``.
+    ``calibrate``: a post-hoc calibration (``norcal``, ``logit_adjustment``) whose strength
+    is chosen on the validation split by ``calibrate_metric`` before the evaluation (see
+    ``detimb.evaluation.calibration``; a checkpoint only)."""
     if (checkpoint is None) == (not results):
         raise DetimbError("evaluate: give a checkpoint or results files (one of the two)")
     items = override_items(overrides)
@@ -49,16 +55,36 @@ def evaluate(config: str | Path, *, checkpoint: str | Path | None = None,
     train_path = Path(cfg.data.train.ann_file)
     train_freq = class_frequencies(read_coco_json(train_path)) if train_path.is_file() else None
     if checkpoint is not None:
-        return _evaluate_checkpoint(cfg, config, Path(checkpoint), items, train_freq, out)
+        return _evaluate_checkpoint(cfg, config, Path(checkpoint), items, train_freq, out,
+                                    CalibrationRequest(calibrate, calibrate_metric) if calibrate else None)
+    if calibrate:
+        raise DetimbError("--calibrate rescores a checkpoint's classifier; results files hold only the final scores."
+                          " Fix: give --checkpoint")
     return _score_results(cfg, [Path(r) for r in results or []], train_freq, out)
 
 
+@dataclass(frozen=True)
+class CalibrationRequest:
+    """Which calibration to fit on the validation split, and by which metric."""
+
+    kind: str
+    metric: str
+
+
 def _evaluate_checkpoint(cfg: DictConfig, config: str | Path, checkpoint: Path, overrides: list[str],
-                         train_freq: dict[int, dict[str, int]] | None, out: str | Path | None) -> EvaluationResult:
+                         train_freq: dict[int, dict[str, int]] | None, out: str | Path | None,
+                         calibration: CalibrationRequest | None) -> EvaluationResult:
     restored = restore(checkpoint, config=config, overrides=overrides)
     val_set = build_val_dataset(cfg.data, restored.label_map, is_segmentation(cfg.model))
     loader = build_loader(val_set, batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers)
     folder = Path(out or checkpoint.parent / "eval")
+    if calibration is not None:
+        stats = training_statistics(load_checkpoint(checkpoint), checkpoint, restored.config, restored.label_map)
+        choice = choose_calibration(restored, loader, val_set.coco, calibration.kind, stats,
+                                    metric=calibration.metric)
+        write_choice(choice, restored, stats, folder)
+        logger.info(f"{choice.kind}: {choice.parameter} = {choice.best:g} (best {choice.metric} on the validation"
+                    f" split); the calibrated checkpoint is {folder / 'calibrated.pth'}")
     evaluator = make_evaluator(cfg)
     request = EvalRequest(out_dir=folder, train_freq=train_freq, error_analysis=True)
     reports = evaluator.evaluate(restored.model, loader, restored.device, restored.label_map, request)

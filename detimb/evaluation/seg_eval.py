@@ -40,14 +40,14 @@ def confusion(pred: np.ndarray, truth: np.ndarray, num_classes: int, ignore_inde
 
 @torch.no_grad()
 def predict_confusions(model: nn.Module, loader: DataLoader, device: torch.device, num_classes: int,
-                       ignore_index: int, amp: bool = False, progress: bool = True) -> dict[int, np.ndarray]:
-    """One confusion matrix per image id of ``loader``, gathered from every rank."""
+                       ignore_index: int, progress: bool = True) -> dict[int, np.ndarray]:
+    """One confusion matrix per image id of ``loader``, gathered from every rank (in float32,
+    as ``predict``)."""
     was_training = model.training
     model.eval()
     out: dict[int, np.ndarray] = {}
     for images, targets in tqdm(loader, desc="eval", leave=False, disable=not (progress and distributed.is_main())):
-        with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-            outputs = model([im.to(device, non_blocking=True) for im in images])
+        outputs = model([im.to(device, non_blocking=True) for im in images])
         for output, target in zip(outputs, targets):
             pred = output["sem_seg"].argmax(0).cpu().numpy()
             out[int(target["image_id"])] = confusion(pred, target["mask"].numpy(), num_classes, ignore_index)

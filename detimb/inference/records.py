@@ -37,16 +37,17 @@ def outputs_to_coco(output: dict[str, torch.Tensor], image_id: int, label_map: L
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
-            *, amp: bool = False, progress: bool = True) -> dict[str, list[dict[str, Any]]]:
-    """COCO results of every image in ``loader``, gathered from all ranks (each image once)."""
+            *, progress: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """COCO results of every image in ``loader``, gathered from all ranks (each image once),
+    in float32 even when training used mixed precision: an evaluation during training and
+    ``detimb-eval`` of the same checkpoint give the same boxes."""
     was_training = model.training
     model.eval()
     records: dict[str, list[dict[str, Any]]] = {"bbox": [], "segm": []}
     seen: set[int] = set()
     for images, targets in tqdm(loader, desc="eval", leave=False, disable=not (progress and distributed.is_main())):
         images = [im.to(device, non_blocking=True) for im in images]
-        with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-            outputs = model(images)
+        outputs = model(images)
         for output, target in zip(outputs, targets):
             image_id = int(target["image_id"])
             if image_id in seen:

@@ -18,10 +18,13 @@ from omegaconf import DictConfig
 from torch import nn
 
 from detimb.config import config_from_yaml, load_config, to_dict
+from detimb.data.coco_validate import read_coco_json
 from detimb.data.label_map import LabelMap
 from detimb.data.pixels import PixelSpec
 from detimb.errors import CheckpointError, ConfigError
+from detimb.losses import ClassStatistics
 from detimb.models.builder import build_model, is_segmentation
+from detimb.models.calibrate import apply_calibration, configured_calibration
 from detimb.models.priors import apply_priors
 from detimb.models.weights import load_checkpoint, load_model_state
 
@@ -64,6 +67,21 @@ def _config(state: dict[str, Any], checkpoint: Path, config: str | Path | None, 
     return cfg
 
 
+def training_statistics(state: dict[str, Any], checkpoint: Path, cfg: DictConfig, label_map: LabelMap
+                        ) -> ClassStatistics:
+    """The training set's per-class counts: stored in the checkpoint, or (checkpoints
+    written before they were stored, torchvision-layout ones) counted from the config's
+    training annotations."""
+    if isinstance(state.get("class_statistics"), dict):
+        return ClassStatistics.from_dict(state["class_statistics"])
+    path = Path(cfg.data.train.ann_file)
+    if not path.is_file():
+        raise ConfigError(f"{checkpoint} stores no class counts, and the config's training annotations"
+                          f" (data.train.ann_file: {path}) are not there to count them. Fix: give the config whose"
+                          " data.train.ann_file is the training set the model learnt from")
+    return ClassStatistics.from_coco(read_coco_json(path), label_map.coco_ids)
+
+
 def restore(checkpoint: str | Path, *, config: str | Path | None = None, overrides: list[str] | None = None,
             device: str | torch.device | None = None) -> RestoredModel:
     """The model of a detimb checkpoint, ready to predict. ``config``: a config file or
@@ -76,5 +94,8 @@ def restore(checkpoint: str | Path, *, config: str | Path | None = None, overrid
     model = build_model(cfg.model, label_map, ignore_index=cfg.data.ignore_index)
     load_model_state(model, state, to_dict(cfg.model), label_map.num_classes, source)
     apply_priors(model, cfg, dict(state.get("priors", {})), set_bias=False)
+    if not is_segmentation(cfg.model) and cfg.model.roi_head.calibration is not None:
+        apply_calibration(model, configured_calibration(cfg.model), training_statistics(state, source, cfg, label_map),
+                          cfg.model.type)
     target = default_device(device)
     return RestoredModel(model.to(target).eval(), cfg, label_map, PixelSpec.from_config(cfg), target, source)

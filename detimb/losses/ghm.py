@@ -57,8 +57,11 @@ class _GradientDensity(torch.nn.Module):
             density = torch.where(nonempty, acc, torch.ones_like(acc))
         else:
             density = torch.where(nonempty, counts, torch.ones_like(counts))
-        per_bin = (tot / density / n).to(g.dtype)
-        return torch.where(inside, per_bin[index.clamp(0, self.bins - 1)], torch.zeros_like(g)), tot
+        # at least float32: under fp16 autocast tot / density reaches millions on a real batch (inf in fp16)
+        dtype = torch.promote_types(g.dtype, torch.float32)
+        per_bin = (tot / density / n).to(dtype)
+        zero = torch.zeros(g.shape, dtype=dtype, device=g.device)
+        return torch.where(inside, per_bin[index.clamp(0, self.bins - 1)], zero), tot
 
 
 @CLS_LOSSES.register("ghm_c")

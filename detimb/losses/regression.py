@@ -92,7 +92,10 @@ class BalancedL1Loss(BoxLoss):
 
 
 def elementwise_iou(pred: Tensor, target: Tensor, eps: float = 1e-7) -> Tensor:
-    """IoU of aligned xyxy boxes (P,), with torchvision's loss eps in the union."""
+    """IoU of aligned xyxy boxes (P,), with torchvision's loss eps in the union, computed
+    in at least float32: under fp16 autocast an area above 65504 px^2 would be inf."""
+    dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
+    pred, target = pred.to(dtype), target.to(dtype)
     lt = torch.maximum(pred[:, :2], target[:, :2])
     rb = torch.minimum(pred[:, 2:], target[:, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)

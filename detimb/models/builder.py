@@ -30,6 +30,7 @@ from detimb.errors import ConfigError
 from detimb.losses import CLS_LOSSES, ClassificationLoss, Form, init_classification_prior
 from detimb.losses.statistics import ClassStatistics
 from detimb.models.backbones import BACKBONES, probe_outputs
+from detimb.models.calibrate import apply_calibration, configured_calibration
 from detimb.models.heads import DetimbRetinaNet, DetimbRetinaNetHead, DetimbRoIHeads, DetimbRPN
 from detimb.models.heads.coders import LinearBoxCoder
 from detimb.models.heads.dense import DenseHead
@@ -339,10 +340,13 @@ def is_segmentation(cfg: DictConfig) -> bool:
 def build_detector(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics | None = None) -> nn.Module:
     """The detector ``cfg.model`` describes, for the classes of ``label_map``; loads
     ``cfg.model.weights`` (a local file) when set. ``class_stats``: the training set's
-    class statistics, for losses that weigh classes by frequency."""
+    class statistics, for losses that weigh classes by frequency and for the post-hoc
+    calibration (without them, restoring a checkpoint, the caller calibrates)."""
     factory: Callable[..., nn.Module] = DETECTORS.get(cfg.type, "model.type")
     model = factory(cfg, label_map, class_stats)
     _load_configured_weights(model, cfg)
+    if class_stats is not None:
+        apply_calibration(model, configured_calibration(cfg), class_stats, cfg.type)
     return model
 
 

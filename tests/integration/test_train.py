@@ -85,7 +85,7 @@ def test_a_checkpoint_saved_without_amp_resumes_with_a_fresh_loss_scale(tiny_con
     state = load_checkpoint(tmp_path / "a" / "last.pth")
     assert state["scaler"] == {}  # saved on the CPU, without AMP
     trainer = Trainer(cfg, tmp_path / "b", progress=False)
-    trainer.amp, trainer.scaler = True, torch.amp.GradScaler("cpu", enabled=True)  # as on a GPU with amp
+    trainer.scaler = torch.amp.GradScaler("cpu", enabled=True)  # as on a GPU with fp16
     trainer._restore(state, tmp_path / "a" / "last.pth")
     assert trainer.iteration == 2 and trainer.scaler.get_scale() == 2.0 ** 16  # torch's initial scale
 

@@ -70,12 +70,13 @@ class Targets:
             one = torch.repeat_interleave(torch.arange(len(anchors_per_level), device=device), counts,
                                           output_size=sum(anchors_per_level))
             level = one.repeat(len(matches))
-        matched = [g[m.gt_index] if g.numel() else torch.zeros_like(b) for g, m, b in zip(gt_boxes, matches, boxes)]
+        # the ground truth keeps its own dtype (float32), not the anchors' (float16 under autocast), as torchvision's
+        matched = [g[m.gt_index] if g.numel() else g.new_zeros(b.shape) for g, m, b in zip(gt_boxes, matches, boxes)]
         image = torch.cat([torch.full((len(m.labels),), i, dtype=torch.int64, device=device)
                            for i, m in enumerate(matches)])
         return cls(torch.cat([m.labels for m in matches]), torch.cat([m.ious for m in matches]),
                    torch.cat([m.gt_index for m in matches]), image, len(matches), torch.cat(boxes),
-                   torch.cat(matched).to(boxes[0].dtype), negative_classes=negative_classes,
+                   torch.cat(matched), negative_classes=negative_classes,
                    not_exhaustive=not_exhaustive, level=level,
                    num_levels=0 if anchors_per_level is None else len(anchors_per_level))
 

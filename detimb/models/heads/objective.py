@@ -144,8 +144,9 @@ class HeadObjective(nn.Module):
             pred = pred[torch.arange(len(positive), device=pred.device), targets.labels[positive]]
         anchors, gt = targets.boxes[positive], targets.gt_boxes[positive]
         goal = self.box_coder.encode_single(gt, anchors)
-        if self.loss_bbox.needs_boxes:
-            return BoxPairs(pred, goal, self.box_coder.decode_single(pred, anchors), gt)
+        if self.loss_bbox.needs_boxes:  # decoded in at least float32: fp16 areas overflow above 65504 px^2
+            wide = pred.to(torch.promote_types(pred.dtype, torch.float32))
+            return BoxPairs(pred, goal, self.box_coder.decode_single(wide, anchors), gt)
         return BoxPairs(pred, goal, pred, goal)
 
     def _cls_elementwise_targets(self, targets: Targets, logits: Tensor) -> list[tuple[Tensor, Tensor | None]]:

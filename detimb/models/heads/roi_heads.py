@@ -7,10 +7,12 @@ from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss, project_masks_on_boxes
 from torchvision.ops import boxes as box_ops
 
-from detimb.losses import ClassificationLoss
+from detimb.errors import ConfigError
+from detimb.losses import ClassificationLoss, Form
 from detimb.losses.segmentation import binary_as_two_class
 from detimb.models.heads.matching import match_to_ground_truth
 from detimb.models.heads.batch import Predictions, Targets
+from detimb.models.heads.calibration import ScoreCalibration
 from detimb.models.heads.objective import HeadObjective
 
 
@@ -30,7 +32,9 @@ class DetimbRoIHeads(RoIHeads):
     softmax for softmax losses, which is torchvision's; sigmoid for sigmoid losses; the
     loss's own for EQLv2 and Seesaw with objectness). With LVIS-style data, the labels
     each target lists as verified absent (``neg_labels``) reach the loss (the federated
-    loss uses them). torchvision's own sampler attribute is left unused.
+    loss uses them). torchvision's own sampler attribute is left unused. A post-hoc
+    ``calibration`` (NorCal, logit adjustment; ``calibrate``) replaces the softmax scores
+    at inference.
     """
 
     def __init__(self, box_roi_pool: nn.Module, box_head: nn.Module, box_predictor: nn.Module,
@@ -47,6 +51,18 @@ class DetimbRoIHeads(RoIHeads):
         self.objective = objective
         self.add_gt_as_proposals = add_gt_as_proposals
         self.loss_mask = loss_mask
+        self.calibration: ScoreCalibration | None = None
+
+    def calibrate(self, calibration: ScoreCalibration | None) -> None:
+        """Score with ``calibration`` at inference (None: the loss's own scores). It
+        calibrates softmax logits: a sigmoid classifier, or Seesaw's objectness layout, is refused."""
+        if calibration is not None:
+            loss, classes = self.objective.loss_cls, self.objective.num_classes
+            if loss.form is not Form.SOFTMAX or classes is None or loss.roi_outputs(classes) != classes:
+                raise ConfigError(f"model.roi_head.calibration: {type(calibration).__name__} calibrates a softmax"
+                                  f" classifier of background + K columns, and this head's loss is"
+                                  f" {type(loss).__name__}. Fix: remove the calibration, or train with a softmax loss")
+        self.calibration = calibration
 
     def predict(self, features: dict[str, Tensor], proposals: list[Tensor],
                 image_shapes: list[tuple[int, int]]) -> Predictions:
@@ -61,9 +77,11 @@ class DetimbRoIHeads(RoIHeads):
         if targets is None:
             raise ValueError("targets are required in training mode")
         self.check_targets(targets)
-        gt_boxes = [t["boxes"].to(proposals[0].dtype) for t in targets]
+        # the ground truth stays float32 for matching and regression targets (torchvision casts it to the
+        # proposals' dtype, float16 under autocast, which rounds boxes above 1024 px); as proposals it joins theirs
+        gt_boxes = [t["boxes"] for t in targets]
         if self.add_gt_as_proposals:
-            proposals = self.add_gt_proposals(proposals, gt_boxes)
+            proposals = self.add_gt_proposals(proposals, [g.to(proposals[0].dtype) for g in gt_boxes])
         matches = [match_to_ground_truth(self.proposal_matcher, p, g, t["labels"])
                    for p, g, t in zip(proposals, gt_boxes, targets)]
         batch = Targets.from_matches(matches, proposals, gt_boxes, *self.lvis_labels(targets))
@@ -95,7 +113,10 @@ class DetimbRoIHeads(RoIHeads):
         classification loss (``roi_scores``) in place of its softmax: per image, clip the
         class-specific boxes, drop scores <= score_thresh and boxes under 0.01 px, class-wise
         NMS, keep the top ``detections_per_img``."""
-        scores = self.objective.loss_cls.roi_scores(class_logits)  # (N, K)
+        if self.calibration is not None:
+            scores = self.calibration(class_logits)  # (N, K)
+        else:
+            scores = self.objective.loss_cls.roi_scores(class_logits)
         num_classes = scores.shape[1] + 1
         pred_boxes = self.box_coder.decode(box_regression, proposals).reshape(len(scores), num_classes, 4)[:, 1:]
         sizes = [len(p) for p in proposals]
