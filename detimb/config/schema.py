@@ -295,6 +295,7 @@ class EvaluationConfig:
 
     frequency_thresholds: List[int] = field(default_factory=lambda: [10, 100])
     max_dets: int = 100
+    ap_fixed_dets_per_class: int = 10000  # AP-fixed beside AP (Dave et al. 2021); 0: not computed
     backend: str = "pycocotools"  # or faster_coco_eval (pip install 'detimb[fast-eval]')
     metrics: List[str] = field(default_factory=lambda: ["dice", "iou"])
     regions: Dict[str, List[Any]] = field(default_factory=dict)

@@ -198,6 +198,11 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"mAP {s['mAP']:.3f}  AP50 {s['AP50']:.3f}  AP75 {s['AP75']:.3f}  macro mAP "
                  f"{fmt(report['mAP_macro']).strip()}  APr {fmt(g['APr']).strip()}  APc {fmt(g['APc']).strip()}"
                  f"  APf {fmt(g['APf']).strip()}")
+    if report.get("ap_fixed"):
+        f = report["ap_fixed"]
+        short = f" ({f['classes_under_k']} classes with fewer)" if f["classes_under_k"] else ""
+        lines.append(f"AP-fixed {f['mAP']:.3f}  APr {fmt(f['APr']).strip()}  APc {fmt(f['APc']).strip()}  APf"
+                     f" {fmt(f['APf']).strip()}  (top {f['dets_per_class']} per class, no per-image cap{short})")
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from detimb.data.label_map import LabelMap
+from detimb.evaluation.ap_fixed import ap_fixed
 from detimb.evaluation.coco_eval import evaluate_coco, write_reports
 from detimb.evaluation.diagnostics import confusion_matrix, write_confusion
 from detimb.evaluation.error_analysis import error_breakdown, write_error_breakdown
@@ -26,6 +27,10 @@ def evaluate_and_write(coco_gt: Any, results: dict[str, list], label_map: LabelM
         atomic_write_json(out_dir / f"results_{iou_type}.json", results[iou_type])
         reports[iou_type] = evaluate_coco(coco_gt, results[iou_type], iou_type, label_map, train_freq,
                                           tuple(ecfg.frequency_thresholds), ecfg.max_dets, ecfg.backend)
+        if ecfg.ap_fixed_dets_per_class:  # beside AP: a rare-class gain must survive it
+            reports[iou_type]["ap_fixed"] = ap_fixed(coco_gt, results[iou_type], iou_type, label_map, train_freq,
+                                                     tuple(ecfg.frequency_thresholds), ecfg.backend,
+                                                     ecfg.ap_fixed_dets_per_class)
     write_reports(out_dir, reports)
     cm = confusion_matrix(coco_gt.dataset, results["bbox"], list(label_map.coco_ids), CONFUSION_IOU, CONFUSION_SCORE)
     write_confusion(out_dir, cm, list(label_map.names), CONFUSION_IOU, CONFUSION_SCORE)
