@@ -82,6 +82,29 @@ RULES = (
 )
 
 
+def _fraction(v: Any) -> bool:
+    return _finite(v) and 0 <= v <= 1
+
+
+# The heads' thresholds: a value outside them trains with no positives, or evaluates nothing.
+HEAD_RULES = tuple(
+    Rule(f"model.{head}.{key}", accepts, ok)
+    for head, keys in (("rpn", ("fg_iou_thresh", "bg_iou_thresh", "nms_thresh", "score_thresh")),
+                       ("roi_head", ("fg_iou_thresh", "bg_iou_thresh", "nms_thresh", "score_thresh",
+                                     "detections_per_img")),
+                       ("retina_head", ("fg_iou_thresh", "bg_iou_thresh", "nms_thresh", "score_thresh",
+                                        "detections_per_img")),
+                       ("fcos_head", ("nms_thresh", "score_thresh", "detections_per_img")),
+                       ("ssd_head", ("iou_thresh", "nms_thresh", "score_thresh", "detections_per_img")))
+    for key in keys
+    for accepts, ok in [{"detections_per_img": ("an integer >= 1", _at_least(1)),
+                         "score_thresh": ("a number in [0, 1): a score must be able to pass it",
+                                          lambda v: _finite(v) and 0 <= v < 1)
+                         }.get(key, ("a number in [0, 1] (an IoU)", _fraction))]
+)
+IOU_PAIRS = ("rpn", "roi_head", "retina_head")  # bg_iou_thresh <= fg_iou_thresh
+
+
 def metric_names(cfg: DictConfig) -> list[str]:
     """The metrics ``train.best_metric`` may name for this config's task."""
     if cfg.model.type == "semantic_seg":
@@ -105,11 +128,17 @@ def _set_by(key: str, layers: list[tuple[str, dict[str, Any]]]) -> str:
 
 def check_values(cfg: DictConfig, layers: list[tuple[str, dict[str, Any]]]) -> None:
     """Raise a ConfigError for the first value outside its rule (``layers``: (source, data) as merged)."""
-    for rule in RULES:
+    for rule in (*RULES, *HEAD_RULES):
         value = OmegaConf.select(cfg, rule.key)
         value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
         if not rule.ok(value):
             raise ConfigError(f"{_set_by(rule.key, layers)}: {rule.key} is {value!r}; it must be {rule.accepts}")
+    for head in IOU_PAIRS:
+        fg, bg = cfg.model[head].fg_iou_thresh, cfg.model[head].bg_iou_thresh
+        if bg > fg:
+            raise ConfigError(f"{_set_by(f'model.{head}.bg_iou_thresh', layers)}: model.{head}.bg_iou_thresh ({bg})"
+                              f" is above fg_iou_thresh ({fg}); a candidate below bg is background and one at or"
+                              " above fg foreground, so bg must be <= fg")
     channels = cfg.model.in_channels
     for key in ("image_mean", "image_std"):
         values = list(cfg.model.transform[key])

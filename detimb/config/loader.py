@@ -30,12 +30,49 @@ from detimb.registry import closest
 from detimb.utils import atomic_write_text
 
 
+# A config has a few hundred values; YAML aliases can make a short file expand to billions
+# (nested anchors, the "billion laughs"), which merging would then copy out. Refused first.
+MAX_EXPANDED_VALUES = 1_000_000
+
+
+def expanded_size(data: Any, limit: int = MAX_EXPANDED_VALUES) -> int:
+    """How many values ``data`` holds once every alias is written out (shared containers
+    counted at each place they appear), computed once per distinct container; counting
+    stops past ``limit``."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) not in sizes:
+            children = node.values() if isinstance(node, dict) else node
+            sizes[id(node)] = min(limit + 1, 1 + sum(size(child) for child in children))
+        return sizes[id(node)]
+
+    return size(data)
+
+
+def load_bounded_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` of ``text``, refused by name when its aliases expand beyond
+    ``MAX_EXPANDED_VALUES`` values."""
+    data = yaml.safe_load(text)
+    if expanded_size(data) > MAX_EXPANDED_VALUES:
+        raise ConfigError(f"{source}: its YAML aliases expand to more than {MAX_EXPANDED_VALUES:,} values (nested"
+                          " anchors: an alias bomb?); a config holds a few hundred. Fix: write the values out, or use"
+                          " _base_ to share settings")
+    return data
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        data = load_bounded_yaml(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError as err:
         raise ConfigError(f"config file not found: {path}") from err
+    except IsADirectoryError as err:
+        raise ConfigError(f"{path}: is a folder, not a config file. Fix: name the .yaml file") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); a config is a YAML text file."
+                          " Fix: save it as UTF-8, or name the right file") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if data is None:
@@ -133,7 +170,7 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"--cfg-options: '{item}' is not of the form key.path=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = load_bounded_yaml(raw, f"--cfg-options {key}") if raw != "" else ""
         except yaml.YAMLError as err:
             raise ConfigError(f"--cfg-options: cannot parse the value of '{key}': {err}") from err
         node = nested
@@ -195,7 +232,7 @@ def config_from_yaml(text: str, source: str, overrides: Iterable[str] = ()) -> D
     with ``overrides`` (``key=value``) on top, validated as ``load_config`` validates a file;
     ``source`` names it in errors."""
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_bounded_yaml(text, source) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: the stored config is not valid YAML: {err}") from err
     if not isinstance(data, dict):

@@ -31,6 +31,8 @@ def resolve_config(name: str | Path) -> Path:
     packaged = text.startswith(SCHEME)
     if not packaged and Path(text).is_file():
         return Path(text)
+    if not packaged and Path(text).is_dir():
+        raise ConfigError(f"{text}: is a folder, not a config file. Fix: name the .yaml file")
     key = text[len(SCHEME):] if packaged else text
     key = key.removesuffix(".yaml").removeprefix("configs/")
     candidate = PACKAGED_DIR / f"{key}.yaml"

@@ -86,6 +86,16 @@ def state_dict_of(obj: Any, source: str) -> dict[str, Tensor]:
     return state
 
 
+def refuse_non_finite(state: dict[str, Tensor], source: str | Path) -> None:
+    """A CheckpointError naming the tensors that hold NaN or infinity (a diverged run's
+    checkpoint evaluates to mAP 0 without a word otherwise)."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{source}: {len(bad)} tensors hold NaN or infinite values ({_few(bad, 3)}): the run that"
+                              " wrote it diverged. Fix: use an earlier checkpoint (iter_N.pth, best.pth), and lower"
+                              " the learning rate or set train.grad_clip for the next run")
+
+
 def rename_legacy(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], int]:
     """``state`` with detimb's earlier backbone/neck names turned into torchvision's, and how many."""
     out, renamed = {}, 0
@@ -161,6 +171,7 @@ def load_weights(model: nn.Module, obj: Any, source: str | Path, strict_classes:
     or a file that shares almost nothing with the model, is a ``CheckpointError``."""
     source = str(source)
     state, renamed = rename_legacy(state_dict_of(obj, source))
+    refuse_non_finite(state, source)
     own = model.state_dict()
     statistics = objective_buffers(model)
     report = LoadReport(source, renamed=renamed)
@@ -244,6 +255,7 @@ def load_model_state(model: nn.Module, state: dict[str, Any], model_cfg: dict[st
     """Load a detimb checkpoint's weights exactly (resume, inference); a mismatch is an error
     that lists how the checkpoint's config differs from this one (not a state-dict dump).
     Checkpoints of detimb's earlier backbone/neck layout are renamed to the current one."""
+    refuse_non_finite(state["model"], source)
     try:
         model.load_state_dict(rename_legacy(state["model"])[0])
     except RuntimeError as err:

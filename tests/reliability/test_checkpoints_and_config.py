@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import pickle
+import time
+import tracemalloc
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ from PIL import Image
 
 from detimb.cli import evaluate, train
 from detimb.config import load_config
+from detimb.inference.restore import restore
 from detimb.models.weights import load_checkpoint
 from detimb.engine.trainer import Trainer
 from detimb.errors import CheckpointError, ConfigError
@@ -91,6 +94,23 @@ def test_a_checkpoint_of_another_config_lists_what_differs(tiny_shapes, tmp_path
     assert "size mismatch" not in err
 
 
+
+@pytest.mark.parametrize("door", ["restore", "load_from"])
+def test_a_checkpoint_with_non_finite_weights_is_a_named_error(tiny_config, tmp_path, door):
+    cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 1}})
+    Trainer(cfg, tmp_path / "run", progress=False).train()
+    state = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
+    key = "roi_heads.box_predictor.cls_score.weight"
+    state["model"][key] = torch.full_like(state["model"][key], float("nan"))
+    torch.save(state, tmp_path / "nan.pth")
+    before = (tmp_path / "nan.pth").read_bytes()
+    with pytest.raises(CheckpointError, match=rf"nan.pth: 1 tensors hold NaN or infinite values \({key}\)"):
+        if door == "restore":
+            restore(tmp_path / "nan.pth", device="cpu")
+        else:
+            Trainer(cfg, tmp_path / "tuned", load_from=tmp_path / "nan.pth", progress=False)
+    assert (tmp_path / "nan.pth").read_bytes() == before
+
 NONSENSE = [("train.grad_clip=-1", "train.grad_clip is -1"), ("train.schedule.warmup_factor=-0.5", "warmup_factor"),
             ("train.schedule.max_iters=0", "max_iters is 0"), ("train.log_interval=0", "log_interval is 0"),
             ("train.eval_interval=0", "eval_interval is 0"), ("train.checkpoint_interval=0", "checkpoint_interval"),
@@ -98,7 +118,59 @@ NONSENSE = [("train.grad_clip=-1", "train.grad_clip is -1"), ("train.schedule.wa
             ("data.batch_size=0", "batch_size is 0"), ("data.val_batch_size=0", "val_batch_size is 0"),
             ("train.best_metric=bbox_mAPx", "not a metric of a faster_rcnn run (did you mean 'bbox_mAP'?)"),
             ("data.train.out_of_bounds=clamp", "must be clip or error"),
-            ("train.keep_checkpoints=0", "keep_checkpoints is 0")]
+            ("train.keep_checkpoints=0", "keep_checkpoints is 0"),
+            # thresholds that train with no positives or evaluate nothing
+            ("model.roi_head.fg_iou_thresh=1.5", "fg_iou_thresh is 1.5; it must be a number in [0, 1]"),
+            ("model.rpn.bg_iou_thresh=-0.1", "rpn.bg_iou_thresh is -0.1"),
+            ("model.roi_head.score_thresh=1.5", "score_thresh is 1.5; it must be a number in [0, 1)"),
+            ("model.retina_head.score_thresh=1.0", "retina_head.score_thresh is 1.0"),
+            ("model.roi_head.detections_per_img=0", "detections_per_img is 0; it must be an integer >= 1"),
+            ("model.ssd_head.iou_thresh=2", "ssd_head.iou_thresh is 2"),
+            ("model.fcos_head.nms_thresh=.nan", "fcos_head.nms_thresh is nan"),
+            ("model.roi_head.bg_iou_thresh=0.6", "bg_iou_thresh (0.6) is above fg_iou_thresh (0.5)"),
+            ("model.rpn.bg_iou_thresh=0.8", "model.rpn.bg_iou_thresh (0.8) is above fg_iou_thresh (0.7)"),
+            ("train.amp=fp8", "train.amp is 'fp8'"),
+            ("evaluation.ap_fixed_dets_per_class=-1", "ap_fixed_dets_per_class is -1")]
+
+
+
+def alias_bomb(levels: int) -> str:
+    """Nested anchors: each level lists the previous one ten times (10^levels leaves)."""
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nmodel: {{weights: *l{levels - 1}}}\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly_and_small(tmp_path):
+    (tmp_path / "bomb.yaml").write_text(alias_bomb(9))  # 10^9 leaves
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"bomb.yaml: its YAML aliases expand to more than 1,000,000 values"):
+        load_config(tmp_path / "bomb.yaml")
+    took, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert took < 2.0 and peak < 200 * 2**20, (took, peak)
+    (tmp_path / "plain.yaml").write_text("model: {type: faster_rcnn}\n")
+    with pytest.raises(ConfigError, match="--cfg-options model.weights: its YAML aliases"):
+        load_config(tmp_path / "plain.yaml", ["model.weights=" + "{" + alias_bomb(7).replace("\n", ", ") + "}"])
+
+
+@pytest.mark.parametrize("defect", ["latin1", "folder", "binary"])
+def test_unreadable_config_files_are_named(tmp_path, defect):
+    base = tmp_path / "base.yaml"
+    if defect == "latin1":
+        base.write_bytes("# caf\xe9 config\nmodel: {type: faster_rcnn}\n".encode("latin-1"))
+    elif defect == "folder":
+        base.mkdir()
+    else:
+        base.write_bytes(bytes(range(256)) * 4)
+    top = tmp_path / "top.yaml"
+    top.write_text("_base_: [base.yaml]\n")
+    named = {"latin1": "base.yaml: not UTF-8 text", "folder": "base.yaml: is a folder",
+             "binary": "base.yaml: not UTF-8 text"}[defect]
+    for path in (base, top):  # given, and reached through _base_
+        with pytest.raises(ConfigError, match=named):
+            load_config(path)
 
 
 @pytest.mark.parametrize("override,named", NONSENSE)
