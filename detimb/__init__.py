@@ -21,4 +21,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'detimb' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    """The API beside the module's own names: ``dir(detimb)`` lists it, and ``help(detimb)``
+    (which walks ``dir``) documents ``Predictor``, ``train``, ``evaluate`` ... themselves."""
+    return sorted({*globals(), *_API})
+
+
 __all__ = ["__version__", *_API]

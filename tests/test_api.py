@@ -160,3 +160,13 @@ def test_evaluate_scores_what_pycocotools_scores(checkpoint, tiny_shapes, tmp_pa
     assert split.reports["bbox"]["stats"]["mAP"] == pytest.approx(oracle, abs=1e-9)
     with pytest.raises(detimb.api.DetimbError, match="a checkpoint or results files"):
         detimb.evaluate(cfg)
+
+
+def test_dir_and_help_show_the_api():
+    import pydoc
+
+    import detimb
+
+    assert {"Predictor", "train", "evaluate", "draw", "sweep", "__version__"} <= set(dir(detimb))
+    text = pydoc.render_doc(detimb, renderer=pydoc.plaintext)
+    assert "class Predictor" in text and "train(config" in text and "evaluate(config" in text
