@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
     p.add_argument("--max-iters", type=int, help="overrides train.schedule.max_iters")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-eval", action="store_true",
+                   help="no evaluation during or after training (a smoke test; sets evaluation.enabled=false)")
     p.add_argument("--skip-image-check", action="store_true",
                    help="do not read every image before training (data.check_images=false)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
@@ -42,6 +44,8 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
     overrides = list(args.cfg_options)
     if args.amp:
         overrides.append(f"train.amp={args.amp}")
+    if args.no_eval:
+        overrides.append("evaluation.enabled=false")
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
     if args.deterministic:

@@ -293,6 +293,7 @@ class EvaluationConfig:
     in the summary; ``regions`` name groups of classes (category ids or names) scored as one
     foreground, e.g. ``{whole: [1, 2, 4], core: [1, 4]}``."""
 
+    enabled: bool = True  # false (detimb-train --no-eval): no evaluation during or after training, no best.pth
     frequency_thresholds: List[int] = field(default_factory=lambda: [10, 100])
     max_dets: int = 100
     ap_fixed_dets_per_class: int = 10000  # AP-fixed beside AP (Dave et al. 2021); 0: not computed

@@ -32,6 +32,8 @@ from detimb.engine.checkpoint import (
     prune_checkpoints, rng_state, save_checkpoint, set_rng_state,
 )
 from detimb.evaluation.coco_eval import class_frequencies
+from detimb.engine.header import run_header
+from detimb.engine.interrupt import StopAtIterationEnd, TrainingInterrupted
 from detimb.engine.metrics_log import MetricsLog
 from detimb.engine.optim import build_optimizer, build_scheduler
 from detimb.models.priors import apply_priors, optimal_priors
@@ -159,8 +161,7 @@ class Trainer:
         state, used, skipped = load_resume_checkpoint(resume)
         for reason in skipped:
             logger.warning(f"{reason}; skipped")
-        if skipped:
-            logger.info(f"resuming from {used} (iteration {state['iteration']})")
+        logger.info(f"resuming from {used} (iteration {state['iteration']})")
         self._restore(state, used)
 
     # -- state -------------------------------------------------------------------------------
@@ -227,6 +228,21 @@ class Trainer:
         bar = tqdm(total=max_iters, initial=self.iteration, desc="train", dynamic_ncols=True, mininterval=1.0,
                    disable=not (self.progress and distributed.is_main()))
         self.ddp_model.train()
+        if distributed.is_main():
+            logger.info(run_header(self.cfg, self.model, self.train_set.records.data, self.label_map, self.work_dir,
+                                   self.iteration))
+        with StopAtIterationEnd(enabled=self.world == 1) as stop:
+            self._loop(max_iters, log, bar, stop)
+        bar.close()
+        reports = self.evaluate(self.work_dir, log, final=True) if self.cfg.evaluation.enabled else {}
+        self.save("last.pth")
+        if log is not None:
+            log.close()
+        return reports
+
+    def _loop(self, max_iters: int, log: MetricsLog | None, bar: tqdm, stop: StopAtIterationEnd) -> None:
+        """Iterations until ``max_iters``; a Ctrl-C (``stop``) ends the loop after a whole one."""
+        tcfg = self.cfg.train
         tic = time.perf_counter()
         while self.iteration < max_iters:
             epoch, offset = position(self.train_loader, self.iteration)
@@ -246,18 +262,23 @@ class Trainer:
                         log.write(row)
                         bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}")
                 final = self.iteration == max_iters
-                if not final and self.iteration % tcfg.eval_interval == 0:
+                if not final and self.iteration % tcfg.eval_interval == 0 and self.cfg.evaluation.enabled:
                     self.evaluate(self.work_dir / "eval" / f"iter_{self.iteration:07d}", log)
                 if not final and self.iteration % tcfg.checkpoint_interval == 0:
                     self.save_periodic()
+                if stop.requested:
+                    self._stop_interrupted(log, bar)
                 if self.iteration >= max_iters:
                     break
+
+    def _stop_interrupted(self, log: MetricsLog | None, bar: tqdm) -> None:
         bar.close()
-        reports = self.evaluate(self.work_dir, log, final=True)
         self.save("last.pth")
         if log is not None:
             log.close()
-        return reports
+        raise TrainingInterrupted(f"interrupted after iteration {self.iteration}: saved {self.work_dir / 'last.pth'}."
+                                  f" Continue with: detimb-train --config {self.work_dir / 'config.yaml'}"
+                                  f" --work-dir {self.work_dir} --resume")
 
     def step(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
         images = [im.to(self.device, non_blocking=True) for im in images]
@@ -317,6 +338,8 @@ class Trainer:
         if distributed.is_main():
             flat = evaluator.flat_metrics(reports)
             metric = select_metric(flat, self.cfg.train.best_metric or evaluator.default_metric)
+            shown = "  ".join(f"{k} {flat[k]:.3f}" for k in evaluator.headline if flat.get(k) is not None)
+            logger.info(f"evaluation at iteration {self.iteration}: {shown}")
             if log is not None:
                 log.write({"iter": self.iteration, **flat}, prefix="val")
             improved = metric is not None and (self.best is None or metric > self.best)

@@ -43,6 +43,7 @@ class Evaluator(ABC):
     """Scores a model on a loader and writes its reports; rank 0 returns them, others {}."""
 
     default_metric: str
+    headline: tuple[str, ...]  # the metrics a training run prints after each evaluation
 
     @abstractmethod
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, label_map: LabelMap,
@@ -62,6 +63,7 @@ class DetectionEvaluator(Evaluator):
     """COCO boxes (and masks), scored with pycocotools or faster-coco-eval."""
 
     default_metric = "bbox_mAP"
+    headline = ("bbox_mAP", "bbox_AP50", "bbox_APr", "bbox_APc", "bbox_APf", "bbox_AP_fixed", "segm_mAP")
 
     def __init__(self, ecfg: DictConfig, *, with_masks: bool) -> None:
         self.ecfg, self.with_masks = ecfg, with_masks
@@ -85,6 +87,10 @@ class DetectionEvaluator(Evaluator):
             out.update({f"{iou_type}_{k}": v for k, v in r["stats"].items()})
             out[f"{iou_type}_mAP_macro"] = r["mAP_macro"]
             out.update({f"{iou_type}_{k}": v for k, v in r["groups"].items()})
+            if r.get("ap_fixed"):
+                fixed = r["ap_fixed"]
+                out[f"{iou_type}_AP_fixed"] = fixed["mAP"]
+                out.update({f"{iou_type}_{g}_fixed": fixed[g] for g in ("APr", "APc", "APf")})
         return out
 
     def format(self, reports: dict[str, Any]) -> str:
@@ -96,6 +102,7 @@ class SegmentationEvaluator(Evaluator):
     breakdown and no sample pictures)."""
 
     default_metric = "mDice_global"
+    headline = ("mDice_global", "mIoU_global", "mDice", "Dicer", "Dicef")
 
     def __init__(self, ecfg: DictConfig, *, ignore_index: int) -> None:
         self.ecfg, self.ignore_index = ecfg, ignore_index

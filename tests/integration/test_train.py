@@ -119,3 +119,52 @@ def test_load_from_starts_at_zero_with_the_weights(tiny_config, tmp_path):
     saved = load_checkpoint(tmp_path / "a" / "last.pth")["model"]
     assert trainer.iteration == 0
     assert all(torch.equal(v, saved[k]) for k, v in trainer.model.state_dict().items())
+
+
+def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_and_resume_is_exact(tiny_config, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from detimb.engine.interrupt import TrainingInterrupted
+
+    cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 5}, "checkpoint_interval": 100,
+                                            "eval_interval": 100})
+    Trainer(cfg, tmp_path / "straight", progress=False).train()
+    real_step = Trainer.step
+
+    def step_then_ctrl_c(self, images, targets):
+        out = real_step(self, images, targets)
+        if self.iteration == 2:  # Ctrl-C arrives inside iteration 3, before it is counted
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(Trainer, "step", step_then_ctrl_c)
+    with pytest.raises(TrainingInterrupted, match=r"interrupted after iteration 3: saved .*last.pth.*--resume"):
+        Trainer(cfg, tmp_path / "stopped", progress=False).train()
+    assert load_checkpoint(tmp_path / "stopped" / "last.pth")["iteration"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+    monkeypatch.setattr(Trainer, "step", real_step)
+    Trainer(cfg, tmp_path / "stopped", resume=tmp_path / "stopped" / "last.pth", progress=False).train()
+    a, b = load_checkpoint(tmp_path / "straight" / "last.pth"), load_checkpoint(tmp_path / "stopped" / "last.pth")
+    assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
+
+
+def test_the_console_says_what_trains_and_each_evaluation(tiny_config, tmp_path, caplog):
+    cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 4}, "eval_interval": 2})
+    with caplog.at_level("INFO", logger="detimb"):
+        Trainer(cfg, tmp_path / "run", progress=False).train()
+    text = caplog.text
+    assert "model: faster_rcnn + small_cnn + fpn" in text and "parameters" in text
+    assert "6 classes; rarest" in text and "schedule: 4 iterations of batch" in text and str(tmp_path / "run") in text
+    assert "evaluation at iteration 2: bbox_mAP" in text and "evaluation at iteration 4: bbox_mAP" in text
+    assert "bbox_AP_fixed" in text
+
+
+def test_no_eval_trains_without_evaluating(tiny_shapes, tmp_path):
+    from detimb.cli import train as train_cli
+
+    config = write_config(tmp_path, tiny_shapes, "faster_rcnn", train={"eval_interval": 1})
+    assert train_cli.main(["--config", str(config), "--work-dir", str(tmp_path / "run"), "--max-iters", "2",
+                           "--no-progress", "--no-eval"]) == 0
+    made = {p.name for p in (tmp_path / "run").iterdir()}
+    assert "last.pth" in made and not {"best.pth", "eval.json", "eval"} & made
