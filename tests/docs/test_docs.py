@@ -46,8 +46,8 @@ def test_every_python_block_runs(page: Path, workspace: Path):
     and nothing it registers (a sampler in extending.md) leaks into the other tests."""
     setup = ""
     if page.name == "README.md":  # the README predicts with the demo's checkpoint: train a tiny one first
-        setup = ('import detimb\ndetimb.train("detimb://demo/faster_rcnn_shapes", overrides={"train.schedule.max_iters":'
-                 ' 2}, progress=False)\n')
+        setup = ('import detimb\ndetimb.train("detimb://demo/faster_rcnn_shapes",'
+                 ' overrides={"train.schedule.max_iters": 2}, progress=False)\n')
     script = workspace / f"{page.stem}_blocks.py"
     script.write_text(setup + "\n".join(blocks(page, "python")))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
