@@ -188,6 +188,8 @@ class ModelConfig:
     head: DenseHeadConfig = field(default_factory=DenseHeadConfig)
     weights: Optional[str] = None
     weights_strict: bool = False
+    # torchvision's pretrained architecture (FrozenBatchNorm, frozen early stages); null: when weights are given
+    pretrained: Optional[bool] = None
 
 
 @dataclass

@@ -23,7 +23,7 @@ from detimb.data.label_map import LabelMap
 from detimb.data.pixels import PixelSpec
 from detimb.errors import CheckpointError, ConfigError
 from detimb.losses import ClassStatistics
-from detimb.models.builder import build_model, is_segmentation
+from detimb.models.builder import build_model, is_segmentation, without_weight_files
 from detimb.models.calibrate import apply_calibration, configured_calibration
 from detimb.models.priors import apply_priors
 from detimb.models.weights import load_checkpoint, load_model_state
@@ -91,7 +91,7 @@ def restore(checkpoint: str | Path, *, config: str | Path | None = None, overrid
     state = load_checkpoint(source)
     cfg = _config(state, source, config, list(overrides or []))
     label_map = LabelMap.from_dict(state["label_map"])
-    model = build_model(cfg.model, label_map, ignore_index=cfg.data.ignore_index)
+    model = build_model(without_weight_files(cfg).model, label_map, ignore_index=cfg.data.ignore_index)
     load_model_state(model, state, to_dict(cfg.model), label_map.num_classes, source)
     apply_priors(model, cfg, dict(state.get("priors", {})), set_bias=False)
     if not is_segmentation(cfg.model) and cfg.model.roi_head.calibration is not None:

@@ -7,12 +7,13 @@ with detimb's head.
 
 from __future__ import annotations
 
+import copy
 import logging
 from functools import partial
 from typing import Callable
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -57,10 +58,31 @@ RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # torchvision's RegionProposalNetwork
 RETINA_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # torchvision's RetinaNet
 
 
+def pretrained_architecture(cfg: DictConfig) -> bool:
+    """Whether the model takes torchvision's pretrained defaults: ``model.pretrained``, or
+    when it is null, whether detector weights are given."""
+    return bool(cfg.weights) if cfg.pretrained is None else bool(cfg.pretrained)
+
+
+def without_weight_files(cfg: DictConfig) -> DictConfig:
+    """A copy of the full config ``cfg`` that builds the same architecture without reading
+    ``model.weights`` or the backbone's ``weights`` file: a checkpoint holds every tensor,
+    and restoring it must not need the files its training started from."""
+    m = cfg.model
+    backbone_file = isinstance(m.backbone, DictConfig) and m.backbone.get("weights") is not None
+    out = copy.deepcopy(cfg)
+    OmegaConf.set_readonly(out, False)
+    out.model.pretrained = pretrained_architecture(m) or backbone_file
+    out.model.weights = None
+    if backbone_file:
+        out.model.backbone.weights = None
+    return out
+
+
 def build_backbone_with_neck(cfg: DictConfig) -> tuple[BackboneWithNeck, list[str]]:
     """The backbone and neck, and the names of the neck's levels (pooled levels excluded).
     With detector weights to load, the backbone takes torchvision's pretrained defaults."""
-    body = BACKBONES.build(to_dict(cfg.backbone), "model.backbone", pretrained=bool(cfg.weights),
+    body = BACKBONES.build(to_dict(cfg.backbone), "model.backbone", pretrained=pretrained_architecture(cfg),
                            in_channels=cfg.in_channels)
     neck = NECKS.build(to_dict(cfg.neck), "model.neck", in_channels_list=body.out_channels_list)
     backbone = BackboneWithNeck(body.body, neck)
@@ -282,7 +304,7 @@ def ssd(cfg: DictConfig, label_map: LabelMap, class_stats: ClassStatistics | Non
         raise ConfigError(f"model.ssd_head.variant: unknown {h.variant!r}"
                           f"{closest(str(h.variant), list(SSD_VARIANTS))}; choose {' or '.join(SSD_VARIANTS)}")
     made = SSD_VARIANTS[h.variant](weights=None, weights_backbone=None, num_classes=label_map.num_classes)
-    _freeze_ssd_backbone(made, h.variant, h.trainable_layers, pretrained=bool(cfg.weights))
+    _freeze_ssd_backbone(made, h.variant, h.trainable_layers, pretrained=pretrained_architecture(cfg))
     objective = build_objective(h, SSD_HEAD, BoxCoder(tuple(h.bbox_reg_weights)), class_stats=class_stats,
                                 label_map=label_map)
     t = made.transform

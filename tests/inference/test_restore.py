@@ -77,3 +77,22 @@ def test_a_checkpoint_without_a_config_needs_one(sampling_free, tmp_path):
     torch.save(state, tmp_path / "bare.pth")
     with pytest.raises(CheckpointError, match="holds no config. Fix: give the config it was trained with"):
         restore(tmp_path / "bare.pth")
+
+
+def test_restoring_never_needs_the_weights_training_started_from(tiny_shapes, tmp_path):
+    from detimb.config import load_config
+
+    first = write_config(tmp_path, tiny_shapes, "faster_rcnn", train={"schedule": {"max_iters": 1}})
+    Trainer(load_config(first), tmp_path / "a", progress=False).train()
+    start = tmp_path / "start.pth"
+    shutil.copy(tmp_path / "a" / "last.pth", start)
+    tuned = write_config(tmp_path, tiny_shapes, "faster_rcnn", model={"weights": str(start)},
+                         train={"schedule": {"max_iters": 1}})
+    Trainer(load_config(tuned), tmp_path / "b", progress=False).train()
+    image = (torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
+    before = Predictor.from_checkpoint(tmp_path / "b" / "last.pth", device="cpu").predict(image)
+    start.unlink()  # the file model.weights names is gone; the checkpoint holds every weight
+    after = Predictor.from_checkpoint(tmp_path / "b" / "last.pth", device="cpu").predict(image)
+    assert (before.boxes == after.boxes).all() and (before.scores == after.scores).all()
+    restored = restore(tmp_path / "b" / "last.pth", device="cpu")
+    assert restored.config.model.weights == str(start)  # the run's record keeps where it started
