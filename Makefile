@@ -24,10 +24,10 @@ data/shapes/annotations/train.json: | $(STAMP)
 dataset: data/shapes/annotations/train.json
 
 demo: $(STAMP) dataset
-	$(PY) tools/train.py --config configs/demo/faster_rcnn_shapes.yaml
+	$(PY) tools/train.py --config configs/demo/faster_rcnn_shapes.yaml --overwrite
 
 demo-seg: $(STAMP) dataset
-	$(PY) tools/train.py --config configs/demo/semantic_seg_shapes.yaml
+	$(PY) tools/train.py --config configs/demo/semantic_seg_shapes.yaml --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q tests

@@ -20,6 +20,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", nargs="?", const="auto",
                    help="continue from a checkpoint (default: <work-dir>/last.pth)")
     p.add_argument("--load-from", help="initialise the model from a checkpoint's weights, starting at iteration 0")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a --work-dir that holds another (its checkpoints are removed first);"
+                        " without it such a folder is refused unless --resume")
     p.add_argument("--amp", nargs="?", const="fp16", choices=["fp16", "bf16"],
                    help="mixed precision: fp16 (the default with a bare --amp; CUDA only) or bf16 (CUDA or CPU);"
                         " sets train.amp")
@@ -70,7 +73,7 @@ def train_command(args: argparse.Namespace) -> None:
         if not resume.is_file():
             raise DetimbError(f"--resume: no checkpoint at {resume}")
     result = train(args.config, work_dir=work_dir, resume=resume, load_from=args.load_from,
-                   progress=not args.no_progress, overrides=overrides)
+                   progress=not args.no_progress, overrides=overrides, overwrite=args.overwrite)
     print("\n" + result.table)
     print(f"\nrun folder: {result.work_dir}")
 

@@ -8,6 +8,7 @@ segmentation ``eval.json``, ``per_class_dice.csv/png``, ``confusion_matrix*.csv/
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -35,6 +36,7 @@ from detimb.evaluation.coco_eval import class_frequencies
 from detimb.engine.header import run_header
 from detimb.engine.interrupt import StopAtIterationEnd, TrainingInterrupted
 from detimb.engine.metrics_log import MetricsLog
+from detimb.engine.run_lock import RunLock, check_fresh_folder
 from detimb.engine.optim import build_optimizer, build_scheduler
 from detimb.models.priors import apply_priors, optimal_priors
 from detimb.engine.tasks import Task, make_task
@@ -92,14 +94,18 @@ class Trainer:
             iteration, random states), or None.
         load_from: a checkpoint whose model weights initialise training from iteration 0.
         progress: show a tqdm bar on rank 0.
+        overwrite: start a new run in a folder that holds another (its checkpoints removed);
+            without it, such a folder is refused unless resuming.
     """
 
     def __init__(self, cfg: DictConfig, work_dir: str | Path, *, resume: str | Path | None = None,
-                 load_from: str | Path | None = None, progress: bool = True) -> None:
+                 load_from: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> None:
         self.cfg = cfg
         self.work_dir = Path(work_dir)
         self.progress = progress
         self.rank, self.world, self.device = distributed.init_distributed()
+        if distributed.is_main():
+            check_fresh_folder(self.work_dir, resuming=resume is not None, overwrite=overwrite)
         tcfg = cfg.train
         self.amp_dtype = autocast_dtype(tcfg.amp, self.device)
         seed_everything(tcfg.seed, tcfg.deterministic)
@@ -218,6 +224,12 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
+        """Train to ``train.schedule.max_iters``, evaluate, save ``last.pth``; the run folder
+        is locked meanwhile (``RunLock``: a second training into it is refused)."""
+        with RunLock(self.work_dir) if distributed.is_main() else contextlib.nullcontext():
+            return self._train()
+
+    def _train(self) -> dict[str, Any]:
         tcfg = self.cfg.train
         max_iters = tcfg.schedule.max_iters
         if distributed.is_main():
