@@ -22,7 +22,8 @@ from detimb.errors import ConfigError, TrainingError
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = "train.lock"
-RUN_FILES = ("last.pth", "best.pth", "metrics.jsonl")  # with iter_*.pth: what a run leaves that another must not mix with
+# with iter_*.pth: what a run leaves that another run must not be mixed with
+RUN_FILES = ("last.pth", "best.pth", "metrics.jsonl")
 
 
 def _alive(pid: int) -> bool:
