@@ -42,9 +42,8 @@ def test_a_stale_lock_is_replaced_and_named(tmp_path, caplog):
 
 def test_a_lock_held_on_another_host_is_refused(tmp_path):
     (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": "x"}))
-    with pytest.raises(TrainingError, match="process 1 on elsewhere"):
-        with RunLock(tmp_path):
-            pass
+    with pytest.raises(TrainingError, match="process 1 on elsewhere"), RunLock(tmp_path):
+        pass
     assert json.loads((tmp_path / LOCK_NAME).read_text())["host"] == "elsewhere"  # not taken over
 
 
