@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Any
 
@@ -9,12 +10,14 @@ import torch
 import torch.distributed as dist
 
 
-def init_distributed() -> tuple[int, int, torch.device]:
-    """(rank, world size, device); initialises the process group when run under torchrun."""
+def init_distributed(timeout_minutes: float = 180.0) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group when run under torchrun.
+    ``timeout_minutes``: how long a collective waits (rank 0 evaluates the whole validation
+    set while the others wait in one; torch's default, 10 to 30 minutes, can kill that)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
     rank = dist.get_rank() if dist.is_initialized() else 0
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -62,6 +62,7 @@ RULES = (
     Rule("train.schedule.gamma", "a number in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
     Rule("train.schedule.min_lr_factor", "a number in [0, 1]", lambda v: _finite(v) and 0 <= v <= 1),
     Rule("train.amp", "false, fp16 (true means fp16) or bf16", lambda v: v is False or v is True or v in AMP_MODES),
+    Rule("train.dist_timeout_minutes", "a number of minutes > 0", _positive),
     Rule("train.grad_clip", "a number > 0, or null for no clipping", lambda v: v is None or _positive(v)),
     Rule("train.log_interval", "an integer >= 1", _at_least(1)),
     Rule("train.eval_interval", "an integer >= 1", _at_least(1)),

@@ -279,6 +279,8 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     grad_clip: Optional[float] = None
     amp: Any = False  # false, fp16 (true means fp16; CUDA only) or bf16 (CUDA or CPU)
+    sync_bn: bool = False  # several GPUs: BatchNorm statistics over every rank's batch (SyncBatchNorm; CUDA)
+    dist_timeout_minutes: float = 180.0  # how long a rank waits in a collective (rank 0 evaluates alone)
     seed: int = 0
     deterministic: bool = False
     log_interval: int = 20

@@ -57,6 +57,16 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def with_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` with every BatchNorm a SyncBatchNorm (``train.sync_bn``), on CUDA; torch's
+    SyncBatchNorm does not run on the CPU, where a warning says the setting is ignored."""
+    if device.type != "cuda":
+        warnings.warn("train.sync_bn needs CUDA devices (torch's SyncBatchNorm); BatchNorm stays per rank here",
+                      stacklevel=2)
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def autocast_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``train.amp`` on ``device``: None (float32), float16 (``fp16``
     or ``true``: CUDA only, elsewhere a warning and float32) or bfloat16 (``bf16``: CUDA
@@ -103,7 +113,7 @@ class Trainer:
         self.cfg = cfg
         self.work_dir = Path(work_dir)
         self.progress = progress
-        self.rank, self.world, self.device = distributed.init_distributed()
+        self.rank, self.world, self.device = distributed.init_distributed(cfg.train.dist_timeout_minutes)
         if distributed.is_main():
             check_fresh_folder(self.work_dir, resuming=resume is not None, overwrite=overwrite)
         tcfg = cfg.train
@@ -130,6 +140,7 @@ class Trainer:
         self._start(Path(resume) if resume else None)
         self.ddp_model: nn.Module = self.model
         if self.world > 1:
+            self.model = with_sync_batchnorm(self.model, self.device) if tcfg.sync_bn else self.model
             self.ddp_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=self.task.has_unused_parameters)

@@ -29,6 +29,13 @@ def all_reduce_sum(t: Tensor) -> Tensor:
     return t
 
 
+def world_size() -> int:
+    """The ranks of an initialised process group (1 otherwise)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
 def updates_state(module: nn.Module) -> bool:
     """Whether a loss's running statistics move in this call: in training, in the pass with
     gradients (a sampler's scoring pass, without gradient, reads them but leaves them)."""

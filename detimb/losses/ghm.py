@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from detimb.losses.buffers import updates_state
+from detimb.losses.buffers import all_reduce_sum, updates_state, world_size
 from detimb.losses.classification import CLS_LOSSES, BatchClasses, ClassificationLoss, Form
 from detimb.losses.regression import BOX_LOSSES, BoxLoss
 
@@ -41,15 +41,25 @@ class _GradientDensity(torch.nn.Module):
         self.register_buffer("acc_sum", torch.zeros(bins, dtype=torch.float64))
 
     def weights(self, g: Tensor, valid: Tensor, update: bool) -> tuple[Tensor, float]:
-        """Per-element weights (zeros where not valid or outside the last edge) and ``tot``."""
-        tot = max(float(valid.sum()), 1.0)
+        """Per-element weights (zeros where not valid or outside the last edge) and the
+        divisor of the weighted sum, ``tot``. In the training pass (``update``) the counts and
+        ``tot`` are summed over the ranks, so every rank weighs by the whole batch's density
+        and keeps the same running counts (mmdetection's run per rank, and DDP's buffer
+        broadcast keeps rank 0's); the divisor is then ``tot / world``, so that DDP's average
+        of the ranks' gradients is the single-process loss on the union of the batches."""
         index = torch.bucketize(g.float(), self.edges, right=True) - 1  # edges[i] <= g < edges[i + 1]
         inside = valid & (index >= 0) & (index < self.bins)
         counts = torch.bincount(index[inside], minlength=self.bins).to(torch.float64)
+        total = valid.sum().to(torch.float64)
+        ranks = 1
+        if update:
+            counts, total = all_reduce_sum(torch.cat([counts, total[None]])).split([self.bins, 1])
+            ranks = world_size()
+        tot = max(float(total), 1.0)
         nonempty = counts > 0
         n = int(nonempty.sum())
         if n == 0:
-            return torch.zeros_like(g), tot
+            return torch.zeros_like(g), tot / ranks
         if self.momentum > 0:
             acc = torch.where(nonempty, self.momentum * self.acc_sum + (1 - self.momentum) * counts, self.acc_sum)
             if update:
@@ -61,7 +71,7 @@ class _GradientDensity(torch.nn.Module):
         dtype = torch.promote_types(g.dtype, torch.float32)
         per_bin = (tot / density / n).to(dtype)
         zero = torch.zeros(g.shape, dtype=dtype, device=g.device)
-        return torch.where(inside, per_bin[index.clamp(0, self.bins - 1)], zero), tot
+        return torch.where(inside, per_bin[index.clamp(0, self.bins - 1)], zero), tot / ranks
 
 
 @CLS_LOSSES.register("ghm_c")

@@ -123,7 +123,9 @@ class SeesawLoss(ClassificationLoss):
                     self.cum_samples = torch.zeros(self._num_labels(logits), dtype=torch.float64,
                                                    device=logits.device)
                 kept = targets if weight is None else targets[weight.reshape(len(targets), -1).amax(1) > 0]
-                self.cum_samples += torch.bincount(kept, minlength=self.cum_samples.numel()).to(torch.float64)
+                # every rank's samples, as EQLv2's gradients (DDP's buffer broadcast would keep rank 0's only)
+                self.cum_samples += all_reduce_sum(
+                    torch.bincount(kept, minlength=self.cum_samples.numel()).to(torch.float64))
         return super().forward(logits, targets, weight, avg_factor)
 
 

@@ -79,3 +79,17 @@ def test_train_amp_bf16_runs_on_the_cpu_and_fp16_falls_back_with_a_warning(tiny_
     assert autocast_dtype(False, torch.device("cpu")) is None
     with pytest.raises(ConfigError, match=r"train\.amp.*fp16 \(true means fp16\) or bf16"):
         load_config(write_config(tmp_path, tiny_shapes, "faster_rcnn", train={"amp": "fp8"}))
+
+
+def test_sync_bn_converts_every_batchnorm_on_cuda_and_is_ignored_with_a_warning_elsewhere(tiny_config, tiny_shapes):
+    from detimb.engine.trainer import with_sync_batchnorm
+
+    ds = CocoDetection(tiny_shapes / "annotations/train.json", tiny_shapes / "train")
+    model = build_detector(tiny_config("faster_rcnn").model, ds.label_map)  # small_cnn: BatchNorm2d
+    plain = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert plain
+    converted = with_sync_batchnorm(model, torch.device("cuda"))  # the conversion itself needs no GPU
+    norms = [m for m in converted.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == len(plain) and all(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
+    with pytest.warns(UserWarning, match="sync_bn needs CUDA"):
+        assert with_sync_batchnorm(model, torch.device("cpu")) is model
