@@ -9,6 +9,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from detimb.errors import InputError
+
 
 def init_distributed(timeout_minutes: float = 180.0) -> tuple[int, int, torch.device]:
     """(rank, world size, device); initialises the process group when run under torchrun.
@@ -24,6 +26,26 @@ def init_distributed(timeout_minutes: float = 180.0) -> tuple[int, int, torch.de
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local)
     return rank, world, torch.device("cpu")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` ('cpu', 'cuda', 'cuda:1', a torch.device), checked against this machine;
+    None: CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        out = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"device {device!r} is not a device: give cpu, cuda or cuda:N") from err
+    if out.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"device {device!r}: this machine has no CUDA device (torch.cuda.is_available() is"
+                             " False). Fix: use device cpu, or install a CUDA build of torch")
+        if out.index is not None and out.index >= count:
+            raise InputError(f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to"
+                             f" cuda:{count - 1}")
+    return out
 
 
 def is_main() -> bool:

@@ -19,6 +19,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     src.add_argument("--results", nargs="+", help="COCO results JSON file(s): bbox, segm, or both")
     p.add_argument("--out", help="output folder (default: <checkpoint folder>/eval or next to the results)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--calibrate", choices=sorted(GRIDS),
                    help="fit a post-hoc calibration of the RoI classifier (NorCal's gamma, logit adjustment's tau) on"
                         " the val split, then evaluate with it; writes calibration.json/png and calibrated.pth. The"
@@ -30,7 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def evaluate_command(args: argparse.Namespace) -> None:
     result = evaluate(args.config, checkpoint=args.checkpoint, results=args.results, out=args.out,
-                      overrides=args.cfg_options, calibrate=args.calibrate, calibrate_metric=args.calibrate_metric)
+                      overrides=args.cfg_options, calibrate=args.calibrate, calibrate_metric=args.calibrate_metric,
+                      device=args.device)
     print(result.table)
     print(f"\nwritten to {result.out_dir}")
 

@@ -55,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--draw-max-side", type=int, default=4096,
                    help="with --draw: the picture's longer side in pixels (large scenes are read decimated)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     args = p.parse_args(argv)
     if not 0.0 <= args.mask_thr < 1.0:
         p.error(f"--mask-thr must be in [0, 1), got {args.mask_thr}")
@@ -123,7 +124,7 @@ def infer(args: argparse.Namespace) -> None:
     require_extra("geo", "detimb-infer (sliced inference)", ("rasterio", "shapely"))
     from detimb.inference.sliced import coco_records, sliced_predict
 
-    restored = restore(args.checkpoint, config=args.config, overrides=args.cfg_options)
+    restored = restore(args.checkpoint, config=args.config, overrides=args.cfg_options, device=args.device)
     if restored.segmentation:
         raise DetimbError("tools/infer.py runs detectors; this config is a segmentation model")
     settings = settings_of(args, restored.pixels)

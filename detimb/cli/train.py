@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower)")
     p.add_argument("--max-iters", type=int, help="overrides train.schedule.max_iters")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available; under torchrun each rank"
+                                     " takes its LOCAL_RANK's GPU)")
     p.add_argument("--no-eval", action="store_true",
                    help="no evaluation during or after training (a smoke test; sets evaluation.enabled=false)")
     p.add_argument("--skip-image-check", action="store_true",
@@ -73,7 +75,8 @@ def train_command(args: argparse.Namespace) -> None:
         if not resume.is_file():
             raise DetimbError(f"--resume: no checkpoint at {resume}")
     result = train(args.config, work_dir=work_dir, resume=resume, load_from=args.load_from,
-                   progress=not args.no_progress, overrides=overrides, overwrite=args.overwrite)
+                   progress=not args.no_progress, overrides=overrides, overwrite=args.overwrite,
+                   device=args.device)
     print("\n" + result.table)
     print(f"\nrun folder: {result.work_dir}")
 

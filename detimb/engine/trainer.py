@@ -106,14 +106,21 @@ class Trainer:
         progress: show a tqdm bar on rank 0.
         overwrite: start a new run in a folder that holds another (its checkpoints removed);
             without it, such a folder is refused unless resuming.
+        device: 'cpu', 'cuda', 'cuda:1' (a single process; default: CUDA when available).
     """
 
     def __init__(self, cfg: DictConfig, work_dir: str | Path, *, resume: str | Path | None = None,
-                 load_from: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> None:
+                 load_from: str | Path | None = None, progress: bool = True, overwrite: bool = False,
+                 device: str | torch.device | None = None) -> None:
         self.cfg = cfg
         self.work_dir = Path(work_dir)
         self.progress = progress
         self.rank, self.world, self.device = distributed.init_distributed(cfg.train.dist_timeout_minutes)
+        if device is not None:
+            if self.world > 1:
+                raise ConfigError("--device with torchrun: each rank takes the GPU of its LOCAL_RANK. Fix: leave"
+                                  " --device out, or choose GPUs with CUDA_VISIBLE_DEVICES")
+            self.device = distributed.resolve_device(device)
         if distributed.is_main():
             check_fresh_folder(self.work_dir, resuming=resume is not None, overwrite=overwrite)
         tcfg = cfg.train

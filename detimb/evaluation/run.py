@@ -40,14 +40,15 @@ class EvaluationResult:
 def evaluate(config: str | Path, *, checkpoint: str | Path | None = None,
              results: Sequence[str | Path] | None = None, out: str | Path | None = None,
              overrides: Overrides = (), calibrate: str | None = None,
-             calibrate_metric: str = "mAP") -> EvaluationResult:
+             calibrate_metric: str = "mAP", device: str | None = None) -> EvaluationResult:
     """Evaluate a checkpoint on the config's validation split, or score COCO results files
     (bbox and/or segm; several files of one kind are scored together) against it. Writes
     the reports and diagnostics to ``out`` (default: ``<checkpoint folder>/eval``, or beside
     the first results file). ``overrides``: ``["key=value", ...]`` or ``{"key": value}``.
     ``calibrate``: a post-hoc calibration (``norcal``, ``logit_adjustment``) whose strength
     is chosen on the validation split by ``calibrate_metric`` before the evaluation (see
-    ``detimb.evaluation.calibration``; a checkpoint only)."""
+    ``detimb.evaluation.calibration``; a checkpoint only). ``device``: 'cpu', 'cuda', 'cuda:1'
+    (default: CUDA when available)."""
     if (checkpoint is None) == (not results):
         raise DetimbError("evaluate: give a checkpoint or results files (one of the two)")
     items = override_items(overrides)
@@ -56,7 +57,7 @@ def evaluate(config: str | Path, *, checkpoint: str | Path | None = None,
     train_freq = class_frequencies(read_coco_json(train_path)) if train_path.is_file() else None
     if checkpoint is not None:
         return _evaluate_checkpoint(cfg, config, Path(checkpoint), items, train_freq, out,
-                                    CalibrationRequest(calibrate, calibrate_metric) if calibrate else None)
+                                    CalibrationRequest(calibrate, calibrate_metric) if calibrate else None, device)
     if calibrate:
         raise DetimbError("--calibrate rescores a checkpoint's classifier; results files hold only the final scores."
                           " Fix: give --checkpoint")
@@ -73,8 +74,8 @@ class CalibrationRequest:
 
 def _evaluate_checkpoint(cfg: DictConfig, config: str | Path, checkpoint: Path, overrides: list[str],
                          train_freq: dict[int, dict[str, int]] | None, out: str | Path | None,
-                         calibration: CalibrationRequest | None) -> EvaluationResult:
-    restored = restore(checkpoint, config=config, overrides=overrides)
+                         calibration: CalibrationRequest | None, device: str | None) -> EvaluationResult:
+    restored = restore(checkpoint, config=config, overrides=overrides, device=device)
     val_set = build_val_dataset(cfg.data, restored.label_map, is_segmentation(cfg.model))
     loader = build_loader(val_set, batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers)
     folder = Path(out or checkpoint.parent / "eval")

@@ -15,7 +15,8 @@ from detimb.data.label_map import LabelMap
 from detimb.data.pixels import RGB, PixelSpec, load_image, read_raster, to_chw_tensor
 from detimb.data.prediction import Prediction
 from detimb.errors import InputError
-from detimb.inference.restore import default_device, restore
+from detimb.distributed import resolve_device
+from detimb.inference.restore import restore
 
 ImageInput = Union[str, Path, np.ndarray, Any]  # Any: a PIL image (PIL is not a dependency)
 
@@ -33,7 +34,7 @@ class Predictor:
 
     def __init__(self, model: nn.Module, label_map: LabelMap, *, device: str | torch.device | None = None,
                  score_threshold: float = 0.05, pixels: PixelSpec = RGB) -> None:
-        self.device = default_device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.label_map, self.score_threshold, self.pixels = label_map, score_threshold, pixels
 

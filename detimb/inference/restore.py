@@ -21,6 +21,7 @@ from detimb.config import config_from_yaml, load_config, to_dict
 from detimb.data.coco_validate import read_coco_json
 from detimb.data.label_map import LabelMap
 from detimb.data.pixels import PixelSpec
+from detimb.distributed import resolve_device
 from detimb.errors import CheckpointError, ConfigError
 from detimb.losses import ClassStatistics
 from detimb.models.builder import build_model, is_segmentation, without_weight_files
@@ -44,11 +45,6 @@ class RestoredModel:
     @property
     def segmentation(self) -> bool:
         return is_segmentation(self.config.model)
-
-
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """``device``, or CUDA when available, else the CPU."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _config(state: dict[str, Any], checkpoint: Path, config: str | Path | None, overrides: list[str]) -> DictConfig:
@@ -97,5 +93,5 @@ def restore(checkpoint: str | Path, *, config: str | Path | None = None, overrid
     if not is_segmentation(cfg.model) and cfg.model.roi_head.calibration is not None:
         apply_calibration(model, configured_calibration(cfg.model), training_statistics(state, source, cfg, label_map),
                           cfg.model.type)
-    target = default_device(device)
+    target = resolve_device(device)
     return RestoredModel(model.to(target).eval(), cfg, label_map, PixelSpec.from_config(cfg), target, source)
