@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import time
 import warnings
@@ -84,13 +85,19 @@ def autocast_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def check_finite(losses: dict[str, torch.Tensor], iteration: int) -> None:
-    for name, value in losses.items():
-        if not torch.isfinite(value).all():
-            raise TrainingError(
-                f"iteration {iteration}: loss term '{name}' is {value.item()}. Fix: lower train.optimizer.lr,"
-                " set train.grad_clip, lengthen train.schedule.warmup_iters, or check the data for broken boxes"
-            )
+def check_finite(losses: dict[str, torch.Tensor], iteration: int) -> torch.Tensor:
+    """The loss terms as one detached float32 tensor, after one check that all are finite
+    (one host read-back per step, not one per term); a TrainingError names the first
+    term that is not."""
+    values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+    if not bool(torch.isfinite(values).all()):
+        for name, value in zip(losses, values.tolist()):
+            if not math.isfinite(value):
+                raise TrainingError(
+                    f"iteration {iteration}: loss term '{name}' is {value}. Fix: lower train.optimizer.lr,"
+                    " set train.grad_clip, lengthen train.schedule.warmup_iters, or check the data for broken boxes"
+                )
+    return values
 
 
 class Trainer:
@@ -286,7 +293,8 @@ class Trainer:
                 self.iteration += 1
                 bar.update(1)
                 if self.iteration % tcfg.log_interval == 0 or self.iteration == max_iters:
-                    row = self._log_row(losses, time.perf_counter() - tic)
+                    row = self._log_row(dict(zip(losses, torch.stack(list(losses.values())).tolist())),
+                                        time.perf_counter() - tic)
                     tic = time.perf_counter()
                     if log is not None:
                         log.write(row)
@@ -310,13 +318,15 @@ class Trainer:
                                   f" Continue with: detimb-train --config {self.work_dir / 'config.yaml'}"
                                   f" --work-dir {self.work_dir} --resume")
 
-    def step(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    def step(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """One optimisation step; the loss terms, detached, left on the device (read back on
+        log steps only)."""
         images = [im.to(self.device, non_blocking=True) for im in images]
         targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             losses = self.ddp_model(images, targets)
-        check_finite(losses, self.iteration + 1)
+        values = check_finite(losses, self.iteration + 1)
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -326,7 +336,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return {k: float(v.detach()) for k, v in losses.items()}
+        return dict(zip(losses, values.unbind()))
 
     def sampling_row(self) -> dict[str, float]:
         """What each head's objective kept and balanced at the last step, under the head's

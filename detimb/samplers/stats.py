@@ -32,13 +32,16 @@ def sampling_stats(lab: Tensor, iou: Tensor, num_images: int, num_classes: int |
     """From the labels and IoUs of the kept candidates of ``num_images`` images: kept
     positives and negatives per image, the mean IoU of kept negatives, and (with
     ``num_classes``) the share of each foreground class among kept positives (index c - 1)."""
-    positive, negative = lab > 0, lab == 0
+    # masks and sums only: no host round trip, the numbers are read back on log steps
+    positive, negative = (lab > 0).float(), (lab == 0).float()
+    negatives = negative.sum()
     stats = {
-        "pos_per_image": positive.sum().float() / max(1, num_images),
-        "neg_per_image": negative.sum().float() / max(1, num_images),
-        "neg_mean_iou": iou[negative].float().mean() if negative.any() else iou.new_zeros(()),
+        "pos_per_image": positive.sum() / max(1, num_images),
+        "neg_per_image": negatives / max(1, num_images),
+        "neg_mean_iou": (iou.float() * negative).sum() / negatives.clamp(min=1),  # 0 without negatives
     }
     if num_classes is not None:
-        counts = torch.bincount(lab[positive], minlength=num_classes + 1)[1:].float()
+        counts = torch.zeros(num_classes + 1, dtype=torch.float32, device=lab.device)
+        counts = counts.index_add(0, lab.clamp(min=0, max=num_classes), positive)[1:]
         stats["pos_class_frac"] = counts / counts.sum().clamp(min=1)
     return stats
