@@ -14,7 +14,6 @@ the device, so the CPU gives the GPU's figure.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from collections import Counter
