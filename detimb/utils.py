@@ -9,11 +9,12 @@ import pickle
 import tempfile
 import zipfile
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import torch
 
-from detimb.errors import CheckpointError, DatasetError
+from detimb.errors import CheckpointError, DatasetError, InputError
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
@@ -51,6 +52,20 @@ def inside(root: str | os.PathLike[str], relative: str, what: str) -> Path:
     if not target.is_relative_to(base):
         raise DatasetError(f"{what}: the file name {relative!r} would be written outside {base}. Fix: use names"
                            " relative to the image folder, without '..'")
+    return target
+
+
+def not_an_input(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None], what: str) -> Path:
+    """``output``, refused by name when it is one of the tool's ``inputs`` (the same file,
+    through any path or link) or a folder: no tool writes over what it reads."""
+    target = Path(output)
+    if target.is_dir():
+        raise InputError(f"{what}: {target} is a folder; give the file to write")
+    resolved = target.resolve()
+    for given in inputs:
+        if given is not None and Path(given).exists() and Path(given).resolve() == resolved:
+            raise InputError(f"{what}: {target} is an input of this command ({given}); writing there would replace"
+                             " it. Fix: give another output path")
     return target
 
 

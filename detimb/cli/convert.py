@@ -11,7 +11,8 @@ from detimb.data.coco_validate import read_coco_json
 from detimb.data.convert import coco_to_yolo, dota_to_coco, voc_to_coco, yolo_to_coco
 from detimb.data.convert.voc import DIFFICULT
 from detimb.data.convert.yolo import read_class_names
-from detimb.utils import atomic_write_json
+from detimb.errors import InputError
+from detimb.utils import atomic_write_json, not_an_input
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def convert(args: argparse.Namespace) -> int | None:
     if args.command == "coco2yolo":
-        counts = coco_to_yolo(read_coco_json(Path(args.coco)), Path(args.out))
+        coco_file = Path(args.coco)
+        if Path(args.out).resolve() == coco_file.resolve():
+            raise InputError(f"--out {args.out}: is the input COCO file; the YOLO labels go to a folder. Fix: give an"
+                             " output folder")
+        counts = coco_to_yolo(read_coco_json(coco_file), Path(args.out))
         print(f"{counts['images']} images, {counts['boxes']} boxes -> {args.out}/labels"
               f" ({counts['crowd_skipped']} crowd regions left out: YOLO has no crowd form)")
         return 0
@@ -59,7 +64,7 @@ def convert(args: argparse.Namespace) -> int | None:
         coco = voc_to_coco(Path(args.xml), Path(args.images) if args.images else None, classes, args.difficult)
     elif args.command == "dota2coco":
         coco = dota_to_coco(Path(args.images), Path(args.labels), classes, args.difficult)
-    out = Path(args.out)
+    out = not_an_input(args.out, [args.classes], "--out")  # the other inputs are folders
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, coco)
     print(f"{len(coco['images'])} images, {len(coco['annotations'])} annotations, {len(coco['categories'])}"

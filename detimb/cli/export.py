@@ -11,13 +11,14 @@ import torch
 
 from detimb.cli.common import run_cli
 from detimb.data.pixels import load_image, to_chw_tensor
-from detimb.errors import DetimbError
+from detimb.errors import DetimbError, InputError
 from detimb.inference.restore import restore
 from detimb.models.export import inference_model
 from detimb.optional import require_extra
-from detimb.utils import atomic_write
+from detimb.utils import atomic_write, not_an_input
 
 FORMATS = ("onnx", "torchscript")
+MIN_OPSET = 11  # torchvision's RoIAlign and NMS export from opset 11 on
 TOLERANCE = 1e-4
 
 
@@ -98,13 +99,18 @@ def detection_difference(want: dict[str, np.ndarray], got: dict[str, np.ndarray]
 
 
 def export_command(args: argparse.Namespace) -> None:
+    out = not_an_input(args.out, [args.checkpoint, args.config, args.image], "--out")
+    if args.size[0] < 1 or args.size[1] < 1:
+        raise InputError(f"--size: {args.size[0]} x {args.size[1]} is not an image size; give two positive numbers")
+    if not args.opset >= MIN_OPSET:
+        raise InputError(f"--opset {args.opset}: the export needs opset {MIN_OPSET} or newer (torchvision's detection"
+                         " operators); the default is 17")
     restored = restore(args.checkpoint, config=args.config, device="cpu")
     if args.image:
         pixels = load_image(args.image)
     else:
         pixels = np.random.default_rng(0).integers(0, 256, (*args.size, 3), dtype=np.uint8)
     image = to_chw_tensor(pixels)
-    out = Path(args.out)
     twin, names = export(restored.model, args.format, out, image, args.opset)
     with torch.no_grad():
         want = without_background({k: v.numpy() for k, v in twin([image])[0].items() if k in names})

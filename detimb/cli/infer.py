@@ -17,7 +17,7 @@ from detimb.errors import DetimbError
 from detimb.inference.merge import MATCHES, MERGES
 from detimb.inference.restore import restore
 from detimb.optional import require_extra
-from detimb.utils import atomic_write_json, inside
+from detimb.utils import atomic_write_json, inside, not_an_input
 from detimb.visualization import draw_detections, save_picture
 
 if TYPE_CHECKING:  # these need the geo extra (rasterio), imported once it is checked
@@ -61,6 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--mask-thr must be in [0, 1), got {args.mask_thr}")
     if not 0.0 <= args.match_thr <= 1.0:
         p.error(f"--match-thr must be in [0, 1], got {args.match_thr}")
+    if len(args.tile) not in (1, 2) or min(args.tile) < 1:
+        p.error(f"--tile must be one or two sizes >= 1 pixel, got {args.tile}")
+    if args.overlap < 0 or (args.overlap >= 1 and args.overlap >= min(args.tile)):
+        p.error(f"--overlap must be a ratio in [0, 1) or pixels below the tile size ({min(args.tile)}), got"
+                f" {args.overlap}")
     return args
 
 
@@ -115,7 +120,8 @@ def write_scene_outputs(args: argparse.Namespace, path: Path, pred: ScenePredict
     if args.draw:
         picture, scale = scene_picture(path, args.draw_max_side)
         labels = pred.labels.tolist()
-        save_picture(inside(args.draw, f"{path.stem}.png", "--draw"), draw_detections(
+        drawn = not_an_input(inside(args.draw, f"{path.stem}.png", "--draw"), [path], "--draw")
+        save_picture(drawn, draw_detections(
             picture, pred.boxes.numpy() * scale, np.array([label_map.coco_id(int(k)) for k in labels]),
             [label_map.names[int(k) - 1] for k in labels], pred.scores.numpy(), max_draw=args.max_draw))
 

@@ -115,6 +115,37 @@ def display_rgb(image: np.ndarray) -> np.ndarray:
 RGB = PixelSpec()  # the 8-bit colour default
 
 
+def _nonempty(pixels: np.ndarray) -> np.ndarray:
+    if pixels.shape[0] < 1 or pixels.shape[1] < 1:
+        raise InputError(f"an image of {pixels.shape[0]} x {pixels.shape[1]} pixels has nothing to detect in")
+    return pixels
+
+
+def _from_pil(image: Any) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a PIL image of any mode, on the scale a path would be read on:
+    PIL's own ``convert("RGB")`` clips 16-bit grey to 255 and truncates float images in
+    [0, 1] to 0. 16-bit values are shifted down 8 bits (OpenCV's reading of a 16-bit file);
+    float images must lie in [0, 1] (scaled by 255) and 32-bit integer ones in 0-255."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        grey = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)
+    elif mode == "F":
+        values = np.asarray(image, dtype=np.float32)
+        if values.size and (not np.isfinite(values).all() or values.min() < 0 or values.max() > 1):
+            raise InputError(f"a mode-F (float) PIL image must hold values in [0, 1]; this one spans"
+                             f" {np.nanmin(values):g} to {np.nanmax(values):g}. Fix: scale it to [0, 1], or give uint8")
+        grey = (values * 255).round().astype(np.uint8)
+    elif mode == "I":
+        values = np.asarray(image)
+        if values.size and (values.min() < 0 or values.max() > 255):
+            raise InputError(f"a mode-I (32-bit integer) PIL image must hold values in 0-255; this one spans"
+                             f" {values.min()} to {values.max()}. Fix: convert it to 8 bits with its own range")
+        grey = values.astype(np.uint8)
+    else:
+        return np.array(image.convert("RGB"))
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
 def load_image(image: str | Path | np.ndarray | Any, color: str = "RGB") -> np.ndarray:
     """(H, W, 3) uint8 RGB from a path, a PIL image, or an (H, W, 3) uint8 array whose
     channel order ``color`` states ('RGB' or 'BGR', as OpenCV reads)."""
@@ -129,10 +160,11 @@ def load_image(image: str | Path | np.ndarray | Any, color: str = "RGB") -> np.n
             raise InputError(f"{path}: not an image OpenCV can decode")
         return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     if type(image).__module__.startswith("PIL."):
-        return np.array(image.convert("RGB"))
+        return _nonempty(_from_pil(image))
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3:
             raise InputError(f"an image array must be (H, W, 3), got shape {image.shape}")
+        _nonempty(image)
         if image.dtype != np.uint8:
             raise InputError(f"an image array must be uint8, got {image.dtype}. Fix: convert with"
                              " (array * 255).round().astype(np.uint8) for floats in [0, 1]")
