@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from detimb.config import config_to_yaml, load_config, parse_overrides, save_config
+from detimb.config import config_to_yaml, load_config, packaged_configs, parse_overrides, save_config
 from detimb.errors import ConfigError
 
 
@@ -123,3 +123,10 @@ def test_a_user_config_inherits_a_packaged_one_by_name(tmp_path):
     (tmp_path / "typo.yaml").write_text("_base_: [detimb://demo/faster_rcnn_shape]\n")
     with pytest.raises(ConfigError, match="did you mean 'demo/faster_rcnn_shapes'"):
         load_config(tmp_path / "typo.yaml")
+
+
+def test_every_packaged_config_says_what_it_is():
+    from detimb.config.packaged import describe_config
+
+    missing = [name for name in packaged_configs() if not describe_config(name)]
+    assert not missing, f"packaged configs without a first comment line: {missing}"

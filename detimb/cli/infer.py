@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tqdm import tqdm
 
 from detimb.cli.common import run_cli
 from detimb.data.coco_validate import validate_coco
@@ -28,8 +29,9 @@ SCENE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vr
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Detect objects in large scenes tile by tile and merge the tiles'"
-                                            " predictions back onto each scene.")
-    p.add_argument("--config", required=True)
+                                            " predictions back onto each scene.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", help="the model's config (default: the one stored in the checkpoint)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--images", nargs="+", required=True, help="scene files or folders of scenes")
     p.add_argument("--out", required=True,
@@ -56,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="with --draw: the picture's longer side in pixels (large scenes are read decimated)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar over the scenes")
     args = p.parse_args(argv)
     if not 0.0 <= args.mask_thr < 1.0:
         p.error(f"--mask-thr must be in [0, 1), got {args.mask_thr}")
@@ -137,7 +140,8 @@ def infer(args: argparse.Namespace) -> None:
     scenes = scene_files(args.images)
     results: dict[str, list] = {"bbox": [], "segm": []}
     images = []
-    for path, image_id in zip(scenes, scene_ids(args.coco, scenes)):
+    for path, image_id in tqdm(list(zip(scenes, scene_ids(args.coco, scenes))), desc="scenes", unit="scene",
+                               disable=args.no_progress):
         pred = sliced_predict(restored.model, path, settings, restored.device)
         for kind, records in coco_records(pred, image_id, restored.label_map).items():
             results[kind] += records
@@ -145,7 +149,7 @@ def infer(args: argparse.Namespace) -> None:
         write_scene_outputs(args, path, pred, restored.label_map)
         masked = "" if pred.masks is None else \
             f" ({pred.empty_masks} whose mask is empty at {settings.mask_threshold}: outlined by the box)"
-        print(f"{path.name}: {pred.tiles} tiles, {len(pred)} detections after {args.merge}{masked}")
+        tqdm.write(f"{path.name}: {pred.tiles} tiles, {len(pred)} detections after {args.merge}{masked}")
     out = Path(args.out)
     atomic_write_json(out / "results_bbox.json", results["bbox"])
     if results["segm"]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from detimb.cli.common import run_cli
 from detimb.config import load_config, packaged_configs
+from detimb.config.packaged import describe_config
 from detimb.engine.run import default_work_dir, train
 from detimb.errors import DetimbError
 
@@ -64,7 +65,9 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
 
 def train_command(args: argparse.Namespace) -> None:
     if args.list_configs:
-        print("\n".join(f"detimb://{name}" for name in packaged_configs()))
+        names = packaged_configs()
+        width = max(len(n) for n in names) + len("detimb://")
+        print("\n".join(f"{'detimb://' + n:<{width}}  {describe_config(n)}".rstrip() for n in names))
         return
     overrides = overrides_of(args)
     cfg = load_config(args.config, overrides)  # a bad config is refused before the run folder is chosen

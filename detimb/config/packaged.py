@@ -19,6 +19,16 @@ SCHEME = "detimb://"
 PACKAGED_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
+def describe_config(name: str) -> str:
+    """The first comment line of a packaged config (what it is), or ''."""
+    for line in (PACKAGED_DIR / f"{name}.yaml").read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+        if line.strip():
+            break
+    return ""
+
+
 def packaged_configs() -> list[str]:
     """The packaged config names (``demo/faster_rcnn_shapes``, ...), bases left out."""
     return sorted(p.relative_to(PACKAGED_DIR).with_suffix("").as_posix() for p in PACKAGED_DIR.rglob("*.yaml")

@@ -56,7 +56,8 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DatasetError(
             f"annotation file not found: {path}. Fix: check the path in the config"
-            " (the built-in dataset is made by `python tools/make_dataset.py --out data/shapes`)"
+            " (the built-in dataset is made by `detimb-make-dataset --out data/shapes`, or"
+            " `python tools/make_dataset.py --out data/shapes` in a clone)"
         )
     try:
         with open(path) as f:
@@ -298,4 +299,27 @@ def validate_results(path: str | Path, records: Any, gt: dict[str, Any]) -> str:
             if box[2] <= 0 or box[3] <= 0:
                 raise _fail(path, f"{where} bbox {box} has width or height <= 0",
                             "write bbox as [x, y, width, height] (not corners), both sizes > 0")
+    if kind == "bbox":
+        _refuse_other_images(path, records, gt)
     return kind
+
+
+def _refuse_other_images(path: Path, records: list[dict[str, Any]], gt: dict[str, Any]) -> None:
+    """Detections made for other images than the ground truth's (a scene's results scored
+    against its tiles, whose ids start at 1 as well) would score 0 without a word: refused
+    when most of them reach beyond their image (more than 1 px or 1% of its size)."""
+    size = {im["id"]: (im["width"], im["height"]) for im in gt["images"]}
+    outside = []
+    for i, det in enumerate(records):
+        x, y, w, h = det["bbox"]
+        width, height = size[det["image_id"]]
+        if x + w > width * 1.01 + 1 or y + h > height * 1.01 + 1 or x < -1 or y < -1:
+            outside.append(i)
+    if len(outside) > len(records) / 2:
+        i = outside[0]
+        det, (width, height) = records[i], size[records[i]["image_id"]]
+        raise _fail(path, f"{len(outside)} of its {len(records)} detections reach beyond their image (e.g. detection"
+                    f" [{i}], bbox {det['bbox']} on image {det['image_id']} of {width} x {height} px): they were"
+                    " made for other images than this ground truth's (a scene's results against its tiles?)",
+                    "score them against the annotation file of the images they were made on (detimb-eval --gt,"
+                    " e.g. the COCO file given to detimb-infer --coco)")

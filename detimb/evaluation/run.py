@@ -13,15 +13,16 @@ from typing import Any
 from omegaconf import DictConfig
 
 from detimb.config import Overrides, load_config, override_items
-from detimb.data.coco import CocoDetection
-from detimb.data.coco_validate import read_coco_json, validate_results
+from detimb.data.coco import coco_api
+from detimb.data.coco_validate import read_coco_json, validate_coco, validate_results
+from detimb.data.label_map import LabelMap
 from detimb.data.loader import build_loader, build_val_dataset
 from detimb.errors import DatasetError, DetimbError
 from detimb.evaluation.coco_eval import class_frequencies, format_table
 from detimb.evaluation.evaluators import EvalRequest, make_evaluator
 from detimb.evaluation.reports import evaluate_and_write
 from detimb.evaluation.calibration import choose_calibration, write_choice
-from detimb.inference.restore import restore, training_statistics
+from detimb.inference.restore import restore, stored_config, training_statistics
 from detimb.models.weights import load_checkpoint
 from detimb.models.builder import is_segmentation
 
@@ -37,10 +38,11 @@ class EvaluationResult:
     table: str
 
 
-def evaluate(config: str | Path, *, checkpoint: str | Path | None = None,
+def evaluate(config: str | Path | None, *, checkpoint: str | Path | None = None,
              results: Sequence[str | Path] | None = None, out: str | Path | None = None,
              overrides: Overrides = (), calibrate: str | None = None,
-             calibrate_metric: str = "mAP", device: str | None = None) -> EvaluationResult:
+             calibrate_metric: str = "mAP", device: str | None = None, gt: str | Path | None = None
+             ) -> EvaluationResult:
     """Evaluate a checkpoint on the config's validation split, or score COCO results files
     (bbox and/or segm; several files of one kind are scored together) against it. Writes
     the reports and diagnostics to ``out`` (default: ``<checkpoint folder>/eval``, or beside
@@ -48,11 +50,15 @@ def evaluate(config: str | Path, *, checkpoint: str | Path | None = None,
     ``calibrate``: a post-hoc calibration (``norcal``, ``logit_adjustment``) whose strength
     is chosen on the validation split by ``calibrate_metric`` before the evaluation (see
     ``detimb.evaluation.calibration``; a checkpoint only). ``device``: 'cpu', 'cuda', 'cuda:1'
-    (default: CUDA when available)."""
+    (default: CUDA when available). ``gt``: the COCO file that results files are scored
+    against (default: the config's ``data.val``; e.g. the scene file given to
+    ``detimb-infer --coco``)."""
     if (checkpoint is None) == (not results):
         raise DetimbError("evaluate: give a checkpoint or results files (one of the two)")
     items = override_items(overrides)
-    cfg = load_config(config, items)
+    if config is None and checkpoint is None:
+        raise DetimbError("evaluate: results files are scored against a config's data.val (or --gt); give --config")
+    cfg = load_config(config, items) if config is not None else stored_config(checkpoint, items)
     train_path = Path(cfg.data.train.ann_file)
     train_freq = class_frequencies(read_coco_json(train_path)) if train_path.is_file() else None
     if checkpoint is not None:
@@ -61,7 +67,7 @@ def evaluate(config: str | Path, *, checkpoint: str | Path | None = None,
     if calibrate:
         raise DetimbError("--calibrate rescores a checkpoint's classifier; results files hold only the final scores."
                           " Fix: give --checkpoint")
-    return _score_results(cfg, [Path(r) for r in results or []], train_freq, out)
+    return _score_results(cfg, [Path(r) for r in results or []], train_freq, out, gt)
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class CalibrationRequest:
     metric: str
 
 
-def _evaluate_checkpoint(cfg: DictConfig, config: str | Path, checkpoint: Path, overrides: list[str],
+def _evaluate_checkpoint(cfg: DictConfig, config: str | Path | None, checkpoint: Path, overrides: list[str],
                          train_freq: dict[int, dict[str, int]] | None, out: str | Path | None,
                          calibration: CalibrationRequest | None, device: str | None) -> EvaluationResult:
     restored = restore(checkpoint, config=config, overrides=overrides, device=device)
@@ -93,13 +99,15 @@ def _evaluate_checkpoint(cfg: DictConfig, config: str | Path, checkpoint: Path, 
 
 
 def _score_results(cfg: DictConfig, paths: list[Path], train_freq: dict[int, dict[str, int]] | None,
-                   out: str | Path | None) -> EvaluationResult:
+                   out: str | Path | None, gt: str | Path | None) -> EvaluationResult:
     if is_segmentation(cfg.model):
         raise DetimbError("results files are COCO detection results; evaluate a segmentation model from its"
                           " checkpoint")
-    val = CocoDetection(cfg.data.val.ann_file, cfg.data.val.img_dir)
-    for message in val.records.warnings:
+    # scoring reads the annotations only: the images need not be here (a scene scored on another machine)
+    truth = validate_coco(gt or cfg.data.val.ann_file, None, cfg.data.val.out_of_bounds)
+    for message in truth.warnings:
         logger.warning(message)
+    label_map = LabelMap.from_categories(truth.categories)
     records_by_kind: dict[str, list] = {"bbox": [], "segm": []}
     for path in paths:  # every file checked before anything is scored or written
         if not path.is_file():
@@ -108,8 +116,8 @@ def _score_results(cfg: DictConfig, paths: list[Path], train_freq: dict[int, dic
             records = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise DatasetError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from err
-        records_by_kind[validate_results(path, records, val.records.data)] += records
+        records_by_kind[validate_results(path, records, truth.data)] += records
     folder = Path(out or paths[0].parent / "eval")
-    reports = evaluate_and_write(val.coco, records_by_kind, val.label_map, train_freq, cfg.evaluation, folder,
+    reports = evaluate_and_write(coco_api(truth.data), records_by_kind, label_map, train_freq, cfg.evaluation, folder,
                                  with_masks=bool(records_by_kind["segm"]), error_analysis=True)
     return EvaluationResult(folder, reports, "\n\n".join(format_table(r) for r in reports.values()))

@@ -78,6 +78,13 @@ def training_statistics(state: dict[str, Any], checkpoint: Path, cfg: DictConfig
     return ClassStatistics.from_coco(read_coco_json(path), label_map.coco_ids)
 
 
+def stored_config(checkpoint: str | Path, overrides: list[str] | None = None) -> DictConfig:
+    """The config a detimb checkpoint stores, with ``overrides`` on top (named errors for a
+    file that is not a checkpoint or holds no config)."""
+    source = Path(checkpoint)
+    return _config(load_checkpoint(source), source, None, list(overrides or []))
+
+
 def restore(checkpoint: str | Path, *, config: str | Path | None = None, overrides: list[str] | None = None,
             device: str | torch.device | None = None) -> RestoredModel:
     """The model of a detimb checkpoint, ready to predict. ``config``: a config file or
