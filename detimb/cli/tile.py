@@ -97,7 +97,8 @@ def raster_scenes(rasters: list[str], labels: str | None, label_field: str
                 if not src.georeferenced:
                     raise DatasetError(f"{path}: GeoJSON labels need a georeferenced raster; this one has no CRS or"
                                        " transform. Fix: give COCO labels in pixels")
-                anns, cats = geojson_annotations(labels, src.transform, label_field, names)
+                anns, cats = geojson_annotations(labels, src.transform, label_field, names, raster_crs=src.crs,
+                                                 raster_size=(src.width, src.height))
                 categories = cats
         scenes.append(Scene(i, str(path), record, anns))
     return scenes, categories

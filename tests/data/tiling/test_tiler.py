@@ -218,3 +218,50 @@ def test_geojson_labels_in_map_coordinates(tmp_path):
     assert data["annotations"][0]["bbox"] == pytest.approx([20.0, 30.0, 10.0, 6.0])
     assert tile_cli.main(["--raster", str(tmp_path / "scene.tif"), "--labels", str(tmp_path / "trees.geojson"),
                           "--out", str(tmp_path / "u"), "--no-progress"]) == 2  # no 'label' property
+
+
+def _tile_labels(tmp_path, name: str, geo: dict) -> list[list[float]]:
+    (tmp_path / f"{name}.geojson").write_text(json.dumps(geo))
+    assert tile_cli.main(["--raster", str(tmp_path / "scene.tif"), "--labels", str(tmp_path / f"{name}.geojson"),
+                          "--label-field", "species", "--out", str(tmp_path / name), "--size", "100", "80",
+                          "--no-progress"]) == 0
+    return [a["bbox"] for a in read_coco_json(tmp_path / name / "annotations.json")["annotations"]]
+
+
+def test_labels_in_any_crs_tile_to_the_same_pixels(tmp_path):
+    from rasterio.warp import transform_geom
+
+    make_geotiff(tmp_path / "scene.tif")
+    rings = [[[500010.0, 4099985.0], [500015.0, 4099985.0], [500015.0, 4099982.0], [500010.0, 4099982.0],
+              [500010.0, 4099985.0]],
+             [[500030.5, 4099990.25], [500041.0, 4099990.25], [500041.0, 4099981.0], [500030.5, 4099990.25]]]
+    features = [{"type": "Feature", "properties": {"species": "oak"},
+                 "geometry": {"type": "Polygon", "coordinates": [r]}} for r in rings]
+    utm = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:32617"}},
+           "features": features}
+    lonlat = {"type": "FeatureCollection",  # RFC 7946: no crs member, longitude/latitude
+              "features": [{**f, "geometry": transform_geom("EPSG:32617", "OGC:CRS84", f["geometry"])}
+                           for f in features]}
+    assert abs(lonlat["features"][0]["geometry"]["coordinates"][0][0][0] + 81) < 1  # near 81 W: lon/lat indeed
+    want = _tile_labels(tmp_path, "utm", utm)
+    assert want[0] == pytest.approx([20.0, 30.0, 10.0, 6.0])
+    got = _tile_labels(tmp_path, "wgs84", lonlat)
+    assert np.abs(np.array(got) - np.array(want)).max() < 1e-6
+
+
+def test_labels_of_another_place_and_null_geometries_are_named(tmp_path, capsys):
+    make_geotiff(tmp_path / "scene.tif")
+    paris = [[2.35, 48.85], [2.36, 48.85], [2.36, 48.86], [2.35, 48.85]]
+    elsewhere = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"label": "oak"}, "geometry": {"type": "Polygon", "coordinates": [paris]}}]}
+    (tmp_path / "elsewhere.geojson").write_text(json.dumps(elsewhere))
+    args = ["--raster", str(tmp_path / "scene.tif"), "--out", str(tmp_path / "t"), "--no-progress", "--labels"]
+    assert tile_cli.main([*args, str(tmp_path / "elsewhere.geojson")]) == 2
+    err = capsys.readouterr().err
+    assert "none of its 1 features falls on the raster" in err and "OGC:CRS84" in err and "100 x 0 to 80" in err
+    null = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"label": "oak"},
+                                                       "geometry": None}]}
+    (tmp_path / "null.geojson").write_text(json.dumps(null))
+    assert tile_cli.main([*args, str(tmp_path / "null.geojson")]) == 2
+    assert "feature 0 has no geometry" in capsys.readouterr().err
+    assert not (tmp_path / "t" / "annotations.json").exists()
