@@ -93,3 +93,25 @@ def test_sync_bn_converts_every_batchnorm_on_cuda_and_is_ignored_with_a_warning_
     assert len(norms) == len(plain) and all(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
     with pytest.warns(UserWarning, match="sync_bn needs CUDA"):
         assert with_sync_batchnorm(model, torch.device("cpu")) is model
+
+
+def test_the_non_local_attention_is_float32_under_autocast():
+    from torch.overrides import TorchFunctionMode
+
+    from detimb.models.necks.bfp import NonLocal2d
+
+    class SoftmaxInputs(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dtypes: list[torch.dtype] = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            if func is torch.softmax:
+                self.dtypes.append(args[0].dtype)
+            return func(*args, **(kwargs or {}))
+
+    block = NonLocal2d(8)
+    x = torch.randn(1, 8, 6, 6) * 40  # the unscaled logits theta . phi reach thousands
+    with torch.autocast("cpu", dtype=torch.bfloat16), SoftmaxInputs() as mode:
+        out = block(x)
+    assert mode.dtypes == [torch.float32] and torch.isfinite(out).all()

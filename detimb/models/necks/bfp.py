@@ -17,7 +17,9 @@ from detimb.models.necks.panet import PANet
 class NonLocal2d(nn.Module):
     """Embedded-Gaussian non-local block (Wang et al., CVPR 2018): ``x + W_z(softmax(theta(x)^T
     phi(x)) g(x))``, 1x1 convs, ``inter_channels = channels // reduction``. ``W_z`` starts at
-    zero, so the block starts as the identity (as mmdetection's ``zeros_init``)."""
+    zero, so the block starts as the identity (as mmdetection's ``zeros_init``). The attention
+    logits are unscaled (mmdetection's ``use_scale=False``) and reach thousands, so they and
+    their softmax are computed in float32 even under fp16 autocast, where they would overflow."""
 
     def __init__(self, channels: int, reduction: int = 1) -> None:
         super().__init__()
@@ -34,7 +36,9 @@ class NonLocal2d(nn.Module):
         theta = self.theta(x).flatten(2).transpose(1, 2)  # (N, HW, C')
         phi = self.phi(x).flatten(2)                      # (N, C', HW)
         g = self.g(x).flatten(2).transpose(1, 2)          # (N, HW, C')
-        y = torch.softmax(theta @ phi, dim=-1) @ g        # (N, HW, C')
+        with torch.autocast(x.device.type, enabled=False):
+            attention = torch.softmax(theta.float() @ phi.float(), dim=-1)
+            y = (attention @ g.float()).to(g.dtype)        # (N, HW, C')
         return x + self.out(y.transpose(1, 2).reshape(n, -1, h, w))
 
 
