@@ -111,6 +111,11 @@ class Predictions:
     def detach(self) -> Predictions:
         return Predictions(self.cls_logits.detach(), None if self.deltas is None else self.deltas.detach())
 
+    def at_least_float32(self) -> Predictions:
+        """The same predictions as float32 where they are a narrower float (autocast's)."""
+        wide = lambda t: t if t.dtype in (torch.float32, torch.float64) else t.float()  # noqa: E731
+        return Predictions(wide(self.cls_logits), None if self.deltas is None else wide(self.deltas))
+
 
 def dense_batch(matches: list[Matches], anchors: list[Tensor], targets: list[dict[str, Tensor]],
                 head_outputs: dict[str, Tensor], anchors_per_level: list[int] | None = None

@@ -207,7 +207,10 @@ class HeadObjective(nn.Module):
     def forward(self, targets: Targets, predictions: Predictions, weights: Tensor | None = None) -> dict[str, Tensor]:
         """The head's loss terms. ``weights``: the sampler's weights of these candidates
         when the head has sampled already (the RoI head pools only the kept proposals);
-        None samples here, from ``predictions`` without gradient."""
+        None samples here, from ``predictions`` without gradient. Under autocast the losses
+        are computed on float32 logits and deltas (bf16's 8-bit mantissa gives the sigmoid
+        focal loss non-finite gradients; fp16's range is worse)."""
+        predictions = predictions.at_least_float32()
         if weights is None:
             weights = self.sample(targets, predictions.detach)
             keep = torch.where(weights > 0)[0]
