@@ -49,5 +49,7 @@ def ap_fixed(coco_gt: COCO, results: list[dict[str, Any]], iou_type: str, label_
     kept, short = top_detections_per_class(results, k)
     per_image = max(Counter(r["image_id"] for r in kept).values(), default=1)  # no per-image cap
     report = evaluate_coco(coco_gt, kept, iou_type, label_map, train_freq, thresholds, per_image, backend)
-    return {"mAP": report["stats"]["mAP"], **report["groups"], "dets_per_class": k, "classes_under_k": short,
+    # the mean of the per-class APs: pycocotools' stats[0] reads maxDets 100 only, -1 for any other cap
+    mean = report["mAP_macro"] if report["mAP_macro"] is not None else 0.0
+    return {"mAP": mean, **report["groups"], "dets_per_class": k, "classes_under_k": short,
             "per_class": {e["category_id"]: e["AP"] for e in report["per_class"]}}

@@ -72,6 +72,9 @@ def test_ap_fixed_by_hand(lvis):
     two = ap_fixed(gt, results, "bbox", label_map, k=2)
     assert two["per_class"][2] == pytest.approx(0.5 * 34 / 101, rel=1e-6)
     assert two["classes_under_k"] == 0 and fixed["classes_under_k"] == 1  # 4 forks < 400
+    # AP-fixed's mAP is the mean over the classes (pycocotools' own stats[0] is -1 for a cap other than 100)
+    assert two["mAP"] == pytest.approx((two["per_class"][1] + two["per_class"][2]) / 2, rel=1e-9)
+    assert fixed["mAP"] == pytest.approx((fixed["per_class"][1] + fixed["per_class"][2]) / 2, rel=1e-9)
 
 
 def test_selection_equals_the_released_script_and_keeps_tied_file_order():
