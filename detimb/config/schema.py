@@ -241,7 +241,8 @@ class DataConfig:
     mixup: Optional[Dict[str, Any]] = None
     batch_size: int = 2
     val_batch_size: int = 2
-    num_workers: int = 0
+    num_workers: Any = "auto"  # loader processes, or auto: the rank's share of the cores (at most 8) on GPU, 0 on CPU
+    prefetch_factor: int = 2  # batches each worker keeps in flight
     check_images: bool = True  # read every image's header before training (cached; --skip-image-check)
     # multi-band / high-bit-depth input (read with rasterio, see detimb.data.pixels): 1-based bands
     # (null: all) and [lo, hi] scaling (null: integers by their type's maximum); model.in_channels

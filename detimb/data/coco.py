@@ -14,6 +14,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
+from detimb.data.image_samplers import EpochIndex
 from detimb.data.coco_validate import CocoRecords, is_lvis_style, validate_coco
 from detimb.data.pixels import RGB, PixelSpec, read_raster, to_chw_tensor
 from detimb.data.label_map import LabelMap
@@ -61,7 +62,8 @@ class CocoDetection(Dataset):
         out_of_bounds: 'clip' boxes to their image and count them (default) or 'error'.
         with_masks: decode polygons/RLE into masks (Mask R-CNN).
         label_map: the training set's map; pass it for a val split so labels agree.
-        seed: base seed of the augmentation; ``set_epoch`` varies it per epoch.
+        seed: base seed of the augmentation, varied per epoch: by the ``EpochIndex`` a loader
+            passes, or by ``set_epoch`` for plain integer indices.
         pixels: the bands and scaling the model reads (``detimb.data.pixels``): the default
             reads 8-bit RGB with OpenCV; multi-band or 16-bit GeoTIFFs are read with rasterio
             and keep their bands, as float32 (C, H, W).
@@ -133,7 +135,8 @@ class CocoDetection(Dataset):
                                f" {info['width']}x{info['height']}. Fix: correct width/height in the record")
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __getitem__(self, key: int | EpochIndex) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        epoch, index = (self.epoch, key) if isinstance(key, int) else key
         info = self.images[index]
         image = self.load_image(info)
         anns = self._training_annotations(info["id"])
@@ -145,7 +148,7 @@ class CocoDetection(Dataset):
         if self.with_masks:
             masks = [polygons_to_mask(a["segmentation"], info["height"], info["width"]) for a in anns]
         if self.pipeline is not None:
-            seed = (self.seed * 1_000_003 + self.epoch * 10_007 + index) % (2**32)
+            seed = (self.seed * 1_000_003 + epoch * 10_007 + index) % (2**32)
             image, boxes, kept, masks = apply_albumentations(self.pipeline, image, boxes, masks, seed)
             labels, areas = labels[kept], areas[kept]
         target = {

@@ -4,14 +4,16 @@ An image sampler turns (epoch, seed) into the epoch's list of dataset indices, t
 every rank; ``EpochSampler`` pads that list to a multiple of the world size and gives each
 rank a disjoint, equally long share, so distributed training stays in step. Lists depend
 only on (seed, epoch), so a resumed run visits exactly the images an uninterrupted one
-would.
+would. The sampler yields ``EpochIndex`` (epoch, index) pairs: a dataset seeds an item's
+augmentation from them, which stays right in data-loader workers that persist across
+epochs (they never see a ``set_epoch`` made in the training process).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import torch
 from torch.utils.data import Sampler
@@ -19,6 +21,13 @@ from torch.utils.data import Sampler
 from detimb.registry import Registry
 
 IMAGE_SAMPLERS = Registry("image sampler")
+
+
+class EpochIndex(NamedTuple):
+    """Item ``index`` of a dataset as read in ``epoch`` (what seeds its augmentation)."""
+
+    epoch: int
+    index: int
 
 
 def image_classes(records: Any, images: list[dict[str, Any]]) -> list[set[int]]:
@@ -114,8 +123,9 @@ class ClassAwareImages(ImageSampler):
         return [int(self.members[c][s]) for c, s in zip(picks.tolist(), slots.tolist())]
 
 
-class EpochSampler(Sampler[int]):
-    """This rank's share of the epoch's indices, from ``start`` on (for resuming)."""
+class EpochSampler(Sampler[EpochIndex]):
+    """This rank's share of the epoch's indices, from ``start`` on (for resuming), each
+    paired with the epoch."""
 
     def __init__(self, policy: ImageSampler, rank: int, world: int, seed: int) -> None:
         self.policy, self.rank, self.world, self.seed = policy, rank, world, seed
@@ -137,8 +147,9 @@ class EpochSampler(Sampler[int]):
     def batches_in_epoch(self, epoch: int, batch_size: int) -> int:
         return math.ceil(len(self.rank_indices(epoch)) / batch_size)
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.rank_indices(self.epoch)[self.start:])
+    def __iter__(self) -> Iterator[EpochIndex]:
+        epoch = self.epoch
+        return (EpochIndex(epoch, i) for i in self.rank_indices(epoch)[self.start:])
 
     def __len__(self) -> int:
         return max(0, len(self.rank_indices(self.epoch)) - self.start)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -84,15 +86,55 @@ def build_val_dataset(cfg: DictConfig, label_map: Any, segmentation: bool) -> Co
                                ignore_index=cfg.ignore_index, overlap=cfg.mask_overlap)
 
 
-def build_loader(dataset: CocoDetection | SegmentationDataset, *, batch_size: int, num_workers: int, rank: int = 0,
-                 world: int = 1, seed: int = 0, sampler: dict[str, Any] | None = None,
-                 where: str = "data.train.sampler") -> DataLoader:
+AUTO_WORKERS_CAP = 8
+
+
+def resolve_num_workers(setting: int | str, device: torch.device, local_world: int = 1) -> int:
+    """``data.num_workers``: an integer as given; ``auto`` is this rank's share of the cores
+    (``local_world`` ranks on the node), capped at 8, when the model steps on an
+    accelerator, and 0 when it steps on the CPU: there the step's own threads use every core,
+    and worker processes compete with it (``benchmarks/loader.py`` records the measurement)."""
+    if setting != "auto":
+        return int(setting)
+    if device.type == "cpu":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(AUTO_WORKERS_CAP, cores // max(1, local_world)))
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """How a loader reads: ``num_workers`` processes (0: in the training process), each
+    keeping ``prefetch_factor`` batches in flight; ``pin_memory`` for a CUDA device."""
+
+    num_workers: int = 0
+    prefetch_factor: int = 2
+    pin_memory: bool = False
+
+    @classmethod
+    def from_config(cls, data: DictConfig, device: torch.device) -> LoaderSettings:
+        """``data.num_workers`` (resolved for ``device`` and the ranks on this node) and
+        ``data.prefetch_factor``; pinned memory on CUDA."""
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        return cls(resolve_num_workers(data.num_workers, device, local_world), int(data.prefetch_factor),
+                   device.type == "cuda")
+
+
+def build_loader(dataset: CocoDetection | SegmentationDataset, *, batch_size: int,
+                 settings: LoaderSettings = LoaderSettings(), rank: int = 0, world: int = 1, seed: int = 0,
+                 sampler: dict[str, Any] | None = None, where: str = "data.train.sampler",
+                 persistent: bool = True) -> DataLoader:
     """A loader over this rank's share of each epoch. ``sampler``: an image sampler spec
     (uniform, repeat_factor, class_aware); None visits every item once, in order. A patch
     dataset is always read in order: its items are random draws already, and hard
-    examples must come first."""
+    examples must come first.
+
+    With ``settings.num_workers`` > 0 the workers persist across epochs (unless
+    ``persistent`` is False: a dataset whose state changes between epochs, as hard example
+    reintroduction's does, needs fresh ones) and keep ``prefetch_factor`` batches each in
+    flight; pinned memory (CUDA) lets the host-to-device copy overlap the step."""
     policy: ImageSampler
-    if getattr(dataset, "patch_sampler", None) is not None:
+    if isinstance(dataset, SegmentationDataset) and dataset.patch_sampler is not None:
         policy = SequentialImages([set()] * len(dataset))
     else:
         classes = image_classes(dataset.records, dataset.images)
@@ -101,8 +143,12 @@ def build_loader(dataset: CocoDetection | SegmentationDataset, *, batch_size: in
     # global RNG that the detector's samplers use, and a resumed run would drift from an
     # uninterrupted one. Augmentation is seeded per (seed, epoch, index), not per worker.
     generator = torch.Generator().manual_seed(seed + rank)
+    workers: dict[str, Any] = {}
+    if settings.num_workers > 0:
+        workers = {"persistent_workers": persistent, "prefetch_factor": settings.prefetch_factor}
     return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(policy, rank, world, seed),
-                      num_workers=num_workers, collate_fn=collate, persistent_workers=False, generator=generator)
+                      num_workers=settings.num_workers, collate_fn=collate, generator=generator,
+                      pin_memory=settings.pin_memory, **workers)
 
 
 def position(loader: DataLoader, iteration: int) -> tuple[int, int]:

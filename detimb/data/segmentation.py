@@ -20,6 +20,7 @@ from tqdm import tqdm
 from detimb.data.pixels import to_chw_tensor
 from detimb.data.class_map import class_map
 from detimb.data.coco import CocoDetection
+from detimb.data.image_samplers import EpochIndex
 from detimb.data.dense_augment import AsymmetricAugmentation, Mixup
 from detimb.data.patch_samplers import PatchSampler
 from detimb.data.transforms import apply_albumentations
@@ -165,8 +166,8 @@ class SegmentationDataset(Dataset):
                 cmap = maps[0]
         return image, cmap, spec
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        epoch = self.epoch
+    def __getitem__(self, key: int | EpochIndex) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        epoch, index = (self.epoch, key) if isinstance(key, int) else key
         image, cmap, spec = self._augmented(epoch, index)
         target: dict[str, torch.Tensor] = {}
         if self.mixup is not None:

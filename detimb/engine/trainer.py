@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import random
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,7 @@ from tqdm import tqdm
 
 from detimb.config import config_to_yaml, save_config, to_dict
 from detimb.data.label_map import LabelMap
-from detimb.data.loader import build_loader, position
+from detimb.data.loader import LoaderSettings, build_loader, position
 from detimb import distributed
 from detimb.models.weights import load_model_state, load_weights_file
 from detimb.engine.checkpoint import (
@@ -37,12 +34,14 @@ from detimb.evaluation.coco_eval import class_frequencies
 from detimb.engine.header import run_header
 from detimb.engine.interrupt import StopAtIterationEnd, TrainingInterrupted
 from detimb.engine.metrics_log import MetricsLog
+from detimb.engine.step_clock import IntervalTimes, StepClock
 from detimb.engine.run_lock import RunLock, check_fresh_folder
 from detimb.engine.optim import build_optimizer, build_scheduler
+from detimb.engine.precision import autocast_dtype, check_finite, with_sync_batchnorm
 from detimb.models.priors import apply_priors, optimal_priors
 from detimb.engine.tasks import Task, make_task
 from detimb.evaluation.evaluators import EvalRequest
-from detimb.errors import ConfigError, TrainingError
+from detimb.errors import ConfigError
 from detimb.models.heads.objective import HeadObjective
 from detimb.utils import atomic_write_json
 
@@ -56,48 +55,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-
-
-def with_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` with every BatchNorm a SyncBatchNorm (``train.sync_bn``), on CUDA; torch's
-    SyncBatchNorm does not run on the CPU, where a warning says the setting is ignored."""
-    if device.type != "cuda":
-        warnings.warn("train.sync_bn needs CUDA devices (torch's SyncBatchNorm); BatchNorm stays per rank here",
-                      stacklevel=2)
-        return model
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-
-
-def autocast_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``train.amp`` on ``device``: None (float32), float16 (``fp16``
-    or ``true``: CUDA only, elsewhere a warning and float32) or bfloat16 (``bf16``: CUDA
-    with bf16 support, or the CPU)."""
-    if amp is False:
-        return None
-    if amp is True or amp == "fp16":
-        if device.type != "cuda":
-            warnings.warn(f"train.amp: fp16 needs a CUDA device; training in float32 on {device.type} (bf16 runs on"
-                          " the CPU too)", stacklevel=2)
-            return None
-        return torch.float16
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"train.amp: bf16 is not supported by {torch.cuda.get_device_name(device)}. Fix: use fp16")
-    return torch.bfloat16
-
-
-def check_finite(losses: dict[str, torch.Tensor], iteration: int) -> torch.Tensor:
-    """The loss terms as one detached float32 tensor, after one check that all are finite
-    (one host read-back per step, not one per term); a TrainingError names the first
-    term that is not."""
-    values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
-    if not bool(torch.isfinite(values).all()):
-        for name, value in zip(losses, values.tolist()):
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"iteration {iteration}: loss term '{name}' is {value}. Fix: lower train.optimizer.lr,"
-                    " set train.grad_clip, lengthen train.schedule.warmup_iters, or check the data for broken boxes"
-                )
-    return values
 
 
 class Trainer:
@@ -171,12 +128,15 @@ class Trainer:
                 for message in ds.records.warnings:
                     logger.warning(message)
         self.train_freq = class_frequencies(self.train_set.records.data)
-        self.train_loader = build_loader(self.train_set, batch_size=cfg.data.batch_size,
-                                         num_workers=cfg.data.num_workers, rank=self.rank, world=self.world,
-                                         seed=seed, sampler=to_dict(cfg.data.train.sampler))
-        self.val_loader = build_loader(self.val_set, batch_size=cfg.data.val_batch_size,
-                                       num_workers=cfg.data.num_workers, rank=self.rank, world=self.world, seed=seed)
         self.hard_examples = self.task.hard_examples(self.train_set, self.rank, self.world)
+        self.loader_settings = LoaderSettings.from_config(cfg.data, self.device)
+        # hard example reintroduction changes the dataset between epochs: workers must restart to see it
+        self.train_loader = build_loader(self.train_set, batch_size=cfg.data.batch_size,
+                                         settings=self.loader_settings, rank=self.rank, world=self.world, seed=seed,
+                                         sampler=to_dict(cfg.data.train.sampler),
+                                         persistent=self.hard_examples is None)
+        self.val_loader = build_loader(self.val_set, batch_size=cfg.data.val_batch_size,
+                                       settings=self.loader_settings, rank=self.rank, world=self.world, seed=seed)
 
     def _start(self, resume: Path | None) -> None:
         """Clear what an interrupted write left, then restore a checkpoint or seed this rank."""
@@ -280,25 +240,23 @@ class Trainer:
     def _loop(self, max_iters: int, log: MetricsLog | None, bar: tqdm, stop: StopAtIterationEnd) -> None:
         """Iterations until ``max_iters``; a Ctrl-C (``stop``) ends the loop after a whole one."""
         tcfg = self.cfg.train
-        tic = time.perf_counter()
+        clock = StepClock()
+        logged = self.iteration
         while self.iteration < max_iters:
             epoch, offset = position(self.train_loader, self.iteration)
             if self.hard_examples is not None:
                 self.hard_examples.before_epoch(self.model, epoch, self.device)
             self.train_loader.sampler.set_epoch(epoch)
             self.train_loader.sampler.set_start(offset * self.train_loader.batch_size)
-            self.train_set.set_epoch(epoch)
-            for images, targets in self.train_loader:
+            for images, targets in clock.batches(self.train_loader):
                 losses = self.step(images, targets)
                 self.iteration += 1
                 bar.update(1)
                 if self.iteration % tcfg.log_interval == 0 or self.iteration == max_iters:
-                    row = self._log_row(dict(zip(losses, torch.stack(list(losses.values())).tolist())),
-                                        time.perf_counter() - tic)
-                    tic = time.perf_counter()
-                    if log is not None:
-                        log.write(row)
-                        bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}")
+                    times = clock.lap(self.iteration - logged)
+                    logged = self.iteration
+                    row = self._log_row(dict(zip(losses, torch.stack(list(losses.values())).tolist())), times)
+                    self._report_row(row, times, clock, log, bar)
                 final = self.iteration == max_iters
                 if not final and self.iteration % tcfg.eval_interval == 0 and self.cfg.evaluation.enabled:
                     self.evaluate(self.work_dir / "eval" / f"iter_{self.iteration:07d}", log)
@@ -308,6 +266,18 @@ class Trainer:
                     self._stop_interrupted(log, bar)
                 if self.iteration >= max_iters:
                     break
+
+    def _report_row(self, row: dict[str, Any], times: IntervalTimes, clock: StepClock, log: MetricsLog | None,
+                    bar: tqdm) -> None:
+        """The row to ``metrics.jsonl``, TensorBoard and the progress bar (rank 0), and the
+        one warning when the step waits for data."""
+        if log is None:
+            return
+        log.write(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}", data=f"{times.waiting_fraction:.0%}")
+        advice = clock.advice(times, self.iteration, self.loader_settings.num_workers)
+        if advice is not None:
+            logger.warning(advice)
 
     def _stop_interrupted(self, log: MetricsLog | None, bar: tqdm) -> None:
         bar.close()
@@ -354,7 +324,7 @@ class Trainer:
                     row[f"{name}/{key}"] = float(value)
         return row
 
-    def _log_row(self, losses: dict[str, float], elapsed: float) -> dict[str, Any]:
+    def _log_row(self, losses: dict[str, float], times: IntervalTimes) -> dict[str, Any]:
         hard = dict(self.hard_examples.stats) if self.hard_examples is not None else {}
         losses = {**losses, **self.sampling_row(), **hard}
         if self.world > 1:
@@ -362,7 +332,7 @@ class Trainer:
             losses = {k: float(np.mean([g[k] for g in gathered])) for k in losses}
         row: dict[str, Any] = {"iter": self.iteration, "lr": self.optimizer.param_groups[0]["lr"],
                                "loss": sum(v for k, v in losses.items() if "/" not in k), **losses,
-                               "sec_per_iter": elapsed / max(1, self.cfg.train.log_interval)}
+                               "sec_per_iter": times.sec_per_iter, "data_time": times.data_time}
         if self.device.type == "cuda":
             row["max_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
         return row

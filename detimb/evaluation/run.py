@@ -16,7 +16,7 @@ from detimb.config import Overrides, load_config, override_items
 from detimb.data.coco import coco_api
 from detimb.data.coco_validate import read_coco_json, validate_coco, validate_results
 from detimb.data.label_map import LabelMap
-from detimb.data.loader import build_loader, build_val_dataset
+from detimb.data.loader import LoaderSettings, build_loader, build_val_dataset
 from detimb.errors import DatasetError, DetimbError
 from detimb.evaluation.coco_eval import class_frequencies, format_table
 from detimb.evaluation.evaluators import EvalRequest, make_evaluator
@@ -83,7 +83,8 @@ def _evaluate_checkpoint(cfg: DictConfig, config: str | Path | None, checkpoint:
                          calibration: CalibrationRequest | None, device: str | None) -> EvaluationResult:
     restored = restore(checkpoint, config=config, overrides=overrides, device=device)
     val_set = build_val_dataset(cfg.data, restored.label_map, is_segmentation(cfg.model))
-    loader = build_loader(val_set, batch_size=cfg.data.val_batch_size, num_workers=cfg.data.num_workers)
+    loader = build_loader(val_set, batch_size=cfg.data.val_batch_size,
+                          settings=LoaderSettings.from_config(cfg.data, restored.device))
     folder = Path(out or checkpoint.parent / "eval")
     if calibration is not None:
         stats = training_statistics(load_checkpoint(checkpoint), checkpoint, restored.config, restored.label_map)

@@ -8,7 +8,8 @@ import torch
 
 from detimb.config import config_to_yaml, load_config
 from detimb.models.weights import load_checkpoint
-from detimb.engine.trainer import Trainer, check_finite
+from detimb.engine.precision import check_finite
+from detimb.engine.trainer import Trainer
 from detimb.data.synthetic import ShapesSpec, make_shapes_dataset
 from detimb.errors import ConfigError, TrainingError
 from tests.conftest import straight_and_resumed, write_config
@@ -43,6 +44,7 @@ def test_train_writes_a_complete_run_folder(tiny_config, tmp_path, detector):
     train_rows = [r for r in rows if "loss" in r]
     assert [r["iter"] for r in train_rows] == [2, 4]
     assert all(r["loss"] > 0 for r in train_rows)
+    assert all(0 <= r["data_time"] < r["sec_per_iter"] for r in train_rows)  # the loader's wait, in seconds
     heads = ["rpn", "roi_heads"] if detector != "retinanet" else ["head"]
     for head in heads:  # what each sampler kept, logged per iteration
         assert all(f"{head}/pos_per_image" in r and f"{head}/neg_mean_iou" in r for r in train_rows)
@@ -73,6 +75,15 @@ def test_resume_continues_exactly(tiny_config, tmp_path):
 def test_resume_is_exact_with_image_samplers(tiny_config, tmp_path, sampler):
     # tiny epochs (batch 4) so the run crosses epochs of varying length
     cfg = tiny_config("faster_rcnn", data={"batch_size": 4, "train": {"sampler": sampler}},
+                      train={"schedule": {"max_iters": 14}, "checkpoint_interval": 100, "eval_interval": 100})
+    a, b = straight_and_resumed(cfg, tmp_path, 9)
+    assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
+
+
+def test_resume_is_exact_with_loader_workers(tiny_config, tmp_path):
+    # two workers that persist across the epochs (batch 4: several epochs), flips seeded per (epoch, index)
+    cfg = tiny_config("faster_rcnn", data={"batch_size": 4, "num_workers": 2,
+                                           "train": {"sampler": {"type": "repeat_factor", "threshold": 0.3}}},
                       train={"schedule": {"max_iters": 14}, "checkpoint_interval": 100, "eval_interval": 100})
     a, b = straight_and_resumed(cfg, tmp_path, 9)
     assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())

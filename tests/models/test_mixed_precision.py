@@ -10,7 +10,8 @@ import torch
 
 from detimb.config import load_config
 from detimb.data.coco import CocoDetection, collate
-from detimb.engine.trainer import Trainer, autocast_dtype
+from detimb.engine.precision import autocast_dtype
+from detimb.engine.trainer import Trainer
 from detimb.errors import ConfigError
 from detimb.losses import GHMCLoss, IoULoss
 from detimb.losses.regression import elementwise_iou
@@ -82,7 +83,7 @@ def test_train_amp_bf16_runs_on_the_cpu_and_fp16_falls_back_with_a_warning(tiny_
 
 
 def test_sync_bn_converts_every_batchnorm_on_cuda_and_is_ignored_with_a_warning_elsewhere(tiny_config, tiny_shapes):
-    from detimb.engine.trainer import with_sync_batchnorm
+    from detimb.engine.precision import with_sync_batchnorm
 
     ds = CocoDetection(tiny_shapes / "annotations/train.json", tiny_shapes / "train")
     model = build_detector(tiny_config("faster_rcnn").model, ds.label_map)  # small_cnn: BatchNorm2d
