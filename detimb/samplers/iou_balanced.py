@@ -5,16 +5,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from detimb.samplers.base import (
-    SAMPLERS, Candidates, Sampler, SamplerNeeds, check_num, pick_per_group, pick_random, quota,
+from detimb.samplers.base import SAMPLERS, Candidates, Sampler, SamplerNeeds, check_num
+from detimb.samplers.batched import (
+    CandidateBatch, RandomOrders, count, instance_balanced, quotas, take, take_per_group,
 )
-from detimb.samplers.instance_balanced import instance_balanced_positives
 
 
 @SAMPLERS.register("iou_balanced")
 class IoUBalancedSampler(Sampler):
     """IoU-balanced negatives (Pang et al., Libra R-CNN, CVPR 2019), as mmdetection's
-    IoUBalancedNegSampler but vectorized and without changing its own settings per call.
+    IoUBalancedNegSampler (``mmdet/core/bbox/samplers/iou_balanced_neg_sampler.py``), but
+    batched over the images (``detimb.samplers.batched``) and without changing its own
+    settings per call (mmdetection sets ``floor_thr`` to 0 inside its first call).
 
     If the negatives fit their quota all are taken. Otherwise they split into a floor set
     (IoU < ``floor_thr``; with ``floor_thr`` 0, IoU == 0; with a negative ``floor_thr``, no
@@ -26,6 +28,13 @@ class IoUBalancedSampler(Sampler):
     Positives are instance-balanced (``pos: instance_balanced``) or uniform (``random``).
     Defaults (Libra's): num=512, pos_fraction=0.25, num_bins=3, floor_thr=-1,
     floor_fraction=0, pos='instance_balanced'.
+
+    Every draw is uniform, as mmdetection's ``random_choice``: the bins walk the first random
+    order, the refill the second (independent of which members the bins kept); the floor set
+    is disjoint from the IoU set and walks the first; the last refill, from all negatives,
+    can only meet IoU-set leftovers (IoUs are >= 0, so every negative is in one of the two
+    sets, and it runs only once the floor set is used up), and continues the second order.
+    One host sync per call with instance-balanced positives (their count), none with random.
     """
 
     needs = SamplerNeeds(geometry=True)
@@ -40,41 +49,45 @@ class IoUBalancedSampler(Sampler):
         self.num, self.pos_fraction, self.num_bins = num, pos_fraction, num_bins
         self.floor_thr, self.floor_fraction, self.pos = floor_thr, floor_fraction, pos
 
-    def negatives(self, c: Candidates, num_neg: int) -> Tensor:
-        negative = c.labels == 0
-        if int(negative.sum()) <= num_neg:
-            return negative
-        ious = c.ious
+    def _sets(self, negative: Tensor, ious: Tensor) -> tuple[Tensor, Tensor]:
+        """(floor set, IoU set) among the negatives."""
         if self.floor_thr > 0:
-            floor = negative & (ious >= 0) & (ious < self.floor_thr)
-            iou_set = negative & (ious >= self.floor_thr)
-        elif self.floor_thr == 0:
-            floor = negative & (ious == 0)
-            iou_set = negative & (ious > 0)
-        else:
-            floor = torch.zeros_like(negative)
-            iou_set = negative & (ious > self.floor_thr)
-        want_iou = int(num_neg * (1 - self.floor_fraction))
-        if int(iou_set.sum()) <= want_iou:
-            chosen = iou_set
-        elif self.num_bins < 2:
-            chosen = pick_random(iou_set, want_iou)
+            return negative & (ious >= 0) & (ious < self.floor_thr), negative & (ious >= self.floor_thr)
+        if self.floor_thr == 0:
+            return negative & (ious == 0), negative & (ious > 0)
+        return torch.zeros_like(negative), negative & (ious > self.floor_thr)
+
+    def _iou_part(self, iou_set: Tensor, ious: Tensor, want: Tensor, orders: RandomOrders) -> Tensor:
+        """``want`` per row from the IoU set: per bin, then refilled (all of a set that fits)."""
+        if self.num_bins < 2:
+            balanced = take(iou_set, want, orders.first)
         else:
             lo = max(self.floor_thr, 0.0)
-            width = (float(ious.max()) - lo) / self.num_bins
-            bins = ((ious - lo) / width).floor().long() if width > 0 else torch.zeros_like(c.labels)
+            width = ((ious.amax(1) - lo) / self.num_bins).unsqueeze(1)
+            bins = torch.where(width > 0, torch.floor((ious - lo) / torch.where(width > 0, width, 1.0)), 0.0).long()
             in_range = iou_set & (bins >= 0) & (bins < self.num_bins)
-            chosen = pick_per_group(in_range, bins.clamp(min=0), want_iou // self.num_bins)
-            chosen |= pick_random(iou_set & ~chosen, want_iou - int(chosen.sum()))
-        chosen |= pick_random(floor, num_neg - int(chosen.sum()))
-        chosen |= pick_random(negative & ~chosen, num_neg - int(chosen.sum()))
-        return chosen
+            balanced = take_per_group(in_range, bins, self.num_bins, want // self.num_bins, orders.first)
+            balanced |= take(iou_set & ~balanced, want - count(balanced), orders.second)
+        return torch.where((count(iou_set) <= want).unsqueeze(1), iou_set, balanced)
+
+    def negatives(self, batch: CandidateBatch, num_neg: Tensor, orders: RandomOrders) -> Tensor:
+        """(B, N) bool: each row's ``num_neg`` negatives."""
+        negative = batch.labels == 0
+        floor, iou_set = self._sets(negative, batch.ious)
+        want = torch.floor(num_neg.double() * (1 - self.floor_fraction)).long()
+        chosen = self._iou_part(iou_set, batch.ious, want, orders)
+        chosen |= take(floor, num_neg - count(chosen), orders.first)
+        chosen |= take(negative & ~chosen, num_neg - count(chosen), orders.second)
+        return torch.where((count(negative) <= num_neg).unsqueeze(1), negative, chosen)
 
     def __call__(self, candidates: list[Candidates]) -> list[Tensor]:
-        out = []
-        for c in candidates:
-            num_pos, num_neg = quota(c.labels, self.num, self.pos_fraction)
-            pos = instance_balanced_positives(c, num_pos) if self.pos == "instance_balanced" else pick_random(
-                c.labels > 0, num_pos)
-            out.append((pos | self.negatives(c, num_neg)).to(torch.float32))
-        return out
+        if not candidates:
+            return []
+        batch = CandidateBatch.of(candidates)
+        if batch.labels.numel() == 0:  # no images, or none with a candidate
+            return batch.split(batch.labels > 0)
+        orders = RandomOrders(batch.lengths, batch.labels.shape[1], batch.labels.device)
+        num_pos, num_neg = quotas(batch.labels, self.num, self.pos_fraction)
+        positives = (instance_balanced(batch, num_pos, orders) if self.pos == "instance_balanced"
+                     else take(batch.labels > 0, num_pos, orders.first))
+        return batch.split(positives | self.negatives(batch, num_neg, orders))

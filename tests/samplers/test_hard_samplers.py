@@ -159,3 +159,28 @@ def test_bad_settings_are_refused():
         OHEMSampler(mode="top")
     with pytest.raises(ValueError):
         IoUBalancedSampler(num_bins=0)
+
+
+def test_iou_balanced_draws_are_uniform_within_and_across_bins():
+    """The refill after the bins is uniform over every leftover, whichever bin it is in:
+    bins [0, .3) with 40 negatives and [.3, .6) with 12, 10 from each, then 10 more from the
+    32 left, so bin [.3, .6) keeps 10 + 10 * 2/32 = 10.625 on average and each negative of
+    bin [0, .3) is kept with probability (10 + 10 * 30/32) / 40 = 0.484375."""
+    ious = [0.9] + [0.1] * 40 + [0.4] * 12 + [0.05] * 8
+    c = cands([1] + [0] * 60, ious=ious, gt=[0] * 61)
+    sampler = IoUBalancedSampler(31, 1 / 31, num_bins=3, floor_thr=0.07, floor_fraction=0.0)
+    torch.manual_seed(0)
+    draws = torch.stack([sampler([c])[0] for _ in range(4000)])
+    assert (draws[:, 1:].sum(1) == 30).all() and (draws[:, 53:] == 0).all()  # the IoU set fills the quota
+    assert abs(float(draws[:, 41:53].sum(1).mean()) - 10.625) < 0.03
+    frequency = draws[:, 1:41].mean(0)
+    assert (frequency - 0.484375).abs().max() < 0.035  # ~4.4 standard errors
+    assert abs(float(frequency.mean()) - 0.484375) < 0.004
+
+
+def test_iou_balanced_batches_images_of_any_size():
+    empty = cands([], ious=[], gt=[])
+    c = iou_case()
+    out = IoUBalancedSampler(31, 1 / 31)([empty, c, empty])
+    assert [len(w) for w in out] == [0, 108, 0] and int(out[1].sum()) == 31
+    assert IoUBalancedSampler()([]) == []
