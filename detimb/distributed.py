@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from detimb.errors import InputError
+from detimb.errors import ConfigError, InputError
 
 
 def init_distributed(timeout_minutes: float = 180.0) -> tuple[int, int, torch.device]:
@@ -46,6 +46,26 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
             raise InputError(f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to"
                              f" cuda:{count - 1}")
     return out
+
+
+def setup(device: str | torch.device | None = None, timeout_minutes: float = 180.0
+          ) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) of this process: under torchrun, its rank's device (CUDA's
+    LOCAL_RANK, or the CPU), where an explicit ``device`` is refused; alone, ``device``
+    checked by ``resolve_device``."""
+    rank, world, own = init_distributed(timeout_minutes)
+    if device is None:
+        return rank, world, own
+    if world > 1:
+        raise ConfigError("--device with torchrun: each rank takes the GPU of its LOCAL_RANK. Fix: leave --device"
+                          " out, or choose GPUs with CUDA_VISIBLE_DEVICES")
+    return rank, world, resolve_device(device)
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing without a process group)."""
+    if dist.is_initialized():
+        dist.barrier()
 
 
 def is_main() -> bool:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from detimb import distributed
 from detimb.cli.common import run_cli
 from detimb.data.coco_validate import validate_coco
 from detimb.data.label_map import LabelMap
@@ -18,10 +19,11 @@ from detimb.errors import DetimbError
 from detimb.inference.merge import MATCHES, MERGES
 from detimb.inference.restore import restore
 from detimb.optional import require_extra
-from detimb.utils import atomic_write_json, inside, not_an_input
+from detimb.utils import inside, not_an_input
 from detimb.visualization import draw_detections, save_picture
 
 if TYPE_CHECKING:  # these need the geo extra (rasterio), imported once it is checked
+    from detimb.inference.scene_runs import SceneBackend, SceneDone, SceneJob, SceneStore
     from detimb.inference.sliced import ScenePrediction, SliceSettings
 
 SCENE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".img", ".vrt")
@@ -59,6 +61,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar over the scenes")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: this process, or under torchrun this rank's share of the scenes (one GPU each);"
+                        " ray: a pool of Ray actors (the ray extra), each holding the model once")
+    p.add_argument("--workers", type=int, default=1, help="--backend ray: how many actors")
+    p.add_argument("--threads", type=int, default=1, help="--backend ray: CPUs (torch threads) per actor")
+    p.add_argument("--gpus", type=float, default=0.0, help="--backend ray: GPUs per actor (0: the CPU)")
+    p.add_argument("--ray-address", help="--backend ray: the cluster to join (default: a new local Ray)")
     args = p.parse_args(argv)
     if not 0.0 <= args.mask_thr < 1.0:
         p.error(f"--mask-thr must be in [0, 1), got {args.mask_thr}")
@@ -129,33 +138,52 @@ def write_scene_outputs(args: argparse.Namespace, path: Path, pred: ScenePredict
             [label_map.names[int(k) - 1] for k in labels], pred.scores.numpy(), max_draw=args.max_draw))
 
 
+def _scene_done(args: argparse.Namespace, store: SceneStore, label_map: LabelMap, mask_threshold: float
+                ) -> SceneDone:
+    """What happens where a scene finishes: its map features and picture, then its records
+    (the mark that it is done)."""
+    from detimb.inference.sliced import coco_records
+
+    def done(job: SceneJob, pred: ScenePrediction) -> None:
+        write_scene_outputs(args, job.path, pred, label_map)
+        image = {"id": job.image_id, "file_name": job.path.name, "width": pred.width, "height": pred.height}
+        store.save(job, image, coco_records(pred, job.image_id, label_map))
+        masked = "" if pred.masks is None else \
+            f" ({pred.empty_masks} whose mask is empty at {mask_threshold}: outlined by the box)"
+        tqdm.write(f"{job.path.name}: {pred.tiles} tiles, {len(pred)} detections after {args.merge}{masked}")
+
+    return done
+
+
 def infer(args: argparse.Namespace) -> None:
     require_extra("geo", "detimb-infer (sliced inference)", ("rasterio", "shapely"))
-    from detimb.inference.sliced import coco_records, sliced_predict
+    from detimb.inference.scene_runs import ModelSource, ProcessScenes, RayScenes, SceneJob, SceneStore
 
-    restored = restore(args.checkpoint, config=args.config, overrides=args.cfg_options, device=args.device)
+    ray = args.backend == "ray"
+    rank, world, device = (0, 1, distributed.resolve_device("cpu")) if ray else distributed.setup(args.device)
+    source = ModelSource(Path(args.checkpoint), Path(args.config) if args.config else None, tuple(args.cfg_options))
+    restored = restore(source.checkpoint, config=source.config, overrides=list(source.overrides), device=device)
     if restored.segmentation:
         raise DetimbError("tools/infer.py runs detectors; this config is a segmentation model")
     settings = settings_of(args, restored.pixels)
     scenes = scene_files(args.images)
-    results: dict[str, list] = {"bbox": [], "segm": []}
-    images = []
-    for path, image_id in tqdm(list(zip(scenes, scene_ids(args.coco, scenes))), desc="scenes", unit="scene",
-                               disable=args.no_progress):
-        pred = sliced_predict(restored.model, path, settings, restored.device)
-        for kind, records in coco_records(pred, image_id, restored.label_map).items():
-            results[kind] += records
-        images.append({"id": image_id, "file_name": path.name, "width": pred.width, "height": pred.height})
-        write_scene_outputs(args, path, pred, restored.label_map)
-        masked = "" if pred.masks is None else \
-            f" ({pred.empty_masks} whose mask is empty at {settings.mask_threshold}: outlined by the box)"
-        tqdm.write(f"{path.name}: {pred.tiles} tiles, {len(pred)} detections after {args.merge}{masked}")
+    jobs = [SceneJob(path, image_id) for path, image_id in zip(scenes, scene_ids(args.coco, scenes))]
     out = Path(args.out)
-    atomic_write_json(out / "results_bbox.json", results["bbox"])
-    if results["segm"]:
-        atomic_write_json(out / "results_segm.json", results["segm"])
-    atomic_write_json(out / "images.json", images)
-    print(f"written to {out}")
+    store = SceneStore(out, source.run_key(settings))
+    earlier = sum(store.done(job) for job in jobs)
+    if earlier and distributed.is_main():
+        print(f"{earlier} of {len(jobs)} scenes were finished by an earlier run with these settings: kept")
+    backend: SceneBackend = (
+        RayScenes(source, settings, workers=args.workers, threads=args.threads, gpus=args.gpus,
+                  address=args.ray_address, progress=not args.no_progress) if ray else
+        ProcessScenes(restored, settings, rank=rank, world=world, progress=not args.no_progress))
+    backend.run(jobs, lambda job: not store.done(job), _scene_done(args, store, restored.label_map,
+                                                                     settings.mask_threshold))
+    distributed.barrier()
+    if distributed.is_main():
+        store.assemble(jobs, out)
+        print(f"written to {out}")
+    distributed.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:

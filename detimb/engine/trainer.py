@@ -79,12 +79,7 @@ class Trainer:
         self.cfg = cfg
         self.work_dir = Path(work_dir)
         self.progress = progress
-        self.rank, self.world, self.device = distributed.init_distributed(cfg.train.dist_timeout_minutes)
-        if device is not None:
-            if self.world > 1:
-                raise ConfigError("--device with torchrun: each rank takes the GPU of its LOCAL_RANK. Fix: leave"
-                                  " --device out, or choose GPUs with CUDA_VISIBLE_DEVICES")
-            self.device = distributed.resolve_device(device)
+        self.rank, self.world, self.device = distributed.setup(device, cfg.train.dist_timeout_minutes)
         if distributed.is_main():
             check_fresh_folder(self.work_dir, resuming=resume is not None, overwrite=overwrite)
         tcfg = cfg.train
