@@ -72,6 +72,8 @@ RULES = (
     Rule("data.val_batch_size", "an integer >= 1", _at_least(1)),
     Rule("data.num_workers", "auto or an integer >= 0", lambda v: v == "auto" or _at_least(0)(v)),
     Rule("data.prefetch_factor", "an integer >= 1", _at_least(1)),
+    Rule("data.cache", "ram, disk or null", lambda v: v is None or v in ("ram", "disk")),
+    Rule("data.cache_max_gb", "a number of GB > 0", _positive),
     Rule("data.train.out_of_bounds", "clip or error", _choice("clip", "error")),
     Rule("data.val.out_of_bounds", "clip or error", _choice("clip", "error")),
     Rule("data.mask_overlap", "smaller_on_top or ignore", _choice("smaller_on_top", "ignore")),

@@ -243,6 +243,9 @@ class DataConfig:
     val_batch_size: int = 2
     num_workers: Any = "auto"  # loader processes, or auto: the rank's share of the cores (at most 8) on GPU, 0 on CPU
     prefetch_factor: int = 2  # batches each worker keeps in flight
+    cache: Optional[str] = None  # keep decoded images for later epochs and runs: ram (/dev/shm), disk, or null
+    cache_dir: Optional[str] = None  # data.cache: disk's folder (default: <detimb cache>/decoded)
+    cache_max_gb: float = 32.0  # the most a dataset's decoded images may take in the cache
     check_images: bool = True  # read every image's header before training (cached; --skip-image-check)
     # multi-band / high-bit-depth input (read with rasterio, see detimb.data.pixels): 1-based bands
     # (null: all) and [lo, hi] scaling (null: integers by their type's maximum); model.in_channels

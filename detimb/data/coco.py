@@ -15,6 +15,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from detimb.data.image_samplers import EpochIndex
+from detimb.data.image_cache import DecodedImageCache
 from detimb.data.coco_validate import CocoRecords, is_lvis_style, validate_coco
 from detimb.data.pixels import RGB, PixelSpec, read_raster, to_chw_tensor
 from detimb.data.label_map import LabelMap
@@ -67,6 +68,7 @@ class CocoDetection(Dataset):
         pixels: the bands and scaling the model reads (``detimb.data.pixels``): the default
             reads 8-bit RGB with OpenCV; multi-band or 16-bit GeoTIFFs are read with rasterio
             and keep their bands, as float32 (C, H, W).
+        cache: keep decoded images (``data.cache``, ``detimb.data.image_cache``), or None.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class CocoDetection(Dataset):
         label_map: LabelMap | None = None,
         seed: int = 0,
         pixels: PixelSpec = RGB,
+        cache: DecodedImageCache | None = None,
     ) -> None:
         self.records: CocoRecords = validate_coco(ann_file, img_dir, out_of_bounds)
         self.img_dir = Path(img_dir)
@@ -91,6 +94,7 @@ class CocoDetection(Dataset):
                                " Fix: use the same categories in every split")
         self.with_masks = with_masks
         self.pixels = pixels
+        self.cache = cache
         self.pipeline = build_albumentations(list(transforms or []))
         self.seed = seed
         self.epoch = 0
@@ -116,8 +120,14 @@ class CocoDetection(Dataset):
         return [a for a in self.records.annotations_by_image[image_id] if not a.get("iscrowd", 0)]
 
     def load_image(self, info: dict[str, Any]) -> np.ndarray:
-        """(H, W, 3) uint8 RGB, or (H, W, C) float32 model input for a non-RGB ``pixels``."""
+        """(H, W, 3) uint8 RGB, or (H, W, C) float32 model input for a non-RGB ``pixels``;
+        from the decoded-image cache when there is one."""
         path = self.img_dir / info["file_name"]
+        if self.cache is not None:
+            return self.cache.get(path, lambda: self._decode(info, path))
+        return self._decode(info, path)
+
+    def _decode(self, info: dict[str, Any], path: Path) -> np.ndarray:
         if not self.pixels.is_rgb:
             image = read_raster(path, self.pixels)
             if image.shape[:2] != (info["height"], info["width"]):

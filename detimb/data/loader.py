@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from detimb.data.pixels import RGB, PixelSpec
 from detimb.data.coco import CocoDetection, collate
 from detimb.data.dense_augment import MIXUPS, AsymmetricAugmentation
+from detimb.data.image_cache import DecodedImageCache
 from detimb.data.image_check import check_images
 from detimb.data.image_samplers import IMAGE_SAMPLERS, EpochSampler, ImageSampler, SequentialImages, image_classes
 from detimb.data.patch_samplers import PATCH_SAMPLERS
@@ -23,11 +24,17 @@ from detimb.errors import ConfigError, DatasetError
 
 def build_datasets(cfg: DictConfig, with_masks: bool, seed: int, pixels: PixelSpec = RGB
                    ) -> tuple[CocoDetection, CocoDetection]:
-    """Train and val splits; val uses the training set's label map; both read ``pixels``."""
+    """Train and val splits; val uses the training set's label map; both read ``pixels``,
+    through the decoded-image cache ``data.cache`` (its bound checked first)."""
+    cache = DecodedImageCache.from_config(cfg, pixels)
     train = CocoDetection(cfg.train.ann_file, cfg.train.img_dir, list(cfg.train.transforms), cfg.train.keep_empty,
-                          cfg.train.out_of_bounds, with_masks, seed=seed, pixels=pixels)
+                          cfg.train.out_of_bounds, with_masks, seed=seed, pixels=pixels, cache=cache)
     val = CocoDetection(cfg.val.ann_file, cfg.val.img_dir, list(cfg.val.transforms), True, cfg.val.out_of_bounds,
-                        with_masks, label_map=train.label_map, seed=seed, pixels=pixels)
+                        with_masks, label_map=train.label_map, seed=seed, pixels=pixels, cache=cache)
+    if cache is not None:
+        sizes = [(ds.img_dir / im["file_name"], int(im["height"]), int(im["width"])) for ds in (train, val)
+                 for im in ds.images]
+        cache.check_capacity(sizes, f"the {len(sizes)} training and validation images")
     if len(train) == 0:
         raise DatasetError(f"{cfg.train.ann_file}: no training images (keep_empty: {cfg.train.keep_empty}). Fix: add"
                            " annotated images or set data.train.keep_empty: true")
