@@ -31,10 +31,7 @@ def build_datasets(cfg: DictConfig, with_masks: bool, seed: int, pixels: PixelSp
                           cfg.train.out_of_bounds, with_masks, seed=seed, pixels=pixels, cache=cache)
     val = CocoDetection(cfg.val.ann_file, cfg.val.img_dir, list(cfg.val.transforms), True, cfg.val.out_of_bounds,
                         with_masks, label_map=train.label_map, seed=seed, pixels=pixels, cache=cache)
-    if cache is not None:
-        sizes = [(ds.img_dir / im["file_name"], int(im["height"]), int(im["width"])) for ds in (train, val)
-                 for im in ds.images]
-        cache.check_capacity(sizes, f"the {len(sizes)} training and validation images")
+    _check_cache(cache, [train, val], "training and validation")
     if len(train) == 0:
         raise DatasetError(f"{cfg.train.ann_file}: no training images (keep_empty: {cfg.train.keep_empty}). Fix: add"
                            " annotated images or set data.train.keep_empty: true")
@@ -42,6 +39,15 @@ def build_datasets(cfg: DictConfig, with_masks: bool, seed: int, pixels: PixelSp
         check_images(train.records, cfg.train.img_dir)
         check_images(val.records, cfg.val.img_dir)
     return train, val
+
+
+def _check_cache(cache: DecodedImageCache | None, datasets: list[CocoDetection], splits: str) -> None:
+    """The decoded-image cache's bound against the datasets' images (nothing without a cache)."""
+    if cache is None:
+        return
+    sizes = [(ds.img_dir / im["file_name"], int(im["height"]), int(im["width"])) for ds in datasets
+             for im in ds.images]
+    cache.check_capacity(sizes, f"the {len(sizes)} {splits} images")
 
 
 def _with_labels(spec: dict[str, Any], key: str, dataset: CocoDetection, where: str) -> dict[str, Any]:
@@ -83,10 +89,14 @@ def build_segmentation_datasets(cfg: DictConfig, seed: int, progress: bool = Fal
     return train, val
 
 
-def build_val_dataset(cfg: DictConfig, label_map: Any, segmentation: bool) -> CocoDetection | SegmentationDataset:
-    """The val split alone, labelled with a checkpoint's ``label_map`` (for evaluation)."""
+def build_val_dataset(cfg: DictConfig, label_map: Any, segmentation: bool, pixels: PixelSpec = RGB
+                      ) -> CocoDetection | SegmentationDataset:
+    """The val split alone, labelled with a checkpoint's ``label_map`` and read as its
+    ``pixels`` (bands and scaling), through ``data.cache`` (for evaluation)."""
+    cache = DecodedImageCache.from_config(cfg, pixels)
     val = CocoDetection(cfg.val.ann_file, cfg.val.img_dir, list(cfg.val.transforms), True, cfg.val.out_of_bounds,
-                        label_map=label_map)
+                        label_map=label_map, pixels=pixels, cache=cache)
+    _check_cache(cache, [val], "validation")
     if not segmentation:
         return val
     return SegmentationDataset(val, build_albumentations(list(cfg.val.transforms), "data.val.transforms"),

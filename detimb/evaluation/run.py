@@ -82,7 +82,7 @@ def _evaluate_checkpoint(cfg: DictConfig, config: str | Path | None, checkpoint:
                          train_freq: dict[int, dict[str, int]] | None, out: str | Path | None,
                          calibration: CalibrationRequest | None, device: str | None) -> EvaluationResult:
     restored = restore(checkpoint, config=config, overrides=overrides, device=device)
-    val_set = build_val_dataset(cfg.data, restored.label_map, is_segmentation(cfg.model))
+    val_set = build_val_dataset(cfg.data, restored.label_map, is_segmentation(cfg.model), restored.pixels)
     loader = build_loader(val_set, batch_size=cfg.data.val_batch_size,
                           settings=LoaderSettings.from_config(cfg.data, restored.device))
     folder = Path(out or checkpoint.parent / "eval")

@@ -9,7 +9,7 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from detimb.api import Predictor
+from detimb.api import Predictor, evaluate
 from detimb.config import load_config
 from detimb.data.coco import CocoDetection
 from detimb.data.pixels import PixelSpec
@@ -74,6 +74,9 @@ def test_a_four_band_model_trains_and_infers_with_the_checkpoints_scaling(four_b
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     assert trainer.model.backbone.body.stem[0].in_channels == 4
     trainer.train()
+    # detimb-eval reads the validation split with the checkpoint's bands and scaling
+    scored = evaluate(None, checkpoint=tmp_path / "run" / "last.pth", out=tmp_path / "eval")
+    assert scored.reports["bbox"]["stats"] == trainer.evaluate(tmp_path / "again")["bbox"]["stats"]
     predictor = Predictor.from_checkpoint(tmp_path / "run" / "last.pth", score_threshold=0.0)
     assert predictor.pixels == PixelSpec((1, 2, 3, 4), (0.0, 65535.0), 4)
     scene = tmp_path / "scene.tif"
