@@ -69,6 +69,9 @@ class CocoDetection(Dataset):
             reads 8-bit RGB with OpenCV; multi-band or 16-bit GeoTIFFs are read with rasterio
             and keep their bands, as float32 (C, H, W).
         cache: keep decoded images (``data.cache``, ``detimb.data.image_cache``), or None.
+        uint8_images: give 8-bit RGB items as uint8 tensors (detimb's models divide them by 255
+            on their device: a quarter of the bytes between loader processes and to the GPU);
+            default float32 in [0, 1].
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class CocoDetection(Dataset):
         seed: int = 0,
         pixels: PixelSpec = RGB,
         cache: DecodedImageCache | None = None,
+        uint8_images: bool = False,
     ) -> None:
         self.records: CocoRecords = validate_coco(ann_file, img_dir, out_of_bounds)
         self.img_dir = Path(img_dir)
@@ -95,6 +99,7 @@ class CocoDetection(Dataset):
         self.with_masks = with_masks
         self.pixels = pixels
         self.cache = cache
+        self.uint8_images = uint8_images
         self.pipeline = build_albumentations(list(transforms or []))
         self.seed = seed
         self.epoch = 0
@@ -175,7 +180,7 @@ class CocoDetection(Dataset):
         if masks is not None:
             h, w = image.shape[:2]
             target["masks"] = torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, h, w), dtype=torch.uint8)
-        return to_chw_tensor(image), target
+        return to_chw_tensor(image, keep_uint8=self.uint8_images), target
 
 
 def collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[list, list]:

@@ -25,12 +25,14 @@ from detimb.errors import ConfigError, DatasetError
 def build_datasets(cfg: DictConfig, with_masks: bool, seed: int, pixels: PixelSpec = RGB
                    ) -> tuple[CocoDetection, CocoDetection]:
     """Train and val splits; val uses the training set's label map; both read ``pixels``,
-    through the decoded-image cache ``data.cache`` (its bound checked first)."""
+    through the decoded-image cache ``data.cache`` (its bound checked first), and give
+    8-bit RGB items as uint8 tensors (the model divides them by 255 on its device)."""
     cache = DecodedImageCache.from_config(cfg, pixels)
     train = CocoDetection(cfg.train.ann_file, cfg.train.img_dir, list(cfg.train.transforms), cfg.train.keep_empty,
-                          cfg.train.out_of_bounds, with_masks, seed=seed, pixels=pixels, cache=cache)
+                          cfg.train.out_of_bounds, with_masks, seed=seed, pixels=pixels, cache=cache, uint8_images=True)
     val = CocoDetection(cfg.val.ann_file, cfg.val.img_dir, list(cfg.val.transforms), True, cfg.val.out_of_bounds,
-                        with_masks, label_map=train.label_map, seed=seed, pixels=pixels, cache=cache)
+                        with_masks, label_map=train.label_map, seed=seed, pixels=pixels, cache=cache,
+                        uint8_images=True)
     _check_cache(cache, [train, val], "training and validation")
     if len(train) == 0:
         raise DatasetError(f"{cfg.train.ann_file}: no training images (keep_empty: {cfg.train.keep_empty}). Fix: add"
@@ -95,7 +97,7 @@ def build_val_dataset(cfg: DictConfig, label_map: Any, segmentation: bool, pixel
     ``pixels`` (bands and scaling), through ``data.cache`` (for evaluation)."""
     cache = DecodedImageCache.from_config(cfg, pixels)
     val = CocoDetection(cfg.val.ann_file, cfg.val.img_dir, list(cfg.val.transforms), True, cfg.val.out_of_bounds,
-                        label_map=label_map, pixels=pixels, cache=cache)
+                        label_map=label_map, pixels=pixels, cache=cache, uint8_images=True)
     _check_cache(cache, [val], "validation")
     if not segmentation:
         return val

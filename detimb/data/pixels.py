@@ -95,11 +95,15 @@ def read_raster(path: str | Path, spec: PixelSpec) -> np.ndarray:
     return np.ascontiguousarray(spec.convert(pixels, str(path)).transpose(1, 2, 0))
 
 
-def to_chw_tensor(image: np.ndarray) -> Tensor:
-    """(H, W, C) image -> (C, H, W) float model input: uint8 RGB divided by 255, a float
-    model input (``read_raster``) as it is."""
+def to_chw_tensor(image: np.ndarray, *, keep_uint8: bool = False) -> Tensor:
+    """(H, W, C) image -> (C, H, W) model input: uint8 RGB divided by 255 (or, with
+    ``keep_uint8``, left uint8: a quarter of the bytes to pass between loader processes and
+    to copy to the device, where the model's transform divides it,
+    ``detimb.models.transform.float_image``), a float model input (``read_raster``) as it is."""
     x = torch.from_numpy(np.ascontiguousarray(image) if image.flags.writeable else image.copy()).permute(2, 0, 1)
-    return x.float().div_(255.0) if image.dtype == np.uint8 else x.float()
+    if image.dtype == np.uint8:
+        return x.contiguous() if keep_uint8 else x.float().div_(255.0)
+    return x.float()
 
 
 def display_rgb(image: np.ndarray) -> np.ndarray:

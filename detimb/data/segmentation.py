@@ -188,4 +188,4 @@ class SegmentationDataset(Dataset):
         target["image_id"] = torch.tensor(info["id"], dtype=torch.int64)
         if spec is not None:
             target["patch"] = torch.tensor(spec, dtype=torch.int64)
-        return to_chw_tensor(image), target
+        return to_chw_tensor(image, keep_uint8=self.source.uint8_images), target

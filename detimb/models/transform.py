@@ -11,19 +11,36 @@ from torch import Tensor, nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 
+def float_image(image: Tensor) -> Tensor:
+    """The float image a model normalises: an 8-bit one (a loader's uint8 item: a quarter of
+    float32's bytes between processes and to the device) divided by 255 here, on the model's
+    device, with ``detimb.data.pixels.to_chw_tensor``'s arithmetic (identical values); a
+    float one as it is."""
+    if image.dtype == torch.uint8:
+        return image.float().div(255.0)
+    return image
+
+
 class DetectionTransform(GeneralizedRCNNTransform):
     """Normalise, optionally resize, and batch images (padding to ``size_divisible``).
 
     torchvision always resizes so the short side is ``min_size`` (capped by ``max_size``).
     With ``resize=False`` images keep their size, in training and inference alike, and
     predictions come back in the input's pixels either way. Config:
-    ``model.transform: {resize, min_size, max_size, image_mean, image_std, size_divisible}``.
+    ``model.transform: {resize, min_size, max_size, image_mean, image_std, size_divisible}``;
+    ``fixed_size`` (SSD's) resizes to exactly (h, w). Images may be float in [0, 1] or uint8
+    (``float_image``).
     """
 
     def __init__(self, resize: bool, min_size: int, max_size: int, image_mean: list[float],
-                 image_std: list[float], size_divisible: int = 32) -> None:
-        super().__init__(min_size, max_size, list(image_mean), list(image_std), size_divisible=size_divisible)
+                 image_std: list[float], size_divisible: int = 32, fixed_size: tuple[int, int] | None = None
+                 ) -> None:
+        super().__init__(min_size, max_size, list(image_mean), list(image_std), size_divisible=size_divisible,
+                         fixed_size=fixed_size)
         self.resize_enabled = resize
+
+    def normalize(self, image: Tensor) -> Tensor:
+        return super().normalize(float_image(image))
 
     def resize(self, image: Tensor, target: dict[str, Any] | None = None) -> tuple[Tensor, dict[str, Any] | None]:
         if not self.resize_enabled:
@@ -61,7 +78,7 @@ class SegmentationTransform(nn.Module):
         d = self.size_divisible
         height = -(-max(s[0] for s in sizes) // d) * d
         width = -(-max(s[1] for s in sizes) // d) * d
-        batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+        batch = self.mean.new_zeros((len(images), images[0].shape[0], height, width))
         maps: dict[str, Tensor] = {}
         keys = [k for k in ("mask", "mask_b", "mix") if targets and k in targets[0]]
         for key in keys:
@@ -69,7 +86,7 @@ class SegmentationTransform(nn.Module):
             maps[key] = torch.full((len(images), height, width), fill, device=images[0].device,
                                    dtype=targets[0][key].dtype)  # type: ignore[index]
         for i, (im, (h, w)) in enumerate(zip(images, sizes)):
-            x = (im - self.mean) / self.std
+            x = (float_image(im) - self.mean) / self.std
             if (h, w) != tuple(im.shape[-2:]):
                 x = F.interpolate(x[None], size=(h, w), mode="bilinear", align_corners=False)[0]
             batch[i, :, :h, :w] = x

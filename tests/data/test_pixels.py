@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from detimb.data.pixels import load_image
@@ -43,3 +44,13 @@ def test_an_empty_image_is_a_named_error():
         load_image(np.zeros((0, 0, 3), np.uint8))
     with pytest.raises(InputError, match="0 x 5 pixels"):
         load_image(Image.new("RGB", (5, 0)))
+
+
+def test_a_loaders_uint8_items_keep_their_bytes():
+    from detimb.data.pixels import to_chw_tensor
+
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    compact = to_chw_tensor(rgb, keep_uint8=True)
+    assert compact.dtype == torch.uint8 and compact.shape == (3, 5, 7) and compact.is_contiguous()
+    assert torch.equal(compact, torch.from_numpy(rgb).permute(2, 0, 1))
+    assert torch.equal(to_chw_tensor(rgb), torch.from_numpy(rgb).permute(2, 0, 1).float() / 255)

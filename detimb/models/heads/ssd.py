@@ -10,6 +10,7 @@ from torchvision.models.detection.ssd import SSD
 from detimb.models.heads.matching import matches_from_indices
 from detimb.models.heads.batch import dense_batch
 from detimb.models.heads.objective import HeadObjective
+from detimb.models.transform import DetectionTransform
 
 
 class DetimbSSD(SSD):
@@ -23,6 +24,9 @@ class DetimbSSD(SSD):
     def __init__(self, *args: Any, objective: HeadObjective, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.objective = objective
+        t = self.transform  # torchvision's, made by SSD: the same resize, and uint8 images accepted
+        self.transform = DetectionTransform(True, t.min_size[0], t.max_size, t.image_mean, t.image_std,
+                                            t.size_divisible, fixed_size=t.fixed_size)
 
     def compute_loss(self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor], anchors: list[Tensor],
                      matched_idxs: list[Tensor]) -> dict[str, Tensor]:
