@@ -79,6 +79,8 @@ RULES = (
     Rule("data.mask_overlap", "smaller_on_top or ignore", _choice("smaller_on_top", "ignore")),
     Rule("data.ignore_index", "an integer in 0..255", lambda v: isinstance(v, int) and 0 <= v <= 255),
     Rule("evaluation.max_dets", "an integer >= 1", _at_least(1)),
+    Rule("evaluation.max_images", "an integer >= 1, or null for every validation image",
+         lambda v: v is None or _at_least(1)(v)),
     Rule("evaluation.ap_fixed_dets_per_class", "an integer >= 0 (0: no AP-fixed)", _at_least(0)),
     Rule("evaluation.backend", "pycocotools or faster_coco_eval", _choice("pycocotools", "faster_coco_eval")),
     Rule("evaluation.frequency_thresholds", "two integers a <= b",

@@ -303,6 +303,7 @@ class EvaluationConfig:
 
     enabled: bool = True  # false (detimb-train --no-eval): no evaluation during or after training, no best.pth
     frequency_thresholds: List[int] = field(default_factory=lambda: [10, 100])
+    max_images: Optional[int] = None  # evaluate on this many validation images, evenly spaced (null: all)
     max_dets: int = 100
     ap_fixed_dets_per_class: int = 10000  # AP-fixed beside AP (Dave et al. 2021); 0: not computed
     backend: str = "pycocotools"  # or faster_coco_eval (pip install 'detimb[fast-eval]')

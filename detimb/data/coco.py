@@ -69,6 +69,8 @@ class CocoDetection(Dataset):
             reads 8-bit RGB with OpenCV; multi-band or 16-bit GeoTIFFs are read with rasterio
             and keep their bands, as float32 (C, H, W).
         cache: keep decoded images (``data.cache``, ``detimb.data.image_cache``), or None.
+        max_images: keep at most this many images, evenly spaced through the file (an
+            evaluation subset, ``evaluation.max_images``); ``coco`` then holds only theirs.
         uint8_images: give 8-bit RGB items as uint8 tensors (detimb's models divide them by 255
             on their device: a quarter of the bytes between loader processes and to the GPU);
             default float32 in [0, 1].
@@ -87,6 +89,7 @@ class CocoDetection(Dataset):
         pixels: PixelSpec = RGB,
         cache: DecodedImageCache | None = None,
         uint8_images: bool = False,
+        max_images: int | None = None,
     ) -> None:
         self.records: CocoRecords = validate_coco(ann_file, img_dir, out_of_bounds)
         self.img_dir = Path(img_dir)
@@ -105,14 +108,24 @@ class CocoDetection(Dataset):
         self.epoch = 0
         self.images = [img for img in self.records.images
                        if keep_empty or self._training_annotations(img["id"])]
+        self.subset = max_images is not None and max_images < len(self.images)
+        if self.subset:
+            picks = np.unique(np.linspace(0, len(self.images) - 1, int(max_images)).round().astype(int))
+            self.images = [self.images[i] for i in picks]
         self._coco: COCO | None = None
         self.lvis_style = is_lvis_style(self.records.data)
 
     @property
     def coco(self) -> COCO:
-        """The split's ground truth, as written in its file, for pycocotools evaluation."""
+        """The split's ground truth, as written in its file (only the kept images' with
+        ``max_images``), for pycocotools evaluation."""
         if self._coco is None:
-            self._coco = coco_api(self.records.data)
+            data = self.records.data
+            if self.subset:
+                kept = {im["id"] for im in self.images}
+                data = {**data, "images": [im for im in data["images"] if im["id"] in kept],
+                        "annotations": [a for a in data["annotations"] if a["image_id"] in kept]}
+            self._coco = coco_api(data)
         return self._coco
 
     def set_epoch(self, epoch: int) -> None:

@@ -22,17 +22,18 @@ from detimb.data.transforms import build_albumentations
 from detimb.errors import ConfigError, DatasetError
 
 
-def build_datasets(cfg: DictConfig, with_masks: bool, seed: int, pixels: PixelSpec = RGB
-                   ) -> tuple[CocoDetection, CocoDetection]:
+def build_datasets(cfg: DictConfig, with_masks: bool, seed: int, pixels: PixelSpec = RGB,
+                   val_images: int | None = None) -> tuple[CocoDetection, CocoDetection]:
     """Train and val splits; val uses the training set's label map; both read ``pixels``,
     through the decoded-image cache ``data.cache`` (its bound checked first), and give
-    8-bit RGB items as uint8 tensors (the model divides them by 255 on its device)."""
+    8-bit RGB items as uint8 tensors (the model divides them by 255 on its device).
+    ``val_images``: evaluate on at most this many validation images (``evaluation.max_images``)."""
     cache = DecodedImageCache.from_config(cfg, pixels)
     train = CocoDetection(cfg.train.ann_file, cfg.train.img_dir, list(cfg.train.transforms), cfg.train.keep_empty,
                           cfg.train.out_of_bounds, with_masks, seed=seed, pixels=pixels, cache=cache, uint8_images=True)
     val = CocoDetection(cfg.val.ann_file, cfg.val.img_dir, list(cfg.val.transforms), True, cfg.val.out_of_bounds,
                         with_masks, label_map=train.label_map, seed=seed, pixels=pixels, cache=cache,
-                        uint8_images=True)
+                        uint8_images=True, max_images=val_images)
     _check_cache(cache, [train, val], "training and validation")
     if len(train) == 0:
         raise DatasetError(f"{cfg.train.ann_file}: no training images (keep_empty: {cfg.train.keep_empty}). Fix: add"
@@ -58,10 +59,10 @@ def _with_labels(spec: dict[str, Any], key: str, dataset: CocoDetection, where: 
     return {**spec, key: dataset.label_map.labels_of(spec[key], f"{where}.{key}")}
 
 
-def build_segmentation_datasets(cfg: DictConfig, seed: int, progress: bool = False
+def build_segmentation_datasets(cfg: DictConfig, seed: int, progress: bool = False, val_images: int | None = None
                                 ) -> tuple[SegmentationDataset, SegmentationDataset]:
     """Train and val class-map datasets; patches, mixup and asymmetric augmentation on train."""
-    detection_train, detection_val = build_datasets(cfg, False, seed)
+    detection_train, detection_val = build_datasets(cfg, False, seed, val_images=val_images)
     tcfg = cfg.train
     patch_sampler = None
     if tcfg.patch_sampler is not None:
@@ -91,18 +92,27 @@ def build_segmentation_datasets(cfg: DictConfig, seed: int, progress: bool = Fal
     return train, val
 
 
-def build_val_dataset(cfg: DictConfig, label_map: Any, segmentation: bool, pixels: PixelSpec = RGB
-                      ) -> CocoDetection | SegmentationDataset:
+def build_val_dataset(cfg: DictConfig, label_map: Any, segmentation: bool, pixels: PixelSpec = RGB,
+                      max_images: int | None = None) -> CocoDetection | SegmentationDataset:
     """The val split alone, labelled with a checkpoint's ``label_map`` and read as its
     ``pixels`` (bands and scaling), through ``data.cache`` (for evaluation)."""
     cache = DecodedImageCache.from_config(cfg, pixels)
     val = CocoDetection(cfg.val.ann_file, cfg.val.img_dir, list(cfg.val.transforms), True, cfg.val.out_of_bounds,
-                        label_map=label_map, pixels=pixels, cache=cache, uint8_images=True)
+                        label_map=label_map, pixels=pixels, cache=cache, uint8_images=True, max_images=max_images)
     _check_cache(cache, [val], "validation")
     if not segmentation:
         return val
     return SegmentationDataset(val, build_albumentations(list(cfg.val.transforms), "data.val.transforms"),
                                ignore_index=cfg.ignore_index, overlap=cfg.mask_overlap)
+
+
+def evaluation_subset_note(val: CocoDetection | SegmentationDataset) -> str | None:
+    """What to say when the validation split is evaluated on a subset (``evaluation.max_images``)."""
+    total = len(val.records.images)
+    if len(val.images) == total:
+        return None
+    return (f"evaluating on {len(val.images)} of {total} validation images, evenly spaced (evaluation.max_images):"
+            " the figures are the subset's")
 
 
 AUTO_WORKERS_CAP = 8

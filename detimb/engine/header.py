@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,9 @@ from torch import nn
 
 from detimb.data.label_map import LabelMap
 from detimb.losses import ClassStatistics
+from detimb.models.transform import DetectionTransform, SegmentationTransform
+
+UPSCALE_WARNING = 2.0  # a median upscale above this earns one warning (4x the pixels per step)
 
 
 def _count(n: int) -> str:
@@ -41,3 +45,34 @@ def run_header(cfg: DictConfig, model: nn.Module, train_data: dict[str, Any], la
         f" {evaluation}{resumed}",
         f"run folder: {work_dir}",
     ])
+
+
+def upscale_factor(transform: nn.Module, height: int, width: int) -> float:
+    """How much a model's ``transform`` scales an image of this size: 1 when it keeps sizes
+    (``model.transform.resize: false``) and for SSD's fixed input, which is the model's own."""
+    if not isinstance(transform, (DetectionTransform, SegmentationTransform)) or not transform.resize_enabled:
+        return 1.0
+    if isinstance(transform, DetectionTransform):
+        if transform.fixed_size is not None:
+            return 1.0
+        short, long = float(transform.min_size[-1]), float(transform.max_size)
+    else:
+        short, long = float(transform.min_size), float(transform.max_size)
+    return min(short / max(1, min(height, width)), long / max(1, max(height, width)))
+
+
+def upscale_warning(transform: nn.Module, images: list[dict[str, Any]]) -> str | None:
+    """One warning when the transform enlarges the median training image more than 2x (the
+    fine-tuning configs keep torchvision's 800 px, a step on small images then costs the
+    square of the factor), with the one-line fix."""
+    if not images:
+        return None
+    factor = statistics.median(upscale_factor(transform, int(im["height"]), int(im["width"])) for im in images)
+    if factor <= UPSCALE_WARNING:
+        return None
+    sizes = sorted((int(im["height"]) * int(im["width"]), int(im["width"]), int(im["height"])) for im in images)
+    _, width, height = sizes[len(sizes) // 2]
+    return (f"model.transform enlarges the training images {factor:.1f}x on the median ({width}x{height} px to"
+            f" about {round(width * factor)}x{round(height * factor)}): each step computes {factor ** 2:.0f}x their"
+            " pixels. To train at the images' own size: --cfg-options model.transform.resize=false (or set"
+            " model.transform.min_size / max_size near the data's size)")

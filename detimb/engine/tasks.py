@@ -52,7 +52,8 @@ class DetectionTask(Task):
     """Faster R-CNN, RetinaNet, FCOS, SSD, Mask R-CNN: COCO boxes (and masks)."""
 
     def build_datasets(self, seed: int, progress: bool = False) -> tuple[Any, Any]:
-        return build_datasets(self.cfg.data, uses_masks(self.cfg.model), seed, PixelSpec.from_config(self.cfg))
+        return build_datasets(self.cfg.data, uses_masks(self.cfg.model), seed, PixelSpec.from_config(self.cfg),
+                              val_images=self.cfg.evaluation.max_images)
 
     def class_statistics(self, train_set: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]]
                          ) -> ClassStatistics:
@@ -68,7 +69,7 @@ class SegmentationTask(Task):
     """Semantic segmentation from COCO masks: class maps, patches, Dice/IoU scoring."""
 
     def build_datasets(self, seed: int, progress: bool = False) -> tuple[Any, Any]:
-        return build_segmentation_datasets(self.cfg.data, seed, progress)
+        return build_segmentation_datasets(self.cfg.data, seed, progress, val_images=self.cfg.evaluation.max_images)
 
     def class_statistics(self, train_set: Any, label_map: LabelMap, train_freq: dict[int, dict[str, int]]
                          ) -> ClassStatistics:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from detimb.config import config_to_yaml, save_config, to_dict
 from detimb.data.label_map import LabelMap
-from detimb.data.loader import LoaderSettings, build_loader, position
+from detimb.data.loader import LoaderSettings, build_loader, evaluation_subset_note, position
 from detimb import distributed
 from detimb.models.weights import load_model_state, load_weights_file
 from detimb.engine.checkpoint import (
@@ -31,7 +31,7 @@ from detimb.engine.checkpoint import (
     prune_checkpoints, rng_state, save_checkpoint, set_rng_state,
 )
 from detimb.evaluation.coco_eval import class_frequencies
-from detimb.engine.header import run_header
+from detimb.engine.header import run_header, upscale_warning
 from detimb.engine.interrupt import StopAtIterationEnd, TrainingInterrupted
 from detimb.engine.metrics_log import MetricsLog
 from detimb.engine.step_clock import IntervalTimes, StepClock
@@ -122,6 +122,9 @@ class Trainer:
             for ds in (self.train_set, self.val_set):
                 for message in ds.records.warnings:
                     logger.warning(message)
+            subset = evaluation_subset_note(self.val_set)
+            if subset is not None and self.cfg.evaluation.enabled:
+                logger.warning(subset)
         self.train_freq = class_frequencies(self.train_set.records.data)
         self.hard_examples = self.task.hard_examples(self.train_set, self.rank, self.world)
         self.loader_settings = LoaderSettings.from_config(cfg.data, self.device)
@@ -223,6 +226,9 @@ class Trainer:
         if distributed.is_main():
             logger.info(run_header(self.cfg, self.model, self.train_set.records.data, self.label_map, self.work_dir,
                                    self.iteration))
+            upscaled = upscale_warning(self.model.transform, self.train_set.images)
+            if upscaled is not None:
+                logger.warning(upscaled)
         with StopAtIterationEnd(enabled=self.world == 1) as stop:
             self._loop(max_iters, log, bar, stop)
         bar.close()

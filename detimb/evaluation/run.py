@@ -16,7 +16,7 @@ from detimb.config import Overrides, load_config, override_items
 from detimb.data.coco import coco_api
 from detimb.data.coco_validate import read_coco_json, validate_coco, validate_results
 from detimb.data.label_map import LabelMap
-from detimb.data.loader import LoaderSettings, build_loader, build_val_dataset
+from detimb.data.loader import LoaderSettings, build_loader, build_val_dataset, evaluation_subset_note
 from detimb.errors import DatasetError, DetimbError
 from detimb.evaluation.coco_eval import class_frequencies, format_table
 from detimb.evaluation.evaluators import EvalRequest, make_evaluator
@@ -82,7 +82,11 @@ def _evaluate_checkpoint(cfg: DictConfig, config: str | Path | None, checkpoint:
                          train_freq: dict[int, dict[str, int]] | None, out: str | Path | None,
                          calibration: CalibrationRequest | None, device: str | None) -> EvaluationResult:
     restored = restore(checkpoint, config=config, overrides=overrides, device=device)
-    val_set = build_val_dataset(cfg.data, restored.label_map, is_segmentation(cfg.model), restored.pixels)
+    val_set = build_val_dataset(cfg.data, restored.label_map, is_segmentation(cfg.model), restored.pixels,
+                                cfg.evaluation.max_images)
+    subset = evaluation_subset_note(val_set)
+    if subset is not None:
+        logger.warning(subset)
     loader = build_loader(val_set, batch_size=cfg.data.val_batch_size,
                           settings=LoaderSettings.from_config(cfg.data, restored.device))
     folder = Path(out or checkpoint.parent / "eval")

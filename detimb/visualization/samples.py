@@ -22,12 +22,12 @@ def write_detection_samples(dataset: Any, results: list[dict[str, Any]], label_m
     drawn as ground truth | predictions (score >= SAMPLE_SCORE) into ``out_dir``."""
     names = dict(zip(label_map.coco_ids, label_map.names))
     rarity = {cid: train_freq.get(cid, {}).get("instances", 0) for cid in label_map.coco_ids}
+    by_id = {im["id"]: im for im in dataset.images}  # the evaluated images (a subset with evaluation.max_images)
     gt = defaultdict(list)
     for a in dataset.records.data["annotations"]:
-        if not a.get("iscrowd", 0) and a["category_id"] in names:
+        if not a.get("iscrowd", 0) and a["category_id"] in names and a["image_id"] in by_id:
             gt[a["image_id"]].append(a)
     ranked = sorted((min(rarity[a["category_id"]] for a in anns), image_id) for image_id, anns in gt.items())
-    by_id = {im["id"]: im for im in dataset.images}
     preds = defaultdict(list)
     for r in results:
         if r["score"] >= SAMPLE_SCORE:

@@ -165,3 +165,15 @@ def test_val_split_with_foreign_category_is_refused(tmp_path):
                                                    {"id": 5, "name": "bus"}])
     with pytest.raises(DatasetError, match=r"category ids \[5\] are not in the training set"):
         CocoDetection(path2, img_dir2, label_map=train.label_map)
+
+
+def test_an_evaluation_subset_is_evenly_spaced_and_its_ground_truth_is_only_theirs(tmp_path):
+    images = [{"id": i, "file_name": f"{i}.png", "width": 40, "height": 30} for i in range(1, 8)]
+    annotations = [{"id": 100 + i, "image_id": i, "category_id": 7, "bbox": [2, 3, 10, 8], "area": 80, "iscrowd": 0}
+                   for i in range(1, 8)]
+    path, img_dir = make_coco(tmp_path, images=images, annotations=annotations,
+                              categories=[{"id": 7, "name": "truck"}])
+    ds = CocoDetection(path, img_dir, max_images=3)
+    assert [im["id"] for im in ds.images] == [1, 4, 7]  # indices 0, 3, 6 of 7
+    assert sorted(ds.coco.getImgIds()) == [1, 4, 7] and sorted(ds.coco.getAnnIds()) == [101, 104, 107]
+    assert len(CocoDetection(path, img_dir, max_images=50).coco.getImgIds()) == 7  # more than there are: all

@@ -179,3 +179,13 @@ def test_no_eval_trains_without_evaluating(tiny_shapes, tmp_path):
                            "--no-progress", "--no-eval"]) == 0
     made = {p.name for p in (tmp_path / "run").iterdir()}
     assert "last.pth" in made and not {"best.pth", "eval.json", "eval"} & made
+
+
+def test_evaluation_on_a_subset_says_so_and_scores_only_it(tiny_config, tmp_path, caplog):
+    cfg = tiny_config("faster_rcnn", train={"schedule": {"max_iters": 1}}, evaluation={"max_images": 3})
+    with caplog.at_level("WARNING", logger="detimb"):
+        Trainer(cfg, tmp_path / "run", progress=False).train()
+    total = len(json.loads(Path(cfg.data.val.ann_file).read_text())["images"])
+    assert any(f"evaluating on 3 of {total} validation images" in r.message for r in caplog.records)
+    scored = {r["image_id"] for r in json.loads((tmp_path / "run" / "results_bbox.json").read_text())}
+    assert len(scored) <= 3
