@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -59,6 +61,35 @@ def test_export_round_trip(checkpoints, tiny_shapes, tmp_path, capsys, detector,
             "labels": np.array([Predictor.from_checkpoint(checkpoints[detector]).label_map.label(int(c))
                                 for c in eager.category_ids])}
     assert len(eager) > 0 and export.detection_difference(want, got) < 1e-4
+    # the file names its classes and their COCO ids (label k is class_names[k - 1])
+    if fmt == "onnx":
+        import onnx
+
+        metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    else:
+        extra = {"detimb.json": ""}
+        torch.jit.load(str(out), _extra_files=extra)
+        metadata = json.loads(extra["detimb.json"])
+    label_map = Predictor.from_checkpoint(checkpoints[detector]).label_map
+    assert json.loads(metadata["detimb.class_names"]) == list(label_map.names)
+    assert json.loads(metadata["detimb.coco_ids"]) == list(label_map.coco_ids)
+    assert "float32 RGB image in [0, 1]" in metadata["detimb.input"]
+
+
+def test_the_check_reads_a_validation_image_and_refuses_one_without_detections(checkpoints, tiny_shapes, tmp_path,
+                                                                              capsys):
+    from tests.conftest import write_config
+
+    out = tmp_path / "model.pt"
+    assert export.main(["--checkpoint", str(checkpoints["faster_rcnn"]), "--format", "torchscript", "--out",
+                        str(out)]) == 0, capsys.readouterr().err
+    first = json.loads((tiny_shapes / "annotations/val.json").read_text())["images"][0]["file_name"]
+    assert f"detections on {first}" in capsys.readouterr().out
+    blind = write_config(tmp_path, tiny_shapes, "faster_rcnn", model={"roi_head": {"score_thresh": 0.9999}})
+    out.unlink()
+    assert export.main(["--checkpoint", str(checkpoints["faster_rcnn"]), "--config", str(blind), "--format",
+                        "torchscript", "--out", str(out)]) == 2
+    assert "detects nothing on the check's image" in capsys.readouterr().err and not out.exists()
 
 
 def test_detection_difference_pairs_detections_as_a_set():
