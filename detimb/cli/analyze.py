@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from detimb.data.coco_validate import validate_coco
-from detimb.data.statistics import box_sides, dataset_stats, write_plots
+from detimb.data.statistics import GROUP_BY, box_sides, dataset_stats, write_plots
 from detimb.cli.common import run_cli
 from detimb.utils import atomic_write_json
 
@@ -19,7 +19,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compare", help="a second COCO file (e.g. after merging or rebalancing) to compare with")
     p.add_argument("--log", action="store_true", help="log scale for instance counts")
     p.add_argument("--thresholds", type=int, nargs=2, default=[10, 100], metavar=("RARE", "COMMON"),
-                   help="LVIS frequency groups by image count (default 10 100)")
+                   help="frequency groups: rare <= RARE < common <= COMMON < frequent (default 10 100)")
+    p.add_argument("--group-by", choices=GROUP_BY, default="images",
+                   help="count images per class (LVIS's groups) or instances (for a few large scenes)")
     p.add_argument("--strict", action="store_true", help="defects that would be repaired in memory are errors")
     return p.parse_args(argv)
 
@@ -32,12 +34,14 @@ def main(argv: list[str] | None = None) -> int:
 def analyze(args: argparse.Namespace) -> None:
     records = validate_coco(args.coco, None, strict=args.strict)
     coco = records.data
-    stats = {**dataset_stats(coco, tuple(args.thresholds)), "defects_repaired": records.repairs}
+    stats = {**dataset_stats(coco, tuple(args.thresholds), args.group_by), "defects_repaired": records.repairs}
     other = None
     if args.compare:
         compared = validate_coco(args.compare, None, strict=args.strict)
-        other = {**dataset_stats(compared.data, tuple(args.thresholds)), "defects_repaired": compared.repairs}
-    for message in records.warnings + (compared.warnings if args.compare else []):
+        other = {**dataset_stats(compared.data, tuple(args.thresholds), args.group_by),
+                 "defects_repaired": compared.repairs}
+    notes = [n for n in (stats["group_note"], other["group_note"] if other else None) if n]
+    for message in records.warnings + (compared.warnings if args.compare else []) + notes:
         print(f"warning: {message}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

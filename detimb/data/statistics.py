@@ -18,9 +18,26 @@ def _area(ann: dict[str, Any]) -> float:
     return float(ann.get("area") or ann["bbox"][2] * ann["bbox"][3])
 
 
-def dataset_stats(coco: dict[str, Any], thresholds: tuple[int, int] = (10, 100)) -> dict[str, Any]:
-    """Per class: instances, images, share of instances, LVIS frequency group (by images:
-    rare <= thresholds[0] < common <= thresholds[1] < frequent), COCO size counts
+GROUP_BY = ("images", "instances")
+
+
+def _group_note(classes: list[dict[str, Any]], thresholds: tuple[int, int], num_images: int) -> str | None:
+    """What to say when image counts put classes with many instances in the rare group (a few
+    large scenes): their group says little about how much there is to learn from."""
+    misplaced = [c for c in classes if c["group"] == "rare" and c["instances"] > thresholds[1]]
+    if not misplaced:
+        return None
+    names = ", ".join(f"{c['name']} ({c['instances']} instances in {c['images']} images)" for c in misplaced[:3])
+    return (f"{len(misplaced)} class(es) are 'rare' by image count although they have more than {thresholds[1]}"
+            f" instances: {names}; with {num_images} images, LVIS's image-count groups say little here. Fix:"
+            " group by instances (--group-by instances)")
+
+
+def dataset_stats(coco: dict[str, Any], thresholds: tuple[int, int] = (10, 100), group_by: str = "images"
+                  ) -> dict[str, Any]:
+    """Per class: instances, images, share of instances, frequency group (``group_by``
+    images, LVIS's rule, or instances: rare <= thresholds[0] < common <= thresholds[1] <
+    frequent; ``group_note`` says when image counts mislead), COCO size counts
     (small < 32^2 <= medium < 96^2 <= large, by the annotation's area) and box size
     (sqrt of area: min, median, max). Overall: imbalance ratio (most / fewest instances
     among classes present), head classes (the most frequent that together hold half the
@@ -40,10 +57,11 @@ def dataset_stats(coco: dict[str, Any], thresholds: tuple[int, int] = (10, 100))
         areas = [_area(a) for a in anns if a["category_id"] == cid]
         sides = np.sqrt(areas) if areas else np.zeros(0)
         n_img = images.get(cid, 0)
+        counted = n_img if group_by == "images" else instances.get(cid, 0)
         classes.append({
             "category_id": cid, "name": cat["name"], "instances": instances.get(cid, 0), "images": n_img,
             "share": instances.get(cid, 0) / total if total else 0.0,
-            "group": "rare" if n_img <= thresholds[0] else "common" if n_img <= thresholds[1] else "frequent",
+            "group": "rare" if counted <= thresholds[0] else "common" if counted <= thresholds[1] else "frequent",
             "sizes": {"small": sum(a < SMALL for a in areas), "medium": sum(SMALL <= a < MEDIUM for a in areas),
                       "large": sum(a >= MEDIUM for a in areas)},
             "box_side_px": {"min": float(sides.min()) if sides.size else None,
@@ -71,7 +89,8 @@ def dataset_stats(coco: dict[str, Any], thresholds: tuple[int, int] = (10, 100))
         "empty_image_share": sum(not cls for cls in per_image.values()) / max(1, len(per_image)),
         "imbalance_ratio": max(present) / min(present) if present else math.nan,
         "head_classes": head, "tail_classes": [c["name"] for c in classes if c["share"] < 0.01],
-        "frequency_thresholds": list(thresholds), "classes": classes,
+        "frequency_thresholds": list(thresholds), "group_by": group_by, "classes": classes,
+        "group_note": _group_note(classes, thresholds, len(per_image)) if group_by == "images" else None,
         "cooccurrence": {"names": [c["name"] for c in cats], "images": co.tolist()},
     }
 
@@ -107,7 +126,7 @@ def write_plots(stats: dict[str, Any], out_dir: str, log: bool = False, compare:
                save(_box_sizes(plt, cls), "box_sizes.png")]
     if sides is not None:
         written.append(save(_side_histogram(plt, sides, [c["name"] for c in cls]), "box_side_histogram.png"))
-    written.append(save(_cooccurrence(plt, stats), "cooccurrence.png"))
+    written.append(save(_cooccurrence(plt, stats, [c["name"] for c in cls]), "cooccurrence.png"))
     if compare is not None:
         written.append(save(_comparison(plt, cls, compare, labels, log), "comparison.png"))
     return written
@@ -156,12 +175,24 @@ def _side_histogram(plt: Any, sides: dict[str, list[float]], names: list[str]) -
     return fig
 
 
-def _cooccurrence(plt: Any, stats: dict[str, Any]) -> Any:
-    co = np.array(stats["cooccurrence"]["images"])
+NUMBERED_CELLS = 30  # classes up to which each co-occurrence cell is labelled with its count
+
+
+def _cooccurrence(plt: Any, stats: dict[str, Any], order: list[str]) -> Any:
+    """The co-occurrence matrix with its classes in ``order`` (the histogram's), each cell
+    numbered while they fit."""
+    names = stats["cooccurrence"]["names"]
+    index = [names.index(name) for name in order]
+    co = np.array(stats["cooccurrence"]["images"])[np.ix_(index, index)]
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(co) + 2), max(4, 0.5 * len(co) + 1)))
     im = ax.imshow(co, cmap="viridis")
-    ax.set_xticks(range(len(co)), stats["cooccurrence"]["names"], rotation=45)
-    ax.set_yticks(range(len(co)), stats["cooccurrence"]["names"])
+    ax.set_xticks(range(len(co)), order, rotation=45)
+    ax.set_yticks(range(len(co)), order)
+    if len(co) <= NUMBERED_CELLS:
+        top = co.max() if co.size else 0
+        for (i, j), value in np.ndenumerate(co):
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
+                    color="black" if value > top / 2 else "white")
     ax.set_title("images containing both classes")
     fig.colorbar(im)
     return fig

@@ -90,3 +90,40 @@ def test_merge_tool_writes_nothing_when_refusing(tmp_path, capsys):
     assert merge_classes.main(["--coco", str(src), "--map", str(tmp_path / "map.yaml"), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["categories"][0]["name"] == "vehicle"
     assert merge_classes.main(["--coco", str(src), "--map", str(tmp_path / "map.yaml"), "--out", str(src)]) == 2
+
+
+def _scenes(instances: int) -> dict:
+    """Two large scenes: 'tree' has ``instances`` boxes in them, 'hut' one."""
+    anns = [{"id": i + 1, "image_id": 1 + i % 2, "category_id": 1, "bbox": [i % 900, 5, 10, 10], "area": 100,
+             "iscrowd": 0} for i in range(instances)]
+    anns.append({"id": instances + 1, "image_id": 1, "category_id": 2, "bbox": [0, 0, 20, 20], "area": 400,
+                 "iscrowd": 0})
+    return {"images": [{"id": i, "file_name": f"{i}.tif", "width": 1000, "height": 1000} for i in (1, 2)],
+            "annotations": anns, "categories": [{"id": 1, "name": "tree"}, {"id": 2, "name": "hut"}]}
+
+
+def test_image_count_groups_of_a_few_large_scenes_are_called_out_and_instances_can_group():
+    by_images = dataset_stats(_scenes(914))
+    assert {c["name"]: c["group"] for c in by_images["classes"]} == {"tree": "rare", "hut": "rare"}
+    assert "tree (914 instances in 2 images)" in by_images["group_note"]
+    assert "--group-by instances" in by_images["group_note"]
+    by_instances = dataset_stats(_scenes(914), group_by="instances")
+    assert {c["name"]: c["group"] for c in by_instances["classes"]} == {"tree": "frequent", "hut": "rare"}
+    assert by_instances["group_note"] is None and by_instances["group_by"] == "instances"
+    assert dataset_stats(_scenes(50))["group_note"] is None  # no class past the common threshold
+
+
+def test_the_cooccurrence_plot_follows_the_histograms_order_and_numbers_its_cells():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from detimb.data.statistics import _cooccurrence
+
+    stats = dataset_stats(tiny_coco(), (1, 2))  # matrix order car, truck, bike
+    fig = _cooccurrence(plt, stats, ["car", "bike", "truck"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["car", "bike", "truck"]
+    assert [t.get_text() for t in ax.texts] == ["3", "1", "1", "1", "1", "0", "1", "0", "1"]
+    plt.close(fig)
