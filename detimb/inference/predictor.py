@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
@@ -16,7 +16,12 @@ from detimb.data.pixels import RGB, PixelSpec, load_image, read_raster, to_chw_t
 from detimb.data.prediction import Prediction
 from detimb.errors import InputError
 from detimb.distributed import resolve_device
+from detimb.inference.merge import MATCHES, MERGES
 from detimb.inference.restore import restore
+from detimb.optional import require_extra
+
+if TYPE_CHECKING:  # sliced inference needs the geo extra (rasterio), imported once it is checked
+    from detimb.inference.sliced import ScenePrediction
 
 ImageInput = Union[str, Path, np.ndarray, Any]  # Any: a PIL image (PIL is not a dependency)
 
@@ -60,6 +65,44 @@ class Predictor:
             batch = [to_chw_tensor(p).to(self.device) for p in pixels[start:start + batch_size]]
             out += [self._to_prediction(o) for o in self.model(batch)]
         return out[0] if single else out
+
+    @torch.no_grad()
+    def predict_scene(self, path: str | Path, *, tile: int | tuple[int, int] = 512, overlap: float = 0.2,
+                      batch_size: int = 4, full_image: bool = False, merge: str = "greedy_nmm", match: str = "ios",
+                      match_threshold: float = 0.5, class_agnostic: bool = False) -> ScenePrediction:
+        """Sliced inference over a large scene (``detimb-infer``'s, the ``geo`` extra): the
+        scene read tile by tile (``tile`` px, ``overlap`` a ratio below 1 or pixels), the
+        detections merged back (``merge`` nms | greedy_nmm, by ``match`` iou | ios above
+        ``match_threshold``) in scene pixels, with the scene's georeferencing; labels are
+        1..K of ``label_map``. ``scene_features`` gives them in map coordinates."""
+        require_extra("geo", "Predictor.predict_scene (sliced inference)", ("rasterio",))
+        from detimb.inference.sliced import SliceSettings, sliced_predict
+
+        size = (tile, tile) if isinstance(tile, int) else tuple(tile)
+        if len(size) != 2 or min(size) < 1:
+            raise InputError(f"tile must be a size >= 1 pixel or (h, w), got {tile}")
+        if overlap < 0 or (overlap >= 1 and overlap >= min(size)):
+            raise InputError(f"overlap must be a ratio in [0, 1) or pixels below the tile size, got {overlap}")
+        if merge not in MERGES or match not in MATCHES or not 0.0 <= match_threshold <= 1.0:
+            raise InputError(f"merge must be one of {MERGES}, match one of {MATCHES} and match_threshold in [0, 1];"
+                             f" got {merge!r}, {match!r}, {match_threshold}")
+        if not Path(path).is_file():
+            raise InputError(f"{path}: no such scene file")
+        settings = SliceSettings(size=size, overlap=overlap, batch_size=batch_size, full_image=full_image,  # type: ignore[arg-type]
+                                 method=merge, match=match, threshold=match_threshold, class_agnostic=class_agnostic,
+                                 score_threshold=self.score_threshold, pixels=self.pixels)
+        return sliced_predict(self.model, path, settings, self.device)
+
+    def scene_features(self, prediction: ScenePrediction, *, wgs84: bool = False) -> list[dict[str, Any]]:
+        """``predict_scene``'s detections as GeoJSON features in the scene's CRS (or WGS84
+        longitude/latitude), with class name, COCO category id and score."""
+        require_extra("geo", "Predictor.scene_features", ("rasterio",))
+        from detimb.inference.geo import detection_features
+
+        if prediction.crs is None:
+            raise InputError("the scene has no CRS, so its detections have no map coordinates; use"
+                             " prediction.boxes (scene pixels)")
+        return detection_features(prediction, self.label_map, wgs84)
 
     def _read(self, image: ImageInput, color: str) -> np.ndarray:
         if self.pixels.is_rgb:

@@ -295,3 +295,23 @@ def test_overview_masks_stay_inside_the_scene(tmp_path):
     assert all(m.x0 + m.width <= 150 and m.y0 + m.height <= 100 for m in pred.masks)
     segm = coco_records(pred, 1, LabelMap((7,), ("tree",)))["segm"]
     assert len(segm) == len(pred.boxes) and all(r["segmentation"]["size"] == [100, 150] for r in segm)
+
+
+def test_the_python_api_runs_a_scene_sliced_and_gives_map_features(scene):
+    from detimb.api import Predictor
+    from detimb.errors import InputError
+
+    predictor = Predictor(BrightBox(), LabelMap((7,), ("tree",)), device="cpu", score_threshold=0.5)
+    pred = predictor.predict_scene(scene, tile=64, overlap=0.25, batch_size=3)
+    assert pred.tiles == 12 and sorted(map(tuple, pred.boxes.tolist())) == [tuple(map(float, s)) for s in SQUARES]
+    features = predictor.scene_features(pred)
+    assert {f["properties"]["label"] for f in features} == {"tree"}
+    assert {f["properties"]["category_id"] for f in features} == {7}
+    ring = min((f["geometry"]["coordinates"][0] for f in features), key=lambda r: r[0][0])
+    assert ring[0] == pytest.approx([400001.0, 3299998.8])  # pixel (10, 12) on the 0.1 m grid
+    lonlat = predictor.scene_features(pred, wgs84=True)[0]["geometry"]["coordinates"][0][0]
+    assert -180 <= lonlat[0] <= 180 and -90 <= lonlat[1] <= 90
+    with pytest.raises(InputError, match="overlap must be"):
+        predictor.predict_scene(scene, tile=64, overlap=64)
+    with pytest.raises(InputError, match="merge must be one of"):
+        predictor.predict_scene(scene, merge="union")
