@@ -106,9 +106,11 @@ def schedule_overrides(base: DictConfig, iters: int) -> list[str]:
 
 
 def run_overrides(settings: SweepSettings, remedy: Remedy, base: DictConfig, seed: int) -> tuple[str, ...]:
-    """The user's overrides, then the remedy's fragment, then the sweep's seed and schedule."""
+    """The user's overrides, then the remedy's fragment, then the sweep's seed and schedule;
+    every validation image evaluated (the sweep scores its own halves of the split, so an
+    ``evaluation.max_images`` subset would count the others' objects as missed)."""
     return (*settings.overrides, *flatten(remedy.fragment(base)), f"train.seed={seed}",
-            *schedule_overrides(base, settings.iters))
+            *schedule_overrides(base, settings.iters), "evaluation.max_images=null")
 
 
 def plan_runs(settings: SweepSettings, remedies: list[Remedy], base: DictConfig, out: Path) -> list[Run]:

@@ -27,7 +27,7 @@ TINY = dict(remedies=["repeat_factor", "seesaw"], seeds=[0, 1], iters=3, workers
 @pytest.fixture(scope="module")
 def tiny_sweep(tiny_shapes, tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
-    config = write_config(root, tiny_shapes)
+    config = write_config(root, tiny_shapes, evaluation={"max_images": 2})  # a subset the sweep must not use
     result = sweep(config, out=root / "out", **TINY)
     return config, root / "out", result
 
@@ -51,6 +51,7 @@ def test_a_sweep_writes_its_report_files_and_a_config_that_trains(tiny_sweep):
     trained = load_config(out / "runs/seesaw/seed1/config.yaml")
     assert trained.train.seed == 1 and trained.train.schedule.max_iters == 3
     assert trained.model.roi_head.loss_cls.type == "seesaw"
+    assert trained.evaluation.max_images is None  # the sweep scores its halves of every validation image
 
 
 def test_a_rerun_with_the_same_settings_trains_nothing_and_other_settings_are_refused(tiny_sweep, monkeypatch):
