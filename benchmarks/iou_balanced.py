@@ -34,6 +34,18 @@ def _choice(rng: np.random.Generator, items: np.ndarray | list, k: int) -> np.nd
     return rng.choice(np.asarray(items, dtype=np.int64), size=k, replace=False)
 
 
+def _at_most(rng: np.random.Generator, items: np.ndarray | list, k: int) -> np.ndarray:
+    """All of ``items`` when they fit ``k``, else ``k`` of them at random (mmdetection's pattern)."""
+    return _choice(rng, items, k) if len(items) > k else np.asarray(items, dtype=np.int64)
+
+
+def _refill(rng: np.random.Generator, chosen: np.ndarray, pool: set, k: int) -> np.ndarray:
+    """``chosen`` topped up to ``k`` at random from the rest of ``pool``."""
+    if len(chosen) >= k:
+        return chosen
+    return np.concatenate([chosen, _at_most(rng, list(pool - set(chosen.tolist())), k - len(chosen))])
+
+
 def numpy_positives(labels: np.ndarray, gt: np.ndarray, num_expected: int, rng: np.random.Generator) -> np.ndarray:
     """mmdetection's InstanceBalancedPosSampler._sample_pos, in NumPy."""
     pos_inds = np.flatnonzero(labels > 0)
@@ -43,17 +55,9 @@ def numpy_positives(labels: np.ndarray, gt: np.ndarray, num_expected: int, rng: 
     per_gt = int(round(num_expected / float(len(unique_gts))) + 1)
     sampled = []
     for g in unique_gts:
-        inds = np.flatnonzero((gt == g) & (labels > 0))
-        sampled.append(_choice(rng, inds, per_gt) if len(inds) > per_gt else inds)
-    chosen = np.concatenate(sampled)
-    if len(chosen) < num_expected:
-        extra = np.array(sorted(set(pos_inds) - set(chosen.tolist())), dtype=np.int64)
-        if len(extra) > num_expected - len(chosen):
-            extra = _choice(rng, extra, num_expected - len(chosen))
-        chosen = np.concatenate([chosen, extra])
-    elif len(chosen) > num_expected:
-        chosen = _choice(rng, chosen, num_expected)
-    return chosen
+        sampled.append(_at_most(rng, np.flatnonzero((gt == g) & (labels > 0)), per_gt))
+    chosen = _refill(rng, np.concatenate(sampled), set(pos_inds.tolist()), num_expected)
+    return _at_most(rng, chosen, num_expected)
 
 
 def _via_interval(ious: np.ndarray, full: set, k: int, lo: float, bins: int, rng: np.random.Generator) -> np.ndarray:
@@ -62,15 +66,8 @@ def _via_interval(ious: np.ndarray, full: set, k: int, lo: float, bins: int, rng
     sampled = []
     for i in range(bins):
         in_bin = set(np.flatnonzero((ious >= lo + i * width) & (ious < lo + (i + 1) * width)).tolist()) & full
-        inds = list(in_bin)
-        sampled.append(_choice(rng, inds, per_bin) if len(inds) > per_bin else np.array(inds, dtype=np.int64))
-    chosen = np.concatenate(sampled)
-    if len(chosen) < k:
-        extra = np.array(list(full - set(chosen.tolist())), dtype=np.int64)
-        if len(extra) > k - len(chosen):
-            extra = _choice(rng, extra, k - len(chosen))
-        chosen = np.concatenate([chosen, extra])
-    return chosen
+        sampled.append(_at_most(rng, list(in_bin), per_bin))
+    return _refill(rng, np.concatenate(sampled), full, k)
 
 
 def numpy_negatives(labels: np.ndarray, ious: np.ndarray, num_expected: int, num_bins: int, floor_thr: float,
@@ -92,21 +89,12 @@ def numpy_negatives(labels: np.ndarray, ious: np.ndarray, num_expected: int, num
         iou_set = set(np.flatnonzero(ious > floor_thr).tolist())
     floor_neg, iou_neg = list(floor_set & neg_set), list(iou_set & neg_set)
     want_iou = int(num_expected * (1 - floor_fraction))
-    if len(iou_neg) > want_iou:
-        iou_chosen = (_via_interval(ious, set(iou_neg), want_iou, max(floor_thr, 0.0), num_bins, rng)
-                      if num_bins >= 2 else _choice(rng, iou_neg, want_iou))
+    if len(iou_neg) > want_iou and num_bins >= 2:
+        iou_chosen = _via_interval(ious, set(iou_neg), want_iou, max(floor_thr, 0.0), num_bins, rng)
     else:
-        iou_chosen = np.array(iou_neg, dtype=np.int64)
-    want_floor = num_expected - len(iou_chosen)
-    floor_chosen = _choice(rng, floor_neg, want_floor) if len(floor_neg) > want_floor else np.array(floor_neg,
-                                                                                                    dtype=np.int64)
-    chosen = np.concatenate([floor_chosen, iou_chosen])
-    if len(chosen) < num_expected:
-        extra = np.array(list(neg_set - set(chosen.tolist())), dtype=np.int64)
-        if len(extra) > num_expected - len(chosen):
-            extra = _choice(rng, extra, num_expected - len(chosen))
-        chosen = np.concatenate([chosen, extra])
-    return chosen
+        iou_chosen = _at_most(rng, iou_neg, want_iou)
+    floor_chosen = _at_most(rng, floor_neg, num_expected - len(iou_chosen))
+    return _refill(rng, np.concatenate([floor_chosen, iou_chosen]), neg_set, num_expected)
 
 
 def numpy_sampler(images: list[tuple[np.ndarray, np.ndarray, np.ndarray]], num: int, pos_fraction: float,

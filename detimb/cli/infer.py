@@ -170,14 +170,14 @@ def infer(args: argparse.Namespace) -> None:
     jobs = [SceneJob(path, image_id) for path, image_id in zip(scenes, scene_ids(args.coco, scenes))]
     out = Path(args.out)
     store = SceneStore(out, source.run_key(settings))
-    earlier = sum(store.done(job) for job in jobs)
+    earlier = {job for job in jobs if store.done(job)}  # each scene file read once before the run
     if earlier and distributed.is_main():
-        print(f"{earlier} of {len(jobs)} scenes were finished by an earlier run with these settings: kept")
+        print(f"{len(earlier)} of {len(jobs)} scenes were finished by an earlier run with these settings: kept")
     backend: SceneBackend = (
         RayScenes(source, settings, workers=args.workers, threads=args.threads, gpus=args.gpus,
                   address=args.ray_address, progress=not args.no_progress) if ray else
         ProcessScenes(restored, settings, rank=rank, world=world, progress=not args.no_progress))
-    backend.run(jobs, lambda job: not store.done(job), _scene_done(args, store, restored.label_map,
+    backend.run(jobs, lambda job: job not in earlier, _scene_done(args, store, restored.label_map,
                                                                      settings.mask_threshold))
     distributed.barrier()
     if distributed.is_main():

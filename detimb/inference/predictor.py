@@ -14,6 +14,7 @@ from torch import nn
 from detimb.data.label_map import LabelMap
 from detimb.data.pixels import RGB, PixelSpec, load_image, read_raster, to_chw_tensor
 from detimb.data.prediction import Prediction
+from detimb.data.tiling.grid import overlap_pixels
 from detimb.errors import InputError
 from detimb.distributed import resolve_device
 from detimb.inference.merge import MATCHES, MERGES
@@ -81,8 +82,7 @@ class Predictor:
         size = (tile, tile) if isinstance(tile, int) else tuple(tile)
         if len(size) != 2 or min(size) < 1:
             raise InputError(f"tile must be a size >= 1 pixel or (h, w), got {tile}")
-        if overlap < 0 or (overlap >= 1 and overlap >= min(size)):
-            raise InputError(f"overlap must be a ratio in [0, 1) or pixels below the tile size, got {overlap}")
+        overlap_pixels(overlap, min(size))  # the grid's own check, before any tile runs (an OptionError)
         if merge not in MERGES or match not in MATCHES or not 0.0 <= match_threshold <= 1.0:
             raise InputError(f"merge must be one of {MERGES}, match one of {MATCHES} and match_threshold in [0, 1];"
                              f" got {merge!r}, {match!r}, {match_threshold}")

@@ -299,7 +299,7 @@ def test_overview_masks_stay_inside_the_scene(tmp_path):
 
 def test_the_python_api_runs_a_scene_sliced_and_gives_map_features(scene):
     from detimb.api import Predictor
-    from detimb.errors import InputError
+    from detimb.errors import InputError, OptionError
 
     predictor = Predictor(BrightBox(), LabelMap((7,), ("tree",)), device="cpu", score_threshold=0.5)
     pred = predictor.predict_scene(scene, tile=64, overlap=0.25, batch_size=3)
@@ -311,7 +311,7 @@ def test_the_python_api_runs_a_scene_sliced_and_gives_map_features(scene):
     assert ring[0] == pytest.approx([400001.0, 3299998.8])  # pixel (10, 12) on the 0.1 m grid
     lonlat = predictor.scene_features(pred, wgs84=True)[0]["geometry"]["coordinates"][0][0]
     assert -180 <= lonlat[0] <= 180 and -90 <= lonlat[1] <= 90
-    with pytest.raises(InputError, match="overlap must be"):
+    with pytest.raises(OptionError, match="overlap 64 must be >= 0 and smaller than the tile"):
         predictor.predict_scene(scene, tile=64, overlap=64)
     with pytest.raises(InputError, match="merge must be one of"):
         predictor.predict_scene(scene, merge="union")
