@@ -306,6 +306,7 @@ class EvaluationConfig:
     max_images: Optional[int] = None  # evaluate on this many validation images, evenly spaced (null: all)
     max_dets: int = 100
     ap_fixed_dets_per_class: int = 10000  # AP-fixed beside AP (Dave et al. 2021); 0: not computed
+    ap_pool: bool = True  # AP-pool beside AP-fixed: classes ranked together, the same per-class cap
     backend: str = "pycocotools"  # or faster_coco_eval (pip install 'detimb[fast-eval]')
     metrics: List[str] = field(default_factory=lambda: ["dice", "iou"])
     regions: Dict[str, List[Any]] = field(default_factory=dict)

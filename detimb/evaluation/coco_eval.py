@@ -203,6 +203,10 @@ def format_table(report: dict[str, Any]) -> str:
         short = f" ({f['classes_under_k']} classes with fewer)" if f["classes_under_k"] else ""
         lines.append(f"AP-fixed {f['mAP']:.3f}  APr {fmt(f['APr']).strip()}  APc {fmt(f['APc']).strip()}  APf"
                      f" {fmt(f['APf']).strip()}  (top {f['dets_per_class']} per class, no per-image cap{short})")
+    if report.get("ap_pool"):
+        p = report["ap_pool"]
+        lines.append(f"AP-pool  {fmt(p['mAP']).strip()}  APr {fmt(p['APr']).strip()}  APc {fmt(p['APc']).strip()}  APf"
+                     f" {fmt(p['APf']).strip()}  (classes ranked together, the same cap)")
     return "\n".join(lines)
 
 

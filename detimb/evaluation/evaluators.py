@@ -91,6 +91,10 @@ class DetectionEvaluator(Evaluator):
                 fixed = r["ap_fixed"]
                 out[f"{iou_type}_AP_fixed"] = fixed["mAP"]
                 out.update({f"{iou_type}_{g}_fixed": fixed[g] for g in ("APr", "APc", "APf")})
+            if r.get("ap_pool"):
+                pooled = r["ap_pool"]
+                out[f"{iou_type}_AP_pool"] = pooled["mAP"]
+                out.update({f"{iou_type}_{g}_pool": pooled[g] for g in ("APr", "APc", "APf")})
         return out
 
     def format(self, reports: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from detimb.data.label_map import LabelMap
 from detimb.evaluation.ap_fixed import ap_fixed
+from detimb.evaluation.ap_pool import ap_pool
 from detimb.evaluation.coco_eval import evaluate_coco, write_reports
 from detimb.evaluation.diagnostics import confusion_matrix, write_confusion
 from detimb.evaluation.error_analysis import error_breakdown, write_error_breakdown
@@ -31,6 +32,9 @@ def evaluate_and_write(coco_gt: Any, results: dict[str, list], label_map: LabelM
             reports[iou_type]["ap_fixed"] = ap_fixed(coco_gt, results[iou_type], iou_type, label_map, train_freq,
                                                      tuple(ecfg.frequency_thresholds), ecfg.backend,
                                                      ecfg.ap_fixed_dets_per_class)
+            if ecfg.ap_pool:  # and ranked across classes: rewards scores comparable between classes
+                reports[iou_type]["ap_pool"] = ap_pool(coco_gt, results[iou_type], iou_type, train_freq,
+                                                       tuple(ecfg.frequency_thresholds), ecfg.ap_fixed_dets_per_class)
     write_reports(out_dir, reports)
     cm = confusion_matrix(coco_gt.dataset, results["bbox"], list(label_map.coco_ids), CONFUSION_IOU, CONFUSION_SCORE)
     write_confusion(out_dir, cm, list(label_map.names), CONFUSION_IOU, CONFUSION_SCORE)

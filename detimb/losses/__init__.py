@@ -5,6 +5,8 @@ from detimb.losses.classification import (
     CLS_LOSSES, BatchClasses, BinaryCrossEntropyLoss, ClassificationLoss, Columns, CrossEntropyLoss, Form,
     SigmoidFocalLoss,
 )
+from detimb.losses.class_margin import EffectiveClassMarginLoss
+from detimb.losses.equalized_focal import EqualizedFocalLoss
 from detimb.losses.ghm import GHMCLoss, GHMRLoss
 from detimb.losses.long_tail import EQLLoss, EQLv2Loss, FederatedLoss, SeesawLoss
 from detimb.losses.statistics import ClassStatistics
@@ -18,7 +20,8 @@ from detimb.losses.regression import (
 __all__ = [
     "BALANCERS", "BOX_LOSSES", "CARL", "CLS_LOSSES", "AsymmetricFocalLoss", "AsymmetricLargeMarginLoss",
     "BalanceContext", "BalancedL1Loss", "BatchClasses", "BinaryCrossEntropyLoss", "ClassStatistics", "Columns",
-    "EQLLoss", "EQLv2Loss", "FederatedLoss", "GHMCLoss", "GHMRLoss", "SeesawLoss", "BoundedIoULoss", "BoxLoss",
+    "EQLLoss", "EQLv2Loss", "EffectiveClassMarginLoss", "EqualizedFocalLoss", "FederatedLoss", "GHMCLoss",
+    "GHMRLoss", "SeesawLoss", "BoundedIoULoss", "BoxLoss",
     "CIoULoss",
     "ClassificationLoss", "CrossEntropyLoss", "Form",
     "DIoULoss", "DiceLoss", "FixedWeights", "FocalLoss", "GIoULoss", "GuidedLoss", "IoULoss", "L1Loss",

@@ -109,10 +109,15 @@ class ClassificationLoss(nn.Module):
         return num_classes
 
     def roi_scores(self, logits: Tensor) -> Tensor:
-        """(N, K) foreground scores at inference from the RoI predictor's logits."""
+        """(N, K) foreground scores at inference from the RoI predictor's logits: softmax
+        without background; sigmoid; with a background column (``Columns.WITH_BACKGROUND``)
+        ``sigmoid(x_j) * (1 - sigmoid(x_bg))``, as EQLv2's and ECM's released code."""
         if self.form is Form.SOFTMAX:
             return F.softmax(logits, -1)[:, 1:]
-        return torch.sigmoid(logits)
+        p = torch.sigmoid(logits)
+        if self.columns is Columns.WITH_BACKGROUND:
+            return p[:, 1:] * (1 - p[:, :1])
+        return p
 
     def candidate_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
         """(N,) each candidate's loss (summed over classes for sigmoid losses), with

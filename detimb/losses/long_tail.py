@@ -197,10 +197,6 @@ class EQLv2Loss(ClassificationLoss):
         adopt_saved_shapes(self, state_dict, prefix, ("pos_grad", "neg_grad"))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def roi_scores(self, logits: Tensor) -> Tensor:
-        p = torch.sigmoid(logits)
-        return p[:, 1:] * (1 - p[:, :1])
-
     def class_weights(self, logits: Tensor) -> tuple[Tensor, Tensor]:
         """(C,) positive and negative weights of the columns, from the accumulated gradients."""
         width = logits.shape[1]

@@ -17,7 +17,9 @@ does not have is skipped with that reason. The fragments are the shipped configs
 - ``libra_rcnn``: Libra R-CNN (Pang et al. 2019): IoU-balanced negatives, balanced feature
   pyramid (non-local, level 2), balanced L1;
 - ``repeat_factor_seesaw``, ``repeat_factor_libra``: the two combinations;
-- RetinaNet: ``ghm`` (GHM-C and GHM-R, Li et al. 2019) and ``sampling_free`` (Chen et al. 2021).
+- RetinaNet: ``ghm`` (GHM-C and GHM-R, Li et al. 2019) and ``sampling_free`` (Chen et al. 2021);
+- ``ecm``: effective class-margin loss (Hyun Cho and Krähenbühl 2022) with the cosine classifier;
+- ``efl``: equalized focal loss in RetinaNet (Li et al. 2022), gamma_b 2, scale factor 8.
 """
 
 from __future__ import annotations
@@ -160,6 +162,14 @@ CATALOGUE: tuple[Remedy, ...] = (
            fragment=lambda cfg: _retina(sampler={"type": "all"}, loss_cls={"type": "binary_cross_entropy"},
                                         balancer={"type": "guided", "mode": "per_iter"}, optimal_prior=True,
                                         adaptive_score_thresh=True)),
+    Remedy(name="ecm", summary="effective class-margin sigmoid loss (margins from the counts), cosine classifier",
+           touches=ROI, addresses=frozenset({LONG_TAIL}),
+           fragment=lambda cfg: _roi(loss_cls={"type": "ecm", "fg_bg_ratio": 6.3313},
+                                     cls_predictor={"type": "normed_linear", "temperature": 20.0})),
+    Remedy(name="efl", summary="equalized focal loss in RetinaNet's head (gamma_b 2, scale factor 8)", touches=RETINA,
+           addresses=frozenset({LONG_TAIL}),
+           fragment=lambda cfg: _retina(loss_cls={"type": "efl", "gamma_b": 2.0, "scale_factor": 8.0, "alpha": 0.25},
+                                        sampler={"type": "all"})),
 )
 REMEDIES: dict[str, Remedy] = {r.name: r for r in CATALOGUE}
 

@@ -1,6 +1,6 @@
-"""Running statistics over ranks: with gloo on 2 processes, Seesaw's class counts and GHM's
-bin densities after a step equal one process's on the union of the two batches, and the
-ranks' mean GHM loss is that process's loss."""
+"""Running statistics over ranks: with gloo on 2 processes, Seesaw's class counts, GHM's
+bin densities and EFL's gradient sums after a step equal one process's on the union of the
+two batches, and the ranks' mean GHM loss is that process's loss."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from detimb.losses import GHMCLoss, SeesawLoss
+from detimb.losses import EqualizedFocalLoss, GHMCLoss, SeesawLoss
 
 pytestmark = pytest.mark.slow  # two processes
 
@@ -27,8 +27,10 @@ def rank_step(rank: int, store: str, out: str) -> None:
     seesaw, ghm = SeesawLoss().train(), GHMCLoss(bins=10, momentum=0.75).train()
     seesaw(seesaw_logits, labels)
     loss = ghm(ghm_logits, targets)
-    torch.save({"cum_samples": seesaw.cum_samples, "acc_sum": ghm.density.acc_sum, "ghm": loss.detach()},
-               f"{out}/rank{rank}.pth")
+    efl = EqualizedFocalLoss().train()
+    efl(ghm_logits.requires_grad_(True), targets, avg_factor=4.0)  # the same normaliser on every rank
+    torch.save({"cum_samples": seesaw.cum_samples, "acc_sum": ghm.density.acc_sum, "ghm": loss.detach(),
+                "pos_grad": efl.pos_grad, "neg_grad": efl.neg_grad}, f"{out}/rank{rank}.pth")
     dist.destroy_process_group()
 
 
@@ -39,7 +41,10 @@ def test_statistics_over_two_gloo_ranks_equal_one_process_on_the_union(tmp_path)
     seesaw, ghm = SeesawLoss().train(), GHMCLoss(bins=10, momentum=0.75).train()
     seesaw(seesaw_logits, labels)
     single = ghm(ghm_logits, targets)
+    efl = EqualizedFocalLoss().train()
+    efl(ghm_logits.requires_grad_(True), targets, avg_factor=4.0)
     for r in ranks:
         assert torch.equal(r["cum_samples"], seesaw.cum_samples)  # every rank holds the whole batch's counts
         assert torch.allclose(r["acc_sum"], ghm.density.acc_sum)
+        assert torch.allclose(r["pos_grad"], efl.pos_grad) and torch.allclose(r["neg_grad"], efl.neg_grad)
     assert ((ranks[0]["ghm"] + ranks[1]["ghm"]) / 2).item() == pytest.approx(single.item(), rel=1e-5)

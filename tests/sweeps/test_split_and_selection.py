@@ -57,7 +57,8 @@ def chosen(p: Profile, model: str = "faster_rcnn", max_remedies: int = 6, tmp_pa
 def test_auto_on_a_long_tail_with_few_classes(tmp_path, tiny_shapes):
     picks = chosen(profile(), tmp_path=tmp_path, tiny_shapes=tiny_shapes)
     assert [n for n, c in picks.items() if c.chosen] == ["baseline", "repeat_factor", "class_aware", "seesaw",
-                                                         "ce_effective_num", "repeat_factor_seesaw"]
+                                                         "ce_effective_num", "repeat_factor_seesaw", "ecm"]
+    assert "no model.retina_head" in picks["efl"].reason and picks["ecm"].reason.startswith("a long tail")
     assert "6 classes" in picks["eqlv2"].reason and "every class" in picks["federated"].reason
     assert "no model.retina_head" in picks["ghm"].reason and "not chosen" in picks["repeat_factor_libra"].reason
 
@@ -80,7 +81,7 @@ def test_auto_leaves_class_aware_out_when_the_tail_shares_images_with_the_head(t
 def test_auto_for_retinanet(tmp_path, tiny_shapes):
     picks = chosen(profile(), "retinanet", tmp_path=tmp_path, tiny_shapes=tiny_shapes)
     assert [n for n, c in picks.items() if c.chosen] == ["baseline", "repeat_factor", "class_aware", "ghm",
-                                                         "sampling_free"]
+                                                         "sampling_free", "efl"]
     assert picks["seesaw"].reason == "model.type retinanet has no model.roi_head"
 
 
