@@ -1,12 +1,14 @@
 """``detimb-sweep --remedies auto`` on the benchmark datasets, as a user would run it on theirs.
 
     python benchmarks/sweep/run.py --dataset shapes|fashion|digits [--iters 2500] [--seeds 0 1 2]
-        [--workers 2] [--remedies auto] [--out benchmarks/sweep/<dataset>]
+        [--workers 2] [--remedies auto] [--config detimb://demo/faster_rcnn_shapes]
+        [--out benchmarks/sweep/<dataset>]
 
 Each dataset is built once under ``data/`` (shapes: detimb's generator; fashion: Fashion-MNIST
 garments on canvases, ``apt-get install dataset-fashion-mnist``; digits: scikit-learn's real
 handwritten digits on canvases, ``benchmarks/sweep/digits.py``), and the demo Faster R-CNN
-config (``detimb://demo/faster_rcnn_shapes``) is pointed at it, as the efficacy matrix does.
+config (``detimb://demo/faster_rcnn_shapes``; ``--config`` another, e.g. the demo RetinaNet)
+is pointed at it, as the efficacy matrix does.
 The sweep resumes: run the same command again after a stop.
 """
 
@@ -50,13 +52,14 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--remedies", nargs="+", default=["auto"])
+    p.add_argument("--config", default=CONFIG, help="the base config the dataset is put into")
     p.add_argument("--data-root", default=str(REPO / "data"))
     p.add_argument("--out")
     args = p.parse_args()
     data = build(args.dataset, Path(args.data_root))
     overrides = [f"data.train.ann_file={data}/annotations/train.json", f"data.train.img_dir={data}/train",
                  f"data.val.ann_file={data}/annotations/val.json", f"data.val.img_dir={data}/val"]
-    result = sweep(CONFIG, out=args.out or REPO / "benchmarks" / "sweep" / args.dataset, remedies=args.remedies,
+    result = sweep(args.config, out=args.out or REPO / "benchmarks" / "sweep" / args.dataset, remedies=args.remedies,
                    seeds=args.seeds, iters=args.iters, workers=args.workers, overrides=overrides)
     print(result.verdict)
 
