@@ -207,6 +207,23 @@ class HardExampleConfig:
 
 
 @dataclass
+class CopyPasteConfig:
+    """Class-aware copy-paste (Ghiasi et al. 2021, as mmdetection's ``CopyPaste``;
+    ``detimb.data.copy_paste``), detection training only: each item gets
+    ``randint(0, max_pasted)`` training instances drawn by their class's repeat factor
+    (``repeat_threshold``, ``sqrt``), pasted as masks (boxes without a segmentation); an
+    object stays if its box moved at most ``bboxes_occluded_thr`` px or more than
+    ``mask_occluded_thr`` px of it remain visible."""
+
+    enabled: bool = False
+    max_pasted: int = 100
+    repeat_threshold: float = 0.001
+    sqrt: bool = True
+    bboxes_occluded_thr: float = 10.0
+    mask_occluded_thr: int = 300
+
+
+@dataclass
 class SplitConfig:
     """One COCO split. ``out_of_bounds``: clip (and count) or error for boxes outside the image.
     ``transforms``: albumentations ops, e.g. ``[{type: HorizontalFlip, p: 0.5}]``.
@@ -226,6 +243,7 @@ class SplitConfig:
     patch_sampler: Optional[Dict[str, Any]] = None
     hard_examples: HardExampleConfig = field(default_factory=HardExampleConfig)
     asymmetric_augmentation: Optional[Dict[str, Any]] = None
+    copy_paste: CopyPasteConfig = field(default_factory=CopyPasteConfig)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from detimb.data.coco import polygons_to_mask
+from detimb.data.instance_masks import polygons_to_mask
 from detimb.data.label_map import LabelMap
 
 OVERLAP_RULES = ("smaller_on_top", "ignore")

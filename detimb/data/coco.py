@@ -10,17 +10,21 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from detimb.data.image_samplers import EpochIndex
 from detimb.data.image_cache import DecodedImageCache
+from detimb.data.copy_paste import CopyPaste, CopyPasteSettings
+from detimb.data.instance_masks import instance_mask, polygons_to_mask
 from detimb.data.coco_validate import CocoRecords, is_lvis_style, validate_coco
 from detimb.data.pixels import RGB, PixelSpec, read_raster, to_chw_tensor
 from detimb.data.label_map import LabelMap
 from detimb.data.transforms import apply_albumentations, build_albumentations
 from detimb.errors import DatasetError
+
+
+PASTE_STREAM = 1  # copy-paste's random stream beside the albumentations seed of an item
 
 
 def coco_api(data: dict[str, Any]) -> COCO:
@@ -30,18 +34,6 @@ def coco_api(data: dict[str, Any]) -> COCO:
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
-
-
-def polygons_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """A (H, W) uint8 mask from COCO polygons, uncompressed RLE or compressed RLE."""
-    if isinstance(segmentation, list):
-        rles = mask_utils.frPyObjects(segmentation, height, width)
-        rle = mask_utils.merge(rles)
-    elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        rle = segmentation
-    return mask_utils.decode(rle).astype(np.uint8)
 
 
 class CocoDetection(Dataset):
@@ -74,6 +66,8 @@ class CocoDetection(Dataset):
         uint8_images: give 8-bit RGB items as uint8 tensors (detimb's models divide them by 255
             on their device: a quarter of the bytes between loader processes and to the GPU);
             default float32 in [0, 1].
+        copy_paste: paste training instances onto each item after its augmentation
+            (``detimb.data.copy_paste``), or None.
     """
 
     def __init__(
@@ -90,6 +84,7 @@ class CocoDetection(Dataset):
         cache: DecodedImageCache | None = None,
         uint8_images: bool = False,
         max_images: int | None = None,
+        copy_paste: CopyPasteSettings | None = None,
     ) -> None:
         self.records: CocoRecords = validate_coco(ann_file, img_dir, out_of_bounds)
         self.img_dir = Path(img_dir)
@@ -114,6 +109,8 @@ class CocoDetection(Dataset):
             self.images = [self.images[i] for i in picks]
         self._coco: COCO | None = None
         self.lvis_style = is_lvis_style(self.records.data)
+        self.copy_paste = None if copy_paste is None else \
+            CopyPaste(self.images, self._training_annotations, self.label_map.label, copy_paste)
 
     @property
     def coco(self) -> COCO:
@@ -173,12 +170,22 @@ class CocoDetection(Dataset):
         labels = np.array([self.label_map.label(a["category_id"]) for a in anns], dtype=np.int64)
         areas = np.array([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns], dtype=np.float32)
         masks = None
-        if self.with_masks:
+        if self.copy_paste is not None:  # occlusion needs every object's pixels: its box where it has no mask
+            masks = [instance_mask(a, info["height"], info["width"]) for a in anns]
+        elif self.with_masks:
             masks = [polygons_to_mask(a["segmentation"], info["height"], info["width"]) for a in anns]
         if self.pipeline is not None:
             seed = (self.seed * 1_000_003 + epoch * 10_007 + index) % (2**32)
             image, boxes, kept, masks = apply_albumentations(self.pipeline, image, boxes, masks, seed)
             labels, areas = labels[kept], areas[kept]
+        pasted_labels: set[int] = set()
+        if self.copy_paste is not None and masks is not None:
+            rng = np.random.default_rng([self.seed % 2**32, epoch, index, PASTE_STREAM])
+            pasted = self.copy_paste.apply(image, boxes, labels, masks, areas, self.copy_paste.draw(rng, index),
+                                           self.load_image)
+            image, boxes, labels, areas = pasted.image, pasted.boxes, pasted.labels, pasted.areas
+            masks = pasted.masks if self.with_masks else None
+            pasted_labels = {int(x) for x in labels[len(labels) - pasted.pasted:]}
         target = {
             "boxes": torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)).reshape(-1, 4),
             "labels": torch.from_numpy(labels),
@@ -189,7 +196,8 @@ class CocoDetection(Dataset):
         if self.lvis_style:
             for key, field in (("neg_labels", "neg_category_ids"), ("not_exhaustive_labels",
                                                                     "not_exhaustive_category_ids")):
-                target[key] = torch.tensor([self.label_map.label(c) for c in info.get(field, [])], dtype=torch.int64)
+                target[key] = torch.tensor([label for c in info.get(field, []) if (label := self.label_map.label(c))
+                                            not in pasted_labels], dtype=torch.int64)  # a pasted class is present
         if masks is not None:
             h, w = image.shape[:2]
             target["masks"] = torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, h, w), dtype=torch.uint8)

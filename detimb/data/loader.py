@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from detimb.data.pixels import RGB, PixelSpec
 from detimb.data.coco import CocoDetection, collate
+from detimb.data.copy_paste import CopyPasteSettings
 from detimb.data.dense_augment import MIXUPS, AsymmetricAugmentation
 from detimb.data.image_cache import DecodedImageCache
 from detimb.data.image_check import check_images
@@ -29,8 +30,12 @@ def build_datasets(cfg: DictConfig, with_masks: bool, seed: int, pixels: PixelSp
     8-bit RGB items as uint8 tensors (the model divides them by 255 on its device).
     ``val_images``: evaluate on at most this many validation images (``evaluation.max_images``)."""
     cache = DecodedImageCache.from_config(cfg, pixels)
+    paste = cfg.train.copy_paste
+    copy_paste = CopyPasteSettings(paste.max_pasted, paste.repeat_threshold, paste.sqrt, paste.bboxes_occluded_thr,
+                                   paste.mask_occluded_thr) if paste.enabled else None
     train = CocoDetection(cfg.train.ann_file, cfg.train.img_dir, list(cfg.train.transforms), cfg.train.keep_empty,
-                          cfg.train.out_of_bounds, with_masks, seed=seed, pixels=pixels, cache=cache, uint8_images=True)
+                          cfg.train.out_of_bounds, with_masks, seed=seed, pixels=pixels, cache=cache, uint8_images=True,
+                          copy_paste=copy_paste)
     val = CocoDetection(cfg.val.ann_file, cfg.val.img_dir, list(cfg.val.transforms), True, cfg.val.out_of_bounds,
                         with_masks, label_map=train.label_map, seed=seed, pixels=pixels, cache=cache,
                         uint8_images=True, max_images=val_images)
@@ -62,6 +67,9 @@ def _with_labels(spec: dict[str, Any], key: str, dataset: CocoDetection, where: 
 def build_segmentation_datasets(cfg: DictConfig, seed: int, progress: bool = False, val_images: int | None = None
                                 ) -> tuple[SegmentationDataset, SegmentationDataset]:
     """Train and val class-map datasets; patches, mixup and asymmetric augmentation on train."""
+    if cfg.train.copy_paste.enabled:
+        raise ConfigError("data.train.copy_paste pastes instances for detection; semantic segmentation trains on"
+                          " class maps. Fix: set data.train.copy_paste.enabled: false (mixup blends items instead)")
     detection_train, detection_val = build_datasets(cfg, False, seed, val_images=val_images)
     tcfg = cfg.train
     patch_sampler = None

@@ -19,7 +19,10 @@ does not have is skipped with that reason. The fragments are the shipped configs
 - ``repeat_factor_seesaw``, ``repeat_factor_libra``: the two combinations;
 - RetinaNet: ``ghm`` (GHM-C and GHM-R, Li et al. 2019) and ``sampling_free`` (Chen et al. 2021);
 - ``ecm``: effective class-margin loss (Hyun Cho and Krähenbühl 2022) with the cosine classifier;
-- ``efl``: equalized focal loss in RetinaNet (Li et al. 2022), gamma_b 2, scale factor 8.
+- ``efl``: equalized focal loss in RetinaNet (Li et al. 2022), gamma_b 2, scale factor 8;
+- ``copy_paste``: class-aware copy-paste (Ghiasi et al. 2021), up to 5 pasted instances drawn
+  by repeat factor (threshold 0.1) as ``configs/data/copy_paste.yaml``, and
+  ``repeat_factor_copy_paste``.
 """
 
 from __future__ import annotations
@@ -97,6 +100,11 @@ def _class_aware(cfg: DictConfig) -> Fragment:
     return {"data": {"train": {"sampler": {"type": "class_aware"}}}}
 
 
+def _copy_paste(cfg: DictConfig) -> Fragment:
+    return {"data": {"train": {"copy_paste": {"enabled": True, "max_pasted": 6, "repeat_threshold": 0.1,
+                                              "sqrt": True, "bboxes_occluded_thr": 10.0, "mask_occluded_thr": 300}}}}
+
+
 def _roi(**slots: Any) -> Fragment:
     return {"model": {"roi_head": slots}}
 
@@ -170,6 +178,11 @@ CATALOGUE: tuple[Remedy, ...] = (
            addresses=frozenset({LONG_TAIL}),
            fragment=lambda cfg: _retina(loss_cls={"type": "efl", "gamma_b": 2.0, "scale_factor": 8.0, "alpha": 0.25},
                                         sampler={"type": "all"})),
+    Remedy(name="copy_paste", summary="class-aware copy-paste: up to 5 instances per image, drawn by repeat factor",
+           touches=DATA, addresses=frozenset({LONG_TAIL}), fragment=_copy_paste),
+    Remedy(name="repeat_factor_copy_paste", summary="repeat-factor sampling with class-aware copy-paste",
+           touches=DATA, addresses=frozenset({LONG_TAIL}),
+           fragment=lambda cfg: _merge(_repeat_factor(cfg), _copy_paste(cfg)), parts=("repeat_factor", "copy_paste")),
 )
 REMEDIES: dict[str, Remedy] = {r.name: r for r in CATALOGUE}
 

@@ -19,6 +19,8 @@ tail shares its images with the head classes. The rules, in order:
 6. RetinaNet: GHM and sampling-free (both address foreground-background imbalance).
 7. The effective class-margin loss (RoI head) and the equalized focal loss (RetinaNet) for a
    long tail: neither has a long-tail hyperparameter to set for the data.
+8. Class-aware copy-paste for a long tail (it adds rare instances to other images, where
+   resampling repeats their own), and with repeat-factor sampling when both are chosen.
 Remedies that do not fit the model are left out with that reason; past ``max_remedies``
 the later ones are left out.
 """
@@ -108,6 +110,8 @@ def _rule(name: str, p: Profile) -> tuple[bool, str]:
             return False, (f"{p.tail_with_head_share:.0%} of the images with a rare or tail class also hold a head"
                            " class: sampling by class would repeat the head with them")
         return True, f"a long tail whose images seldom hold a head class ({p.tail_with_head_share:.0%})"
+    if name == "copy_paste":
+        return True, f"a long tail: rare instances pasted onto other images ({_long_tail_reason(p)})"
     if name in ("seesaw", "ce_effective_num", "ecm", "efl"):
         return True, f"a long tail in the classifier: {_long_tail_reason(p)}"
     if name == "eqlv2":

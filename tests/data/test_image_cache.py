@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from detimb.config.schema import DataConfig
 from detimb.data import coco as coco_module
 from detimb.data.coco import CocoDetection
 from detimb.data.image_cache import DecodedImageCache
@@ -18,12 +19,12 @@ from detimb.errors import ConfigError
 
 
 def _data(tiny_shapes, **cache):
-    return OmegaConf.create({
+    """``data`` as the schema gives it (every default), with these splits and cache settings."""
+    return OmegaConf.merge(OmegaConf.structured(DataConfig), {
         "train": {"ann_file": str(tiny_shapes / "annotations/train.json"), "img_dir": str(tiny_shapes / "train"),
-                  "transforms": [{"type": "HorizontalFlip", "p": 0.5}], "keep_empty": True, "out_of_bounds": "clip"},
-        "val": {"ann_file": str(tiny_shapes / "annotations/val.json"), "img_dir": str(tiny_shapes / "val"),
-                "transforms": [], "out_of_bounds": "clip"},
-        "check_images": False, "cache": None, "cache_dir": None, "cache_max_gb": 32.0, **cache})
+                  "transforms": [{"type": "HorizontalFlip", "p": 0.5}]},
+        "val": {"ann_file": str(tiny_shapes / "annotations/val.json"), "img_dir": str(tiny_shapes / "val")},
+        "check_images": False, **cache})
 
 
 def _items(dataset):

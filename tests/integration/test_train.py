@@ -80,6 +80,16 @@ def test_resume_is_exact_with_image_samplers(tiny_config, tmp_path, sampler):
     assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
 
 
+def test_resume_is_exact_with_copy_paste(tiny_config, tmp_path):
+    # class-aware image sampling with class-aware pasting, through epochs of 4 items
+    cfg = tiny_config("faster_rcnn", data={"batch_size": 4, "train": {"sampler": {"type": "class_aware"},
+                                                                      "copy_paste": {"enabled": True, "max_pasted": 5,
+                                                                                     "repeat_threshold": 0.3}}},
+                      train={"schedule": {"max_iters": 10}, "checkpoint_interval": 100, "eval_interval": 100})
+    a, b = straight_and_resumed(cfg, tmp_path, 6)
+    assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
+
+
 def test_resume_is_exact_with_loader_workers(tiny_config, tmp_path):
     # two workers that persist across the epochs (batch 4: several epochs), flips seeded per (epoch, index)
     cfg = tiny_config("faster_rcnn", data={"batch_size": 4, "num_workers": 2,

@@ -59,6 +59,8 @@ def test_auto_on_a_long_tail_with_few_classes(tmp_path, tiny_shapes):
     assert [n for n, c in picks.items() if c.chosen] == ["baseline", "repeat_factor", "class_aware", "seesaw",
                                                          "ce_effective_num", "repeat_factor_seesaw", "ecm"]
     assert "no model.retina_head" in picks["efl"].reason and picks["ecm"].reason.startswith("a long tail")
+    assert "rare instances pasted" in picks["copy_paste"].reason
+    assert "over --max-remedies 6" in picks["copy_paste"].reason
     assert "6 classes" in picks["eqlv2"].reason and "every class" in picks["federated"].reason
     assert "no model.retina_head" in picks["ghm"].reason and "not chosen" in picks["repeat_factor_libra"].reason
 
@@ -81,7 +83,8 @@ def test_auto_leaves_class_aware_out_when_the_tail_shares_images_with_the_head(t
 def test_auto_for_retinanet(tmp_path, tiny_shapes):
     picks = chosen(profile(), "retinanet", tmp_path=tmp_path, tiny_shapes=tiny_shapes)
     assert [n for n, c in picks.items() if c.chosen] == ["baseline", "repeat_factor", "class_aware", "ghm",
-                                                         "sampling_free", "efl"]
+                                                         "sampling_free", "efl", "copy_paste"]
+    assert "over --max-remedies 6" in picks["repeat_factor_copy_paste"].reason
     assert picks["seesaw"].reason == "model.type retinanet has no model.roi_head"
 
 
