@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from detimb.cli.common import run_cli
-from detimb.data.coco_validate import read_coco_json
+from detimb.data.coco_validate import validate_coco, validate_coco_data
 from detimb.data.convert import coco_to_yolo, dota_to_coco, voc_to_coco, yolo_to_coco
 from detimb.data.convert.voc import DIFFICULT
 from detimb.data.convert.yolo import read_class_names
@@ -52,23 +52,28 @@ def convert(args: argparse.Namespace) -> int | None:
         if Path(args.out).resolve() == coco_file.resolve():
             raise InputError(f"--out {args.out}: is the input COCO file; the YOLO labels go to a folder. Fix: give an"
                              " output folder")
-        counts = coco_to_yolo(read_coco_json(coco_file), Path(args.out))
+        counts = coco_to_yolo(validate_coco(coco_file, None), Path(args.out))
         print(f"{counts['images']} images, {counts['boxes']} boxes -> {args.out}/labels"
-              f" ({counts['crowd_skipped']} crowd regions left out: YOLO has no crowd form)")
+              f" ({counts['crowd_skipped']} crowd regions left out: YOLO has no crowd form; {counts['clipped_boxes']}"
+              f" boxes clipped to their image, {counts['dropped_boxes']} wholly outside left out)")
         return 0
     if args.command == "yolo2coco":
-        coco = yolo_to_coco(Path(args.images), Path(args.labels), Path(args.classes))
+        conversion = yolo_to_coco(Path(args.images), Path(args.labels), Path(args.classes))
     else:
         classes = read_class_names(Path(args.classes)) if args.classes else None
     if args.command == "voc2coco":
-        coco = voc_to_coco(Path(args.xml), Path(args.images) if args.images else None, classes, args.difficult)
+        conversion = voc_to_coco(Path(args.xml), Path(args.images) if args.images else None, classes, args.difficult)
     elif args.command == "dota2coco":
-        coco = dota_to_coco(Path(args.images), Path(args.labels), classes, args.difficult)
+        conversion = dota_to_coco(Path(args.images), Path(args.labels), classes, args.difficult)
     out = not_an_input(args.out, [args.classes], "--out")  # the other inputs are folders
+    coco = conversion.data
+    validate_coco_data(coco, out, None)  # what detimb would refuse to read is never written
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, coco)
     print(f"{len(coco['images'])} images, {len(coco['annotations'])} annotations, {len(coco['categories'])}"
           f" categories -> {out}")
+    if conversion.left_out:
+        print(f"left out: {conversion.left_out}")
 
 
 if __name__ == "__main__":

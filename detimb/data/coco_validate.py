@@ -221,10 +221,17 @@ def validate_coco(path: str | Path, img_dir: str | Path | None, out_of_bounds: s
                   check_files: bool = True, strict: bool = False) -> CocoRecords:
     """Validate ``path`` against ``img_dir`` (None: no image folder, file names unchecked).
     ``out_of_bounds``: 'clip' or 'error'. ``strict``: repairs become errors."""
+    path = Path(path)
+    return validate_coco_data(read_coco_json(path), path, img_dir, out_of_bounds, check_files, strict)
+
+
+def validate_coco_data(data: dict[str, Any], path: str | Path, img_dir: str | Path | None,
+                       out_of_bounds: str = "clip", check_files: bool = True, strict: bool = False) -> CocoRecords:
+    """``validate_coco`` of a COCO dict already in memory (a converter's output, before it
+    is written), read as the file ``path`` (named in the errors)."""
     if out_of_bounds not in ("clip", "error"):
         raise ValueError(f"out_of_bounds must be 'clip' or 'error', got {out_of_bounds!r}")
     path = Path(path)
-    data = read_coco_json(path)
     images, categories, annotations = data["images"], data["categories"], data["annotations"]
     if not images:
         raise _fail(path, "no images", "list the images under 'images' (a dataset needs at least one)")

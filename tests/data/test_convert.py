@@ -8,6 +8,7 @@ from PIL import Image
 
 from detimb.cli import convert
 from detimb.data.convert import coco_to_yolo, dota_to_coco, voc_to_coco, yolo_to_coco
+from detimb.data.coco_validate import validate_coco_data
 from detimb.errors import DatasetError
 
 
@@ -28,7 +29,7 @@ def yolo(tmp_path):
 
 
 def test_yolo_to_coco_by_hand(yolo):
-    coco = yolo_to_coco(yolo / "images", yolo / "labels", yolo / "classes.txt")
+    coco = yolo_to_coco(yolo / "images", yolo / "labels", yolo / "classes.txt").data
     assert coco["categories"] == [{"id": 1, "name": "cat", "supercategory": ""},
                                   {"id": 2, "name": "dog", "supercategory": ""}]
     assert coco["images"] == [{"id": 1, "file_name": "a.png", "width": 100, "height": 50},
@@ -43,15 +44,15 @@ def test_yolo_to_coco_by_hand(yolo):
 
 
 def test_coco_to_yolo_and_back(yolo, tmp_path):
-    coco = yolo_to_coco(yolo / "images", yolo / "labels", yolo / "classes.txt")
+    coco = yolo_to_coco(yolo / "images", yolo / "labels", yolo / "classes.txt").data
     coco["annotations"].append({"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 4, 4], "area": 16,
                                 "iscrowd": 1})
-    counts = coco_to_yolo(coco, tmp_path / "out")
-    assert counts == {"images": 2, "boxes": 2, "crowd_skipped": 1}
+    counts = coco_to_yolo(validate_coco_data(coco, "ann.json", None), tmp_path / "out")
+    assert counts == {"images": 2, "boxes": 2, "crowd_skipped": 1, "clipped_boxes": 0, "dropped_boxes": 0}
     assert (tmp_path / "out/classes.txt").read_text() == "cat\ndog\n"
     assert (tmp_path / "out/labels/a.txt").read_text().splitlines()[0] == "1 0.500000 0.500000 0.200000 0.200000"
     assert (tmp_path / "out/labels/b.txt").read_text() == ""
-    back = yolo_to_coco(yolo / "images", tmp_path / "out/labels", tmp_path / "out/classes.txt")
+    back = yolo_to_coco(yolo / "images", tmp_path / "out/labels", tmp_path / "out/classes.txt").data
     assert [a["bbox"] for a in back["annotations"]] == [pytest.approx(a["bbox"], abs=1e-4)
                                                         for a in coco["annotations"][:2]]
 
@@ -84,7 +85,7 @@ VOC = """<annotation><filename>img1.jpg</filename><size><width>64</width><height
 def test_voc_to_coco_by_hand(tmp_path, difficult, crowd):
     (tmp_path / "xml").mkdir()
     (tmp_path / "xml/img1.xml").write_text(VOC)
-    coco = voc_to_coco(tmp_path / "xml", difficult=difficult)
+    coco = voc_to_coco(tmp_path / "xml", difficult=difficult).data
     assert [c["name"] for c in coco["categories"]] == ["cat", "dog"]
     assert coco["images"] == [{"id": 1, "file_name": "img1.jpg", "width": 64, "height": 48}]
     # VOC's 1-based inclusive corners (1, 11)-(10, 20): x 0..10, y 10..20 (detectron2's convention)
@@ -102,7 +103,7 @@ def test_voc_errors(tmp_path):
     with pytest.raises(DatasetError, match=r"classes \['dog'\] are not in the class list"):
         voc_to_coco(tmp_path / "xml", classes=["cat"])
     (tmp_path / "xml/img1.xml").write_text(VOC.replace("<xmin>1</xmin>", "<xmin>one</xmin>"))
-    with pytest.raises(DatasetError, match="<xmin> is 'one', not a number"):
+    with pytest.raises(DatasetError, match="<xmin>: 'one' is not a number"):
         voc_to_coco(tmp_path / "xml")
 
 
@@ -112,14 +113,14 @@ def test_dota_to_coco_by_hand(tmp_path):
     (tmp_path / "labels/P0001.txt").write_text("imagesource:GoogleEarth\ngsd:0.5\n"
                                                "10 0 20 10 10 20 0 10 plane 0\n"
                                                "50 50 90 50 90 70 50 70 ship 1\n")
-    coco = dota_to_coco(tmp_path / "images", tmp_path / "labels")
+    coco = dota_to_coco(tmp_path / "images", tmp_path / "labels").data
     assert [c["name"] for c in coco["categories"]] == ["plane", "ship"]
     diamond, rect = coco["annotations"]
     # the diamond (10,0) (20,10) (10,20) (0,10): bbox 0..20 x 0..20, area 200 (half the box)
     assert diamond["bbox"] == [0.0, 0.0, 20.0, 20.0] and diamond["area"] == pytest.approx(200.0)
     assert diamond["segmentation"] == [[10.0, 0.0, 20.0, 10.0, 10.0, 20.0, 0.0, 10.0]]
     assert rect["bbox"] == [50.0, 50.0, 40.0, 20.0] and rect["area"] == pytest.approx(800.0) and rect["iscrowd"] == 0
-    assert len(dota_to_coco(tmp_path / "images", tmp_path / "labels", difficult="skip")["annotations"]) == 1
+    assert len(dota_to_coco(tmp_path / "images", tmp_path / "labels", difficult="skip").data["annotations"]) == 1
     (tmp_path / "labels/P0002.txt").write_text("1 2 3 4 5 6 7 8 plane\n")
     with pytest.raises(DatasetError, match="P0002.txt: no image named P0002"):
         dota_to_coco(tmp_path / "images", tmp_path / "labels")

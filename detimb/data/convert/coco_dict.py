@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,32 @@ def find_image(images: Path, stem: str, label_file: Path) -> Path:
                        " label file")
 
 
+def read_label_text(path: Path) -> str:
+    """A label file's text: UTF-8 (with or without a byte-order mark), else a named error."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as err:
+        raise DatasetError(f"{path}: label file not found") from err
+    except IsADirectoryError as err:
+        raise DatasetError(f"{path}: is a folder, not a label file") from err
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start}: {data[err.start:err.start + 1]!r}). Fix: save"
+                           " it as UTF-8") from err
+
+
+def finite_number(token: str, where: str) -> float:
+    """``token`` as a finite float, or an error naming ``where`` (a file and line or element)."""
+    try:
+        value = float(token)
+    except (TypeError, ValueError) as err:
+        raise DatasetError(f"{where}: '{token}' is not a number") from err
+    if not math.isfinite(value):
+        raise DatasetError(f"{where}: '{token}' is not a finite number. Fix: correct or remove the object")
+    return value
+
+
 def polygon_area(flat: list[float]) -> float:
     """Shoelace area of a polygon given as [x1, y1, x2, y2, ...]."""
     xs, ys = flat[0::2], flat[1::2]
@@ -42,22 +70,30 @@ def polygon_area(flat: list[float]) -> float:
 
 
 class CocoBuilder:
-    """Accumulates images, annotations and categories with ids from 1."""
+    """Accumulates images, annotations and categories with ids from 1. Boxes without area
+    (zero width or height) are left out and counted in ``degenerate`` by where they came from,
+    for the converter to report: detimb's validator refuses them."""
 
     def __init__(self, category_names: list[str]) -> None:
         self.categories = [{"id": i + 1, "name": n, "supercategory": ""} for i, n in enumerate(category_names)]
         self.by_name = {c["name"]: c["id"] for c in self.categories}
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
+        self.degenerate: list[str] = []
 
     def add_image(self, file_name: str, width: int, height: int) -> int:
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "file_name": file_name, "width": int(width), "height": int(height)})
         return image_id
 
-    def add_box(self, image_id: int, category_id: int, xyxy: tuple[float, float, float, float],
+    def add_box(self, image_id: int, category_id: int, xyxy: tuple[float, float, float, float], where: str,
                 polygon: list[float] | None = None, iscrowd: int = 0) -> None:
         x0, y0, x1, y1 = (float(v) for v in xyxy)
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            raise DatasetError(f"{where}: box {xyxy} is not finite. Fix: correct or remove the object")
+        if x1 <= x0 or y1 <= y0:
+            self.degenerate.append(where)
+            return
         ann: dict[str, Any] = {"id": len(self.annotations) + 1, "image_id": image_id, "category_id": category_id,
                                "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": iscrowd}
         if polygon is not None:
@@ -69,3 +105,22 @@ class CocoBuilder:
 
     def to_dict(self) -> dict[str, Any]:
         return {"images": self.images, "annotations": self.annotations, "categories": self.categories}
+
+    def repair_note(self) -> str | None:
+        """What the conversion left out, for the console; None when nothing."""
+        if not self.degenerate:
+            return None
+        return (f"{len(self.degenerate)} boxes with zero width or height left out (first: {self.degenerate[0]});"
+                " a box needs an area")
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A converter's COCO dict and what it left out (None: nothing), for the console."""
+
+    data: dict[str, Any]
+    left_out: str | None
+
+
+def converted(builder: CocoBuilder) -> Conversion:
+    return Conversion(builder.to_dict(), builder.repair_note())

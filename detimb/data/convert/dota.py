@@ -10,32 +10,30 @@ objects are kept, marked crowd, or skipped.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from detimb.data.convert.coco_dict import CocoBuilder, find_image, image_size
+from detimb.data.convert.coco_dict import (
+    CocoBuilder, Conversion, converted, find_image, finite_number, image_size, read_label_text,
+)
 from detimb.data.convert.voc import DIFFICULT
 from detimb.errors import DatasetError
 
 
 def _objects(path: Path) -> list[tuple[list[float], str, bool, int]]:
     out = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(read_label_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts or parts[0].startswith(("imagesource", "gsd")):
             continue
         if len(parts) < 9:
             raise DatasetError(f"{path}:{n}: expected 'x1 y1 x2 y2 x3 y3 x4 y4 category [difficult]', got"
                                f" {len(parts)} fields")
-        try:
-            poly = [float(v) for v in parts[:8]]
-        except ValueError as err:
-            raise DatasetError(f"{path}:{n}: the 8 coordinates must be numbers ({err})") from err
+        poly = [finite_number(v, f"{path}:{n}") for v in parts[:8]]
         out.append((poly, parts[8], len(parts) > 9 and parts[9] == "1", n))
     return out
 
 
 def dota_to_coco(images: Path, labels: Path, classes: list[str] | None = None,
-                 difficult: str = "keep") -> dict[str, Any]:
+                 difficult: str = "keep") -> Conversion:
     """COCO from ``labels/*.txt`` and their images in ``images`` (same stem)."""
     if difficult not in DIFFICULT:
         raise DatasetError(f"difficult must be one of {', '.join(DIFFICULT)}, got {difficult!r}")
@@ -56,6 +54,6 @@ def dota_to_coco(images: Path, labels: Path, classes: list[str] | None = None,
             if hard and difficult == "skip":
                 continue
             xs, ys = poly[0::2], poly[1::2]
-            coco.add_box(image_id, coco.by_name[name], (min(xs), min(ys), max(xs), max(ys)), polygon=poly,
-                         iscrowd=int(hard and difficult == "crowd"))
-    return coco.to_dict()
+            coco.add_box(image_id, coco.by_name[name], (min(xs), min(ys), max(xs), max(ys)), f"{path}:{n}",
+                         polygon=poly, iscrowd=int(hard and difficult == "crowd"))
+    return converted(coco)

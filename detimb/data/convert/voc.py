@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
-from detimb.data.convert.coco_dict import CocoBuilder, image_size
+from detimb.data.convert.coco_dict import CocoBuilder, Conversion, converted, finite_number, image_size
 from detimb.errors import DatasetError
 
 DIFFICULT = ("keep", "crowd", "skip")
@@ -26,15 +25,11 @@ def _text(node: ET.Element, tag: str, where: Path) -> str:
 
 
 def _coord(node: ET.Element, tag: str, where: Path) -> float:
-    value = _text(node, tag, where)
-    try:
-        return float(value)
-    except ValueError as err:
-        raise DatasetError(f"{where}: <{tag}> is '{value}', not a number") from err
+    return finite_number(_text(node, tag, where), f"{where}: <{tag}>")
 
 
 def voc_to_coco(xml_dir: Path, images: Path | None = None, classes: list[str] | None = None,
-                difficult: str = "keep") -> dict[str, Any]:
+                difficult: str = "keep") -> Conversion:
     """COCO from every ``*.xml`` of ``xml_dir``. ``images``: where the images are (to check
     them, and to read a size the XML lacks); ``classes``: the category order (default: the
     names found, sorted)."""
@@ -68,7 +63,7 @@ def voc_to_coco(xml_dir: Path, images: Path | None = None, classes: list[str] | 
         else:
             raise DatasetError(f"{path}: no <size>. Fix: pass --images so the size is read from the image")
         image_id = coco.add_image(file_name, width, height)
-        for obj in root.iter("object"):
+        for k, obj in enumerate(root.iter("object")):
             hard = obj.find("difficult") is not None and _text(obj, "difficult", path) == "1"
             if hard and difficult == "skip":
                 continue
@@ -79,5 +74,5 @@ def voc_to_coco(xml_dir: Path, images: Path | None = None, classes: list[str] | 
             if x1 < x0 or y1 < y0:
                 raise DatasetError(f"{path}: box {x0, y0, x1, y1} has xmax < xmin or ymax < ymin")
             coco.add_box(image_id, coco.by_name[_text(obj, "name", path)], (x0 - 1, y0 - 1, x1, y1),
-                         iscrowd=int(hard and difficult == "crowd"))
-    return coco.to_dict()
+                         f"{path}: object {k + 1}", iscrowd=int(hard and difficult == "crowd"))
+    return converted(coco)
