@@ -4,6 +4,11 @@
 and travels with the checkpoint in its config, so training, ``tools/infer.py`` and the
 Python API read a scene the same way. The default (3 channels, no bands or scale named) is
 the RGB path every detector had: 8-bit colour images read by OpenCV, divided by 255.
+A raster scene an RGB model reads (sliced inference) is on that same 8-bit scale whatever
+its storage type: uint8, uint16 or float32 copies of the same 0-255 values give the same
+input, and values outside 0-255 are a named error (the model never saw them), where
+dividing by each type's own maximum read a uint16 copy as near black and a float copy as
+200 times too bright.
 Anything else reads the file with rasterio and keeps its bands and dtype: the named bands
 (1-based) or all of them, scaled by ``(x - lo) / (hi - lo)`` when ``scale`` is given, else
 integers by their type's maximum (uint16 by 65535) and floats as they are.
@@ -72,12 +77,25 @@ class PixelSpec:
                                " (model.in_channels). Fix: choose the bands with data.bands, or train a model with"
                                f" in_channels: {pixels.shape[0]}")
         x = pixels.astype(np.float32)
+        if self.is_rgb:
+            return _eight_bit(x, pixels.dtype, source)
         if self.scale is not None:
             lo, hi = self.scale
             return (x - lo) / (hi - lo)
         if np.issubdtype(pixels.dtype, np.integer):
             return x / float(np.iinfo(pixels.dtype).max)
         return x
+
+
+def _eight_bit(x: np.ndarray, dtype: np.dtype, source: str) -> np.ndarray:
+    """Values on the 8-bit scale an RGB model was trained on, divided by 255; others refused."""
+    if x.size and dtype != np.uint8:
+        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        if not np.isfinite(x).all() or lo < 0 or hi > 255:
+            raise DatasetError(f"{source}: {np.dtype(dtype).name} values span {lo:g} to {hi:g}, outside the 0-255 an"
+                               " RGB model reads (its training images were 8-bit). Fix: rescale the scene to 0-255,"
+                               " or train a model that states its range (data.scale: [lo, hi])")
+    return x / 255.0
 
 
 def read_raster(path: str | Path, spec: PixelSpec) -> np.ndarray:

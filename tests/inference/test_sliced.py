@@ -14,6 +14,7 @@ from detimb.data.label_map import LabelMap
 from detimb.inference.geo import write_geojson
 from detimb.inference.sliced import SliceSettings, coco_records, sliced_predict
 from detimb.engine.trainer import Trainer
+from detimb.errors import DatasetError
 from tests.conftest import needs_extra
 
 SQUARES = [(10, 12, 30, 32), (150, 100, 181, 131)]  # x0, y0, x1, y1 in scene pixels
@@ -315,3 +316,28 @@ def test_the_python_api_runs_a_scene_sliced_and_gives_map_features(scene):
         predictor.predict_scene(scene, tile=64, overlap=64)
     with pytest.raises(InputError, match="merge must be one of"):
         predictor.predict_scene(scene, merge="union")
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_a_scene_stored_as_another_type_gives_the_same_detections(tmp_path, dtype):
+    """The same 0-255 pixels (background 100, squares 220) as uint8, uint16 and float32:
+    an RGB model reads each on the 8-bit scale (before: uint16 read near black, no box;
+    float32 read as 100, one box per tile). Values past 255 are refused by name."""
+    pixels = np.full((3, 150, 200), 100, dtype=np.uint8)
+    for x0, y0, x1, y1 in SQUARES:
+        pixels[:, y0:y1, x0:x1] = 220
+    paths = {}
+    for kind, values in (("uint8", pixels), (dtype, pixels.astype(dtype))):
+        paths[kind] = tmp_path / f"{kind}.tif"
+        with rasterio.open(paths[kind], "w", driver="GTiff", width=200, height=150, count=3, dtype=kind) as dst:
+            dst.write(values)
+    settings = SliceSettings(size=(64, 64), overlap=0.25)
+    want, got = (sliced_predict(BrightBox(), paths[k], settings, torch.device("cpu")) for k in ("uint8", dtype))
+    assert sorted(map(tuple, want.boxes.tolist())) == [tuple(map(float, s)) for s in SQUARES]
+    assert torch.equal(want.boxes, got.boxes) and torch.equal(want.scores, got.scores)
+    bright = pixels.astype(dtype)
+    bright[0, 0, 0] = 4095
+    with rasterio.open(tmp_path / "deep.tif", "w", driver="GTiff", width=200, height=150, count=3, dtype=dtype) as dst:
+        dst.write(bright)
+    with pytest.raises(DatasetError, match=rf"deep.tif: {dtype} values span 100 to 4095, outside the 0-255"):
+        sliced_predict(BrightBox(), tmp_path / "deep.tif", settings, torch.device("cpu"))
