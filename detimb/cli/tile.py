@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,14 +71,13 @@ def coco_scenes(ann_file: str, img_dir: str) -> tuple[list[Scene], list[dict[str
 def raster_scenes(rasters: list[str], labels: str | None, label_field: str
                   ) -> tuple[list[Scene], list[dict[str, Any]]]:
     from detimb.data.tiling import Scene
-    from detimb.data.tiling.labels import geojson_annotations
+    from detimb.data.tiling.labels import geojson_annotations, read_label_json
     from detimb.data.tiling.raster import RasterSource
 
     coco = None
     if labels and not labels.lower().endswith(".geojson"):
-        with open(labels) as f:
-            is_geojson = "features" in json.load(f)
-        coco = None if is_geojson else read_coco_json(labels)
+        sniffed = read_label_json(labels)
+        coco = None if isinstance(sniffed, dict) and "features" in sniffed else read_coco_json(labels)
     categories: list[dict[str, Any]] = list(coco["categories"]) if coco else []
     names: dict[str, int] = {}
     scenes = []

@@ -151,3 +151,36 @@ def test_coco2yolo_keeps_folders_and_refuses_two_images_on_one_label(coco_file, 
     escape = coco_file([{"id": 1, "file_name": "../../evil.png", **IMG}], [])
     assert convert.main(["coco2yolo", "--coco", str(escape), "--out", str(tmp_path / "yolo3")]) != 0
     assert "leaves the image folder" in capsys.readouterr().err
+
+
+@pytest.fixture
+def raster(tmp_path: Path) -> Path:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    path = tmp_path / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs="EPSG:32617",
+                       transform=from_origin(400000.0, 3300000.0, 1.0, 1.0)) as dst:
+        dst.write(np.zeros((3, 64, 64), np.uint8))
+    return path
+
+
+LABEL_FILES = [("missing.geojson", None, "label file not found"),
+               ("bytes.geojson", b"\xff\xfe{", "not UTF-8 text (byte 0)"),
+               ("labels.csv", b"x,y\n1,2\n", "not JSON (line 1, column 1"),
+               ("folder.geojson", "folder", "is a folder, not a label file")]
+
+
+@pytest.mark.parametrize("name,content,match", LABEL_FILES, ids=[f[0] for f in LABEL_FILES])
+def test_tile_names_a_label_file_it_cannot_read(tmp_path, capsys, raster, name, content, match):
+    from detimb.cli import tile
+
+    labels = tmp_path / name
+    if content == "folder":
+        labels.mkdir()
+    elif content is not None:
+        labels.write_bytes(content)
+    assert tile.main(["--raster", str(raster), "--labels", str(labels), "--out", str(tmp_path / "tiles"),
+                      "--size", "32"]) != 0
+    err = capsys.readouterr().err
+    assert f"{name}: {match}" in err and "Traceback" not in err and not (tmp_path / "tiles").exists()

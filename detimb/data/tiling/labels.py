@@ -41,6 +41,27 @@ def labels_crs(data: dict[str, Any], features: list[dict[str, Any]], path: Path)
     return WGS84
 
 
+def read_label_json(path: str | Path) -> Any:
+    """A label file's parsed JSON (GeoJSON or COCO), or a named error: missing, a folder,
+    not UTF-8, not JSON."""
+    path = Path(path)
+    fix = "Fix: --labels takes a GeoJSON FeatureCollection or a COCO .json file"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise DatasetError(f"{path}: label file not found. {fix}") from err
+    except IsADirectoryError as err:
+        raise DatasetError(f"{path}: is a folder, not a label file. {fix}") from err
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start}). {fix}") from err
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot be read ({err})") from err
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path}: not JSON (line {err.lineno}, column {err.colno}: {err.msg}). {fix}") from err
+
+
 def geojson_annotations(path: str | Path, transform: Any, label_field: str = "label",
                         category_ids: dict[str, int] | None = None, raster_crs: Any = None,
                         raster_size: tuple[int, int] | None = None) -> tuple[Records, Records]:
@@ -52,10 +73,7 @@ def geojson_annotations(path: str | Path, transform: Any, label_field: str = "la
     ``raster_size`` (width, height), a file whose features all fall outside the raster is
     an error naming both extents."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read GeoJSON ({err})") from err
+    data = read_label_json(path)
     features = data.get("features") if isinstance(data, dict) else None
     if not isinstance(features, list):
         raise DatasetError(f"{path}: not a GeoJSON FeatureCollection (no 'features' list)")
