@@ -20,7 +20,7 @@ from detimb.inference.merge import MATCHES, MERGES
 from detimb.inference.restore import restore
 from detimb.optional import require_extra
 from detimb.utils import inside, not_an_input
-from detimb.visualization import draw_detections, save_picture
+from detimb.visualization import LabelText, draw_detections, save_picture
 
 if TYPE_CHECKING:  # these need the geo extra (rasterio), imported once it is checked
     from detimb.inference.scene_runs import SceneBackend, SceneDone, SceneJob, SceneStore
@@ -56,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpkg", action="store_true", help="also write <scene>.gpkg (one 'detections' layer; pyogrio)")
     p.add_argument("--draw", metavar="DIR", help="also write each scene with its detections drawn (PNG) to DIR")
     p.add_argument("--max-draw", type=int, default=500, help="with --draw: the highest-scoring N detections")
+    p.add_argument("--labels", choices=[t.value for t in LabelText], default="score",
+                   help="with --draw: label boxes with class and score, the class only, or nothing (labels are"
+                        " sized to their box and left out where they would cover more than a quarter of it)")
     p.add_argument("--draw-max-side", type=int, default=4096,
                    help="with --draw: the picture's longer side in pixels (large scenes are read decimated)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
@@ -135,7 +138,8 @@ def write_scene_outputs(args: argparse.Namespace, path: Path, pred: ScenePredict
         drawn = not_an_input(inside(args.draw, f"{path.stem}.png", "--draw"), [path], "--draw")
         save_picture(drawn, draw_detections(
             picture, pred.boxes.numpy() * scale, np.array([label_map.coco_id(int(k)) for k in labels]),
-            [label_map.names[int(k) - 1] for k in labels], pred.scores.numpy(), max_draw=args.max_draw))
+            [label_map.names[int(k) - 1] for k in labels], pred.scores.numpy(), max_draw=args.max_draw,
+            labels=LabelText(args.labels)))
 
 
 def _scene_done(args: argparse.Namespace, store: SceneStore, label_map: LabelMap, mask_threshold: float

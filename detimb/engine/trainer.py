@@ -26,6 +26,7 @@ from detimb.data.label_map import LabelMap
 from detimb.data.loader import LoaderSettings, build_loader, evaluation_subset_note, position
 from detimb import distributed
 from detimb.models.weights import load_model_state, load_weights_file
+from detimb.visualization.batches import BATCH_PICTURES, write_batch_mosaic
 from detimb.engine.checkpoint import (
     clean_stray_temporaries, iteration_checkpoint, load_resume_checkpoint,
     prune_checkpoints, rng_state, save_checkpoint, set_rng_state,
@@ -250,6 +251,9 @@ class Trainer:
             self.train_loader.sampler.set_epoch(epoch)
             self.train_loader.sampler.set_start(offset * self.train_loader.batch_size)
             for images, targets in clock.batches(self.train_loader):
+                if self.iteration < BATCH_PICTURES and distributed.is_main():  # what the model is shown, drawn
+                    write_batch_mosaic(self.work_dir / "train_batches" / f"iter_{self.iteration + 1}.png", images,
+                                       targets, self.label_map, self.cfg.data.ignore_index)
                 losses = self.step(images, targets)
                 self.iteration += 1
                 bar.update(1)

@@ -10,7 +10,7 @@ import numpy as np
 
 from detimb.data.label_map import LabelMap
 from detimb.data.pixels import display_rgb
-from detimb.visualization.drawing import draw_detections, side_by_side
+from detimb.visualization.drawing import draw_detections, side_by_side, titled
 from detimb.visualization.pictures import save_picture
 
 SAMPLE_IMAGES, SAMPLE_SCORE = 6, 0.3  # validation pictures after training, and the score they draw from
@@ -47,6 +47,7 @@ def write_detection_samples(dataset: Any, results: list[dict[str, Any]], label_m
         right = draw_detections(pixels, xyxy(mine), np.array([r["category_id"] for r in mine]),
                                 [names[r["category_id"]] for r in mine], np.array([r["score"] for r in mine]))
         path = out_dir / f"{Path(info['file_name']).stem}.png"
-        save_picture(path, side_by_side(left, right))
+        save_picture(path, side_by_side(titled(left, f"ground truth ({len(truth)})"),
+                                        titled(right, f"scores >= {SAMPLE_SCORE} ({len(mine)})")))
         written.append(path)
     return written

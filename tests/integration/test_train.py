@@ -30,6 +30,8 @@ def test_train_writes_a_complete_run_folder(tiny_config, tmp_path, detector):
         assert set(reports) == {"bbox", "segm"}
     assert expected <= {p.name for p in work.iterdir()}
     assert any((work / "tensorboard").iterdir())
+    # the first training batches as the model saw them, with their ground truth
+    assert sorted(p.name for p in (work / "train_batches").iterdir()) == ["iter_1.png", "iter_2.png", "iter_3.png"]
     # validation pictures, ground truth | prediction, the image with the rarest class (crescent) first
     samples = sorted((work / "eval" / "samples").glob("*.png"))
     assert 1 <= len(samples) <= 6
