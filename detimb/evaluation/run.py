@@ -60,14 +60,31 @@ def evaluate(config: str | Path | None, *, checkpoint: str | Path | None = None,
         raise DetimbError("evaluate: results files are scored against a config's data.val (or --gt); give --config")
     cfg = load_config(config, items) if config is not None else stored_config(checkpoint, items)
     train_path = Path(cfg.data.train.ann_file)
-    train_freq = class_frequencies(read_coco_json(train_path)) if train_path.is_file() else None
+    train_data = read_coco_json(train_path) if train_path.is_file() else None
+    train_freq = class_frequencies(train_data) if train_data is not None else None
     if checkpoint is not None:
         return _evaluate_checkpoint(cfg, config, Path(checkpoint), items, train_freq, out,
                                     CalibrationRequest(calibrate, calibrate_metric) if calibrate else None, device)
     if calibrate:
         raise DetimbError("--calibrate rescores a checkpoint's classifier; results files hold only the final scores."
                           " Fix: give --checkpoint")
+    if gt is not None and train_data is not None:
+        same_class_ids(train_data["categories"], read_coco_json(gt)["categories"], train_path, Path(gt))
     return _score_results(cfg, [Path(r) for r in results or []], train_freq, out, gt)
+
+
+def same_class_ids(train: list[dict], truth: list[dict], train_path: Path, gt_path: Path) -> None:
+    """Results carry category ids only, numbered as the model's training data numbers its
+    classes: a ground-truth file that gives those ids to other names would score each class
+    against another's boxes. Refused, naming the ids."""
+    names = {c["id"]: c["name"] for c in train}
+    clashes = [(c["id"], names[c["id"]], c["name"]) for c in truth if c["id"] in names and names[c["id"]] != c["name"]]
+    if clashes:
+        listed = "; ".join(f"id {i} is '{mine}' in {train_path.name} but '{theirs}' in {gt_path.name}"
+                           for i, mine, theirs in clashes[:4])
+        raise DatasetError(f"{gt_path}: numbers its classes unlike the training data ({listed}), so results would"
+                           " be scored against another class's boxes. Fix: convert it with the same class order"
+                           " (e.g. detimb-convert --classes), or renumber its categories")
 
 
 @dataclass(frozen=True)
