@@ -18,9 +18,17 @@ SEGMENTATION = {"model": {"head": {"channels": 8}}, "data": {"batch_size": 2, "t
     "hard_examples": {"enabled": True, "confidence": 0.99}}}}
 
 
-@pytest.mark.parametrize("model_type,overrides", [("faster_rcnn", {}), ("semantic_seg", SEGMENTATION)],
-                         ids=["faster_rcnn", "semantic_seg_hard_examples"])
-def test_two_gloo_ranks_end_identical(tiny_shapes, tmp_path, model_type, overrides):
+# the losses with running statistics, each rank's increments all-reduced (a full training, not the losses alone)
+SEESAW = {"model": {"roi_head": {"loss_cls": {"type": "seesaw", "objectness": True}}}}
+GHM = {"model": {"retina_head": {"loss_cls": {"type": "ghm_c"}, "loss_bbox": {"type": "ghm_r"}}}}
+STATISTICS = {"faster_rcnn_seesaw": ["roi_heads.objective.loss_cls.cum_samples"],
+              "retinanet_ghm": ["head.objective.loss_cls.density.acc_sum", "head.objective.loss_bbox.density.acc_sum"]}
+
+
+@pytest.mark.parametrize("model_type,overrides", [("faster_rcnn", {}), ("semantic_seg", SEGMENTATION),
+                                                  ("faster_rcnn", SEESAW), ("retinanet", GHM)],
+                         ids=["faster_rcnn", "semantic_seg_hard_examples", "faster_rcnn_seesaw", "retinanet_ghm"])
+def test_two_gloo_ranks_end_identical(tiny_shapes, tmp_path, model_type, overrides, request):
     cfg = write_config(tmp_path, tiny_shapes, model_type,
                        train={"schedule": {"max_iters": 3}, "eval_interval": 2, "log_interval": 1}, **overrides)
     work = tmp_path / "run"
@@ -38,6 +46,8 @@ def test_two_gloo_ranks_end_identical(tiny_shapes, tmp_path, model_type, overrid
     assert a["data"] == b["data"]  # both ranks reintroduce the same hard patches
     if model_type == "semantic_seg":
         assert a["data"]["hard"][1]  # epoch 1 (from iteration 3) opens with epoch 0's hard patches
+    for key in STATISTICS.get(request.node.callspec.id, []):  # the statistics moved, alike on both ranks
+        assert a["model"][key].abs().sum() > 0, key
     first = torch.load(work / "last.pth", weights_only=True)
     assert first["iteration"] == 3 and len(first["rng"]) == 2
     assert (work / "eval.json").exists()
