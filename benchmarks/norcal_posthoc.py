@@ -42,6 +42,21 @@ def scores(report: dict[str, Any]) -> dict[str, float | None]:
             "AP_fixed": fixed.get("mAP"), "APr_fixed": fixed.get("APr")}
 
 
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def paired(diffs: list[float]) -> dict[str, Any]:
+    """Differences paired by seed: their mean, a 95% t-interval over the seeds (training
+    noise only: the confirmation half is fixed), and the differences themselves."""
+    if not diffs:
+        return {"mean": None, "ci95": None, "per_seed": []}
+    mean = statistics.mean(diffs)
+    if len(diffs) < 2:
+        return {"mean": mean, "ci95": None, "per_seed": diffs}
+    half_width = T_975.get(len(diffs) - 1, 1.96) * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return {"mean": mean, "ci95": [mean - half_width, mean + half_width], "per_seed": diffs}
+
+
 def one_run(run: Path, halves: dict[str, Path], work: Path) -> dict[str, Any]:
     config, checkpoint = run / "config.yaml", run / "last.pth"
     on = lambda name: [f"data.val.ann_file={halves[name]}"]  # noqa: E731
@@ -78,8 +93,8 @@ def main() -> None:
     summary = {}
     for remedy in args.remedies:
         rows = [v for k, v in results.items() if k.startswith(f"{remedy}/")]
-        summary[remedy] = {key: statistics.mean(r["norcal"][key] - r["plain"][key] for r in rows
-                                                if r["norcal"][key] is not None and r["plain"][key] is not None)
+        summary[remedy] = {key: paired([r["norcal"][key] - r["plain"][key] for r in rows
+                                        if r["norcal"][key] is not None and r["plain"][key] is not None])
                            for key in ("mAP", "APr", "APf", "AP_fixed", "APr_fixed")}
     atomic_write_json(args.out or REPO / "benchmarks" / "results" / f"norcal_{sweep.name}.json",
                       {"sweep": str(sweep), "config": str(first.parent.parent.parent), "runs": results,
