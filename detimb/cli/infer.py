@@ -42,13 +42,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--coco", help="COCO file naming the scenes: its image ids go into the results (for eval)")
     p.add_argument("--tile", type=int, nargs="+", default=[512], metavar="PX", help="tile size: S or H W")
     p.add_argument("--overlap", type=float, default=0.2, help="ratio (< 1) or pixels")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     p.add_argument("--full-image", action="store_true", help="also run the whole scene at once (small scenes)")
-    p.add_argument("--merge", choices=MERGES, default="greedy_nmm")
-    p.add_argument("--match", choices=MATCHES, default="ios")
-    p.add_argument("--match-thr", type=float, default=0.5)
-    p.add_argument("--class-agnostic", action="store_true")
-    p.add_argument("--score-thr", type=float, default=0.0)
+    p.add_argument("--merge", choices=MERGES, default="greedy_nmm",
+                   help="how the tiles' detections of one object become one: SAHI's greedy merging, or NMS")
+    p.add_argument("--match", choices=MATCHES, default="ios",
+                   help="overlap measure between tiles' detections: intersection over the smaller box, or IoU")
+    p.add_argument("--match-thr", type=float, default=0.5, help="--match overlap above which two detections merge")
+    p.add_argument("--class-agnostic", action="store_true", help="merge detections of different classes too")
+    p.add_argument("--score-thr", type=float, default=0.0, help="tiles' detections below this score are dropped"
+                                                                 " before merging")
     p.add_argument("--mask-thr", type=float, default=0.5,
                    help="a model with masks: mask probability above which a pixel is in the mask")
     p.add_argument("--geojson-crs", choices=("scene", "wgs84"), default="scene",

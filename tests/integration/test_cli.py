@@ -57,3 +57,15 @@ def test_tools_scripts_run_as_files(tmp_path):
     assert "train:" in out.stdout
     data = json.loads((tmp_path / "d" / "annotations" / "train.json").read_text())
     assert len(data["annotations"]) == 5
+
+
+def test_infer_help_states_every_default(capsys):
+    from detimb.cli import infer
+
+    with pytest.raises(SystemExit):
+        infer.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split()).split("options:", 1)[1]  # unwrapped, past the usage
+    for option, default in (("--tile", "[512]"), ("--overlap", "0.2"), ("--batch-size", "4"), ("--merge", "greedy_nmm"),
+                            ("--match", "ios"), ("--match-thr", "0.5"), ("--score-thr", "0.0"), ("--labels", "score")):
+        after = text.split(f"{option} ", 1)[1] if f"{option} " in text else ""
+        assert f"(default: {default})" in after.split(" --", 1)[0], option
