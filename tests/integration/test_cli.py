@@ -64,8 +64,14 @@ def test_infer_help_states_every_default(capsys):
 
     with pytest.raises(SystemExit):
         infer.parse_args(["--help"])
-    text = " ".join(capsys.readouterr().out.split()).split("options:", 1)[1]  # unwrapped, past the usage
+    blocks: dict[str, str] = {}  # each option's entry: its first line starts "  --name", the rest indent deeper
+    current = None
+    for line in capsys.readouterr().out.split("options:", 1)[1].splitlines():
+        if line.startswith("  -"):
+            current = line.split()[0].rstrip(",")
+            blocks[current] = line
+        elif current is not None:
+            blocks[current] += " " + line.strip()
     for option, default in (("--tile", "[512]"), ("--overlap", "0.2"), ("--batch-size", "4"), ("--merge", "greedy_nmm"),
                             ("--match", "ios"), ("--match-thr", "0.5"), ("--score-thr", "0.0"), ("--labels", "score")):
-        after = text.split(f"{option} ", 1)[1] if f"{option} " in text else ""
-        assert f"(default: {default})" in after.split(" --", 1)[0], option
+        assert f"(default: {default})" in blocks[option], option
