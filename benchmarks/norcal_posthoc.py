@@ -64,7 +64,8 @@ def one_run(run: Path, halves: dict[str, Path], work: Path) -> dict[str, Any]:
                       calibrate="norcal")
     gamma = json.loads((chosen.out_dir / "calibration.json").read_text())["best"]
     plain = evaluate(config, checkpoint=checkpoint, out=work / "plain", overrides=on("confirmation"))
-    calibrated = evaluate(config, checkpoint=work / "select" / "calibrated.pth", out=work / "norcal",
+    # its own stored config, which names the chosen calibration (the run's config names none)
+    calibrated = evaluate(None, checkpoint=work / "select" / "calibrated.pth", out=work / "norcal",
                           overrides=on("confirmation"))
     return {"gamma": gamma, "plain": scores(plain.reports), "norcal": scores(calibrated.reports)}
 

@@ -60,6 +60,12 @@ def _config(state: dict[str, Any], checkpoint: Path, config: str | Path | None, 
         raise ConfigError(f"{checkpoint} was trained on input {PixelSpec.from_config(stored)} but {config} states"
                           f" {PixelSpec.from_config(cfg)}. Fix: give the config the model was trained with (its run"
                           " folder's config.yaml)")
+    if stored is not None and not is_segmentation(stored.model) and stored.model.roi_head.calibration is not None \
+            and to_dict(stored.model.roi_head.calibration) != to_dict(cfg.model.roi_head.calibration):
+        raise ConfigError(f"{checkpoint} was calibrated ({to_dict(stored.model.roi_head.calibration)}) but {config}"
+                          f" states model.roi_head.calibration: {to_dict(cfg.model.roi_head.calibration)}, which would"
+                          " score it otherwise without a word. Fix: drop the config (the checkpoint's own has its"
+                          " calibration), or state the same calibration (null to switch it off on purpose)")
     return cfg
 
 

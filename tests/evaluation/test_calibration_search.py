@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from detimb.errors import ConfigError
+
 from detimb.cli import evaluate as evaluate_cli
 from detimb.config import load_config
 from detimb.engine.trainer import Trainer
@@ -45,6 +47,9 @@ def test_eval_calibrate_writes_the_choice_and_a_calibrated_checkpoint(trained, k
     assert spec["type"] == kind and spec[parameter] == record["best"]
     assert calibrated.model.roi_heads.calibration is not None
     assert restore(checkpoint, device="cpu").model.roi_heads.calibration is None  # the input is unchanged
+    # the training config names no calibration: with it, the calibrated checkpoint would score uncalibrated
+    with pytest.raises(ConfigError, match="was calibrated .* but .* states model.roi_head.calibration: None"):
+        restore(out / "calibrated.pth", config=config, device="cpu")
 
 
 def test_calibrate_needs_a_checkpoint_and_a_known_name(trained, capsys):
