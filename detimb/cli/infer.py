@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="how the tiles' detections of one object become one: SAHI's greedy merging, or NMS")
     p.add_argument("--match", choices=MATCHES, default="ios",
                    help="overlap measure between tiles' detections: intersection over the smaller box, or IoU")
-    p.add_argument("--match-thr", type=float, default=0.5, help="the overlap (of the match measure) above which two detections merge")
+    p.add_argument("--match-thr", type=float, default=0.5,
+                   help="the overlap (of the match measure) above which two detections merge")
     p.add_argument("--class-agnostic", action="store_true", help="merge detections of different classes too")
     p.add_argument("--score-thr", type=float, default=0.0, help="tiles' detections below this score are dropped"
                                                                  " before merging")
