@@ -43,10 +43,11 @@ SUITES: dict[str, dict[str, tuple[str, str]]] = {
     "long_tail": {
         "cross_entropy (torchvision default)": ("losses/smooth_l1.yaml", "cross_entropy (torchvision default)"),
         **{n: (f"losses/{n}.yaml", "cross_entropy (torchvision default)")
-           for n in ("sigmoid_ce", "seesaw", "eql", "eqlv2", "federated", "bounded_iou")},
+           for n in ("sigmoid_ce", "seesaw", "eql", "eqlv2", "federated", "ecm", "bounded_iou")},
         "pisa (isr_n + isr_p + carl)": ("published/pisa.yaml", "cross_entropy (torchvision default)"),
         "retinanet (torchvision default)": ("demo/retinanet_shapes.yaml", "retinanet (torchvision default)"),
         "retinanet ghm_c + ghm_r": ("losses/ghm.yaml", "retinanet (torchvision default)"),
+        "retinanet efl": ("losses/efl.yaml", "retinanet (torchvision default)"),
     },
 }
 
