@@ -2,6 +2,7 @@
 detector: one named suite per issue, each a set of configs in configs/.
 
     python benchmarks/compare.py necks|samplers|losses|long_tail [--rounds 8] [--steps 8] [--device cpu|cuda]
+        [--only NAME ...] [--out FILE]
 
 Writes benchmarks/results/<suite>_<device>.json. The samplers suite also times one
 sampler call on 8 images x 2000 candidates.
@@ -95,12 +96,20 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--only", nargs="+", help="these variants (and their baselines) only")
     p.add_argument("--out")
     args = p.parse_args()
     device = torch.device(args.device)
+    variants = SUITES[args.suite]
+    if args.only:
+        unknown = sorted(set(args.only) - set(variants))
+        if unknown:
+            raise SystemExit(f"--only: no variants {unknown} in {args.suite}; it has {sorted(variants)}")
+        keep = set(args.only) | {variants[n][1] for n in args.only}
+        variants = {n: v for n, v in variants.items() if n in keep}
     result = {"benchmark": args.suite, "device": device_name(device), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "rounds": args.rounds, "steps_per_round": args.steps,
-              "train_step": compare_step_times(SUITES[args.suite], args.rounds, args.steps, device)}
+              "train_step": compare_step_times(variants, args.rounds, args.steps, device)}
     if args.suite == "samplers":
         result["sampler_call_ms_8x2000"] = sampler_call_ms(device)
     print(json.dumps(result, indent=2))
