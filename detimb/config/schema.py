@@ -215,12 +215,12 @@ class CopyPasteConfig:
     object stays if its box moved at most ``bboxes_occluded_thr`` px or more than
     ``mask_occluded_thr`` px of it remain visible."""
 
-    enabled: bool = False
-    max_pasted: int = 100
-    repeat_threshold: float = 0.001
-    sqrt: bool = True
-    bboxes_occluded_thr: float = 10.0
-    mask_occluded_thr: int = 300
+    enabled: bool = False  # paste training instances onto each training item (detection only)
+    max_pasted: int = 100  # instances per item drawn as randint(0, max_pasted); 100 is mmdetection's, for 1024 px
+    repeat_threshold: float = 0.001  # LVIS repeat factor threshold t of the class-aware draw (0.001: uniform)
+    sqrt: bool = True  # repeat factor max(1, (t / f_c)^0.5); false: t / f_c
+    bboxes_occluded_thr: float = 10.0  # an object stays if its box moved at most this many pixels...
+    mask_occluded_thr: int = 300  # ...or more than this many of its pixels stay visible
 
 
 @dataclass
