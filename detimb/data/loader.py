@@ -126,16 +126,24 @@ def evaluation_subset_note(val: CocoDetection | SegmentationDataset) -> str | No
 AUTO_WORKERS_CAP = 8
 
 
+CPU_SHARE_VARIABLE = "DETIMB_CPUS"  # the cores a process may use, set by whoever runs several side by side
+
+
 def resolve_num_workers(setting: int | str, device: torch.device, local_world: int = 1) -> int:
     """``data.num_workers``: an integer as given; ``auto`` is this rank's share of the cores
     (``local_world`` ranks on the node), capped at 8, when the model steps on an
     accelerator, and 0 when it steps on the CPU: there the step's own threads use every core,
-    and worker processes compete with it (``benchmarks/loader.py`` records the measurement)."""
+    and worker processes compete with it (``benchmarks/loader.py`` records the measurement).
+    The cores are the process's (``DETIMB_CPUS`` when set: a sweep running several trainings
+    at once gives each its share, where each would otherwise take every core of the machine)."""
     if setting != "auto":
         return int(setting)
     if device.type == "cpu":
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = os.environ.get(CPU_SHARE_VARIABLE, "")
+    if share.isdigit() and int(share) > 0:
+        cores = min(cores, int(share))
     return max(1, min(AUTO_WORKERS_CAP, cores // max(1, local_world)))
 
 

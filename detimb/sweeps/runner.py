@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from detimb.data.loader import CPU_SHARE_VARIABLE
 from detimb.optional import require_extra
 from detimb.sweeps.plan import Run
 from detimb.utils import atomic_write_json
@@ -39,7 +40,8 @@ class Outcome:
 
 def execute(folder: str, threads: int) -> Outcome:
     """Run one sweep run to its end in a child process (what the pool and Ray tasks call)."""
-    env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}}
+    # the run's share of the cores, for its threads and for its loader's ``auto`` workers
+    env = {**os.environ, **{name: str(threads) for name in (*THREAD_VARIABLES, CPU_SHARE_VARIABLE)}}
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "detimb.cli.sweep_worker", folder], env=env, capture_output=True,
                           text=True)

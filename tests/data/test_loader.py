@@ -16,6 +16,15 @@ def test_auto_workers_are_the_ranks_share_of_the_cores_capped_at_8(monkeypatch, 
     assert resolve_num_workers("auto", torch.device("cuda", 0), local_world) == expected
 
 
+def test_auto_workers_take_the_processs_share_when_one_is_set(monkeypatch):
+    """A sweep of 4 runs at once on 16 cores gives each run 4 (each took 8 of 16 before)."""
+    monkeypatch.setattr(loader_module.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setenv("DETIMB_CPUS", "4")
+    assert resolve_num_workers("auto", torch.device("cuda", 0)) == 4
+    monkeypatch.setenv("DETIMB_CPUS", "not a number")
+    assert resolve_num_workers("auto", torch.device("cuda", 0)) == 8
+
+
 def test_auto_reads_in_the_training_process_on_the_cpu_and_integers_are_kept():
     assert resolve_num_workers("auto", torch.device("cpu")) == 0
     assert resolve_num_workers(3, torch.device("cpu")) == 3

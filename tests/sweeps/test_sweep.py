@@ -166,3 +166,20 @@ def test_a_budget_sets_the_iterations_once_and_a_rerun_keeps_them(tiny_shapes, t
     finished = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("runs/*/*/run.json")}
     sweep(config, out=tmp_path / "out", **settings)  # the calibration is reused: same iterations, nothing retrained
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
+
+
+def test_each_run_is_given_its_share_of_the_cores(monkeypatch, tmp_path):
+    """Threads and the loader's ``auto`` workers follow the run's share (DETIMB_CPUS)."""
+    import subprocess
+
+    from detimb.sweeps import runner
+
+    seen = {}
+
+    def fake_run(cmd, env, **kwargs):
+        seen.update(env)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(runner.subprocess, "run", fake_run)
+    assert runner.execute(str(tmp_path), 3).code == 0
+    assert seen["DETIMB_CPUS"] == seen["OMP_NUM_THREADS"] == seen["MKL_NUM_THREADS"] == "3"
