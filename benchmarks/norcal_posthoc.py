@@ -1,13 +1,14 @@
 """NorCal and AP-fixed on a finished sweep's checkpoints, chosen and scored honestly.
 
 For each remedy and seed of a sweep folder, NorCal's gamma is chosen on the sweep's
-selection half of the validation images (``detimb-eval --calibrate norcal``, best mAP), and
+selection half of the validation images (``detimb-eval --calibrate norcal``, best ``--metric``,
+default mAP), and
 the calibrated checkpoint is scored against the uncalibrated one on the confirmation half:
 paired by seed, so the figures are NorCal's effect with no image that chose gamma. AP and
 AP-fixed are both recorded.
 
     python benchmarks/norcal_posthoc.py --sweep benchmarks/sweep/shapes --remedies baseline repeat_factor
-        [--out benchmarks/results/norcal_shapes.json]
+        [--metric mAP|APr] [--out benchmarks/results/norcal_shapes.json]
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ def paired(diffs: list[float]) -> dict[str, Any]:
     return {"mean": mean, "ci95": [mean - half_width, mean + half_width], "per_seed": diffs}
 
 
-def one_run(run: Path, halves: dict[str, Path], work: Path) -> dict[str, Any]:
+def one_run(run: Path, halves: dict[str, Path], work: Path, metric: str) -> dict[str, Any]:
     config, checkpoint = run / "config.yaml", run / "last.pth"
     on = lambda name: [f"data.val.ann_file={halves[name]}"]  # noqa: E731
     chosen = evaluate(config, checkpoint=checkpoint, out=work / "select", overrides=on("selection"),
-                      calibrate="norcal")
+                      calibrate="norcal", calibrate_metric=metric)
     gamma = json.loads((chosen.out_dir / "calibration.json").read_text())["best"]
     plain = evaluate(config, checkpoint=checkpoint, out=work / "plain", overrides=on("confirmation"))
     # its own stored config, which names the chosen calibration (the run's config names none)
@@ -74,6 +75,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sweep", required=True)
     p.add_argument("--remedies", nargs="+", default=["baseline"])
+    p.add_argument("--metric", default="mAP", choices=["mAP", "APr", "APc", "APf", "AP50"],
+                   help="what gamma is chosen by on the selection half")
     p.add_argument("--out")
     args = p.parse_args()
     sweep = Path(args.sweep)
@@ -89,7 +92,7 @@ def main() -> None:
             halves[name].write_text(json.dumps(half(val, ids)))
         for remedy in args.remedies:
             for run in sorted((sweep / "runs" / remedy).glob("seed*")):
-                results[f"{remedy}/{run.name}"] = one_run(run, halves, Path(tmp) / remedy / run.name)
+                results[f"{remedy}/{run.name}"] = one_run(run, halves, Path(tmp) / remedy / run.name, args.metric)
                 print(remedy, run.name, results[f"{remedy}/{run.name}"], flush=True)
     summary = {}
     for remedy in args.remedies:
@@ -98,7 +101,8 @@ def main() -> None:
                                         if r["norcal"][key] is not None and r["plain"][key] is not None])
                            for key in ("mAP", "APr", "APf", "AP_fixed", "APr_fixed")}
     atomic_write_json(args.out or REPO / "benchmarks" / "results" / f"norcal_{sweep.name}.json",
-                      {"sweep": str(sweep), "config": str(first.parent.parent.parent), "runs": results,
+                      {"sweep": str(sweep), "config": str(first.parent.parent.parent), "metric": args.metric,
+                       "runs": results,
                        "mean_difference_norcal_minus_plain": summary}, indent=2)
     print(json.dumps(summary, indent=1))
 
