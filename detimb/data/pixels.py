@@ -16,6 +16,7 @@ integers by their type's maximum (uint16 by 65535) and floats as they are.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,18 +85,40 @@ class PixelSpec:
             return (x - lo) / (hi - lo)
         if np.issubdtype(pixels.dtype, np.integer):
             return x / float(np.iinfo(pixels.dtype).max)
+        warnings.warn(f"{source}: float values read as they are: the model states no range (data.scale). State the"
+                      " range it was trained on to read other rasters alike", stacklevel=2)
         return x
 
 
-def _eight_bit(x: np.ndarray, dtype: np.dtype, source: str) -> np.ndarray:
-    """Values on the 8-bit scale an RGB model was trained on, divided by 255; others refused."""
+def check_eight_bit(x: np.ndarray, dtype: np.dtype, source: str, error: type[Exception] = DatasetError) -> None:
+    """The one rule for pixels an RGB model reads from a file of another type than uint8
+    (uint16, float32, ...): values 0-255 are read as they are; others are refused, naming
+    the file and its range (the model's training images were 8-bit)."""
     if x.size and dtype != np.uint8:
         lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
         if not np.isfinite(x).all() or lo < 0 or hi > 255:
-            raise DatasetError(f"{source}: {np.dtype(dtype).name} values span {lo:g} to {hi:g}, outside the 0-255 an"
-                               " RGB model reads (its training images were 8-bit). Fix: rescale the scene to 0-255,"
-                               " or train a model that states its range (data.scale: [lo, hi])")
+            raise error(f"{source}: {np.dtype(dtype).name} values span {lo:g} to {hi:g}, outside the 0-255 an RGB"
+                        " model reads (its training images were 8-bit). Fix: rescale it to 0-255 (16-bit: its own"
+                        " range, or x >> 8), or train a model that states its range (data.scale: [lo, hi])")
+
+
+def _eight_bit(x: np.ndarray, dtype: np.dtype, source: str) -> np.ndarray:
+    """Values on the 8-bit scale an RGB model was trained on, divided by 255; others refused;
+    a float raster whose values all lie within [0, 1] is read as asked, with a warning (it
+    may have been scaled to [0, 1], which reads as near black)."""
+    check_eight_bit(x, dtype, source)
+    if x.size and np.issubdtype(dtype, np.floating) and float(x.max()) <= 1.0:
+        warnings.warn(f"{source}: float values within [0, 1], read on the 0-255 scale an RGB model takes (near"
+                      " black). If the raster was scaled to [0, 1], multiply it by 255", stacklevel=3)
     return x / 255.0
+
+
+def _as_uint8(values: np.ndarray, source: str) -> np.ndarray:
+    """Pixels of any type as uint8 under ``check_eight_bit``'s rule."""
+    if values.dtype == np.uint8:
+        return values
+    check_eight_bit(values, values.dtype, source, InputError)
+    return np.rint(values).astype(np.uint8)
 
 
 def read_raster(path: str | Path, spec: PixelSpec) -> np.ndarray:
@@ -146,11 +169,12 @@ def _nonempty(pixels: np.ndarray) -> np.ndarray:
 def _from_pil(image: Any) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a PIL image of any mode, on the scale a path would be read on:
     PIL's own ``convert("RGB")`` clips 16-bit grey to 255 and truncates float images in
-    [0, 1] to 0. 16-bit values are shifted down 8 bits (OpenCV's reading of a 16-bit file);
-    float images must lie in [0, 1] (scaled by 255) and 32-bit integer ones in 0-255."""
+    [0, 1] to 0. 16-bit values are read as a 16-bit file is (``check_eight_bit``: 0-255 as
+    they are, others refused); float images must lie in [0, 1] (scaled by 255) and 32-bit
+    integer ones in 0-255."""
     mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        grey = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)
+        grey = _as_uint8(np.asarray(image), f"a PIL image of mode {mode}")
     elif mode == "F":
         values = np.asarray(image, dtype=np.float32)
         if values.size and (not np.isfinite(values).all() or values.min() < 0 or values.max() > 1):
@@ -170,17 +194,19 @@ def _from_pil(image: Any) -> np.ndarray:
 
 def load_image(image: str | Path | np.ndarray | Any, color: str = "RGB") -> np.ndarray:
     """(H, W, 3) uint8 RGB from a path, a PIL image, or an (H, W, 3) uint8 array whose
-    channel order ``color`` states ('RGB' or 'BGR', as OpenCV reads)."""
+    channel order ``color`` states ('RGB' or 'BGR', as OpenCV reads). A file or PIL image of
+    another type than 8 bits (uint16, float32) follows ``check_eight_bit``: the same 0-255
+    pixels read the same whatever they are stored as."""
     if color not in ("RGB", "BGR"):
         raise InputError(f"color must be 'RGB' or 'BGR', got {color!r}")
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():
             raise InputError(f"{path}: no such image file")
-        pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        pixels = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)  # 16-bit and float kept as such
         if pixels is None:
             raise InputError(f"{path}: not an image OpenCV can decode")
-        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(_as_uint8(pixels, str(path)), cv2.COLOR_BGR2RGB)
     if type(image).__module__.startswith("PIL."):
         return _nonempty(_from_pil(image))
     if isinstance(image, np.ndarray):

@@ -12,20 +12,32 @@ from detimb.data.pixels import load_image
 from detimb.errors import InputError
 
 
-@pytest.fixture
-def grey16(tmp_path):
-    values = (np.arange(48 * 40).reshape(48, 40) * 31 % 65536).astype(np.uint16)
-    path = tmp_path / "g16.png"
-    cv2.imwrite(str(path), values)
-    return path, values
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_copies_of_8_bit_pixels_of_another_type_read_the_same_as_paths_and_pil_images(tmp_path, dtype):
+    """The same 0-255 pixels as uint8, uint16 (PNG) and float32 (TIFF) files read alike, as
+    paths and as PIL images, and as sliced inference reads scenes (before, a 16-bit copy
+    read as its top 8 bits: near black)."""
+    values = (np.arange(48 * 40).reshape(48, 40) * 7 % 256).astype(np.uint8)
+    rgb = np.stack([values, 255 - values, values // 2], axis=2)
+    cv2.imwrite(str(tmp_path / "u8.png"), rgb[..., ::-1])
+    other = tmp_path / ("copy.png" if dtype == "uint16" else "copy.tif")
+    cv2.imwrite(str(other), rgb[..., ::-1].astype(dtype))
+    assert np.array_equal(load_image(other), load_image(tmp_path / "u8.png"))
+    assert np.array_equal(load_image(other), rgb)
+    if dtype == "uint16":
+        grey = tmp_path / "g16.png"
+        cv2.imwrite(str(grey), values.astype(np.uint16))
+        assert Image.open(grey).mode.startswith("I;16")
+        assert np.array_equal(load_image(Image.open(grey)), load_image(grey))
 
 
-def test_a_16_bit_grey_png_reads_alike_as_a_path_and_as_a_pil_image(grey16):
-    path, values = grey16
-    from_path, from_pil = load_image(path), load_image(Image.open(path))
-    assert Image.open(path).mode.startswith("I;16")
-    assert np.array_equal(from_path, from_pil)
-    assert np.array_equal(from_pil[..., 0], (values >> 8).astype(np.uint8))  # the top 8 bits, as OpenCV reads it
+def test_deeper_values_are_refused_by_name(tmp_path):
+    deep = (np.arange(48 * 40).reshape(48, 40) * 31 % 65536).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), deep)
+    with pytest.raises(InputError, match=r"deep.png: uint16 values span 0 to \d+, outside the 0-255"):
+        load_image(tmp_path / "deep.png")
+    with pytest.raises(InputError, match=r"mode I;16.*: uint16 values span 0 to \d+, outside the 0-255"):
+        load_image(Image.open(tmp_path / "deep.png"))
 
 
 def test_float_and_integer_pil_images_keep_their_scale():
@@ -54,3 +66,13 @@ def test_a_loaders_uint8_items_keep_their_bytes():
     assert compact.dtype == torch.uint8 and compact.shape == (3, 5, 7) and compact.is_contiguous()
     assert torch.equal(compact, torch.from_numpy(rgb).permute(2, 0, 1))
     assert torch.equal(to_chw_tensor(rgb), torch.from_numpy(rgb).permute(2, 0, 1).float() / 255)
+
+
+def test_float_rasters_without_a_stated_range_are_read_with_a_warning():
+    from detimb.data.pixels import RGB, PixelSpec
+
+    unit = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)  # scaled to [0, 1]
+    with pytest.warns(UserWarning, match=r"scene.tif: float values within \[0, 1\], read on the 0-255 scale"):
+        assert RGB.convert(unit, "scene.tif").max() <= 1 / 255
+    with pytest.warns(UserWarning, match="float values read as they are: the model states no range"):
+        PixelSpec(channels=3, bands=(1, 2, 3)).convert(unit, "bands.tif")
