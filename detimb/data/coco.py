@@ -18,7 +18,7 @@ from detimb.data.image_cache import DecodedImageCache
 from detimb.data.copy_paste import CopyPaste, CopyPasteSettings
 from detimb.data.instance_masks import instance_mask, polygons_to_mask
 from detimb.data.coco_validate import CocoRecords, is_lvis_style, validate_coco
-from detimb.data.pixels import RGB, PixelSpec, read_raster, to_chw_tensor
+from detimb.data.pixels import RGB, PixelSpec, as_uint8, read_raster, to_chw_tensor
 from detimb.data.label_map import LabelMap
 from detimb.data.transforms import apply_albumentations, build_albumentations
 from detimb.errors import DatasetError
@@ -150,7 +150,7 @@ class CocoDetection(Dataset):
                                    f" {image.shape[1]}x{image.shape[0]} but the record says"
                                    f" {info['width']}x{info['height']}. Fix: correct width/height in the record")
             return image
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)  # 16-bit read as the API reads it
         if image is None:
             raise DatasetError(f"{self.records.path}: image id {info['id']} file {path} is missing or cannot be"
                                " decoded. Fix: restore the file or remove its record")
@@ -158,7 +158,8 @@ class CocoDetection(Dataset):
             raise DatasetError(f"{self.records.path}: image id {info['id']} file {path} is"
                                f" {image.shape[1]}x{image.shape[0]} but the record says"
                                f" {info['width']}x{info['height']}. Fix: correct width/height in the record")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(as_uint8(image, f"{self.records.path}: image id {info['id']} file {path}", DatasetError),
+                            cv2.COLOR_BGR2RGB)
 
     def __getitem__(self, key: int | EpochIndex) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         epoch, index = (self.epoch, key) if isinstance(key, int) else key

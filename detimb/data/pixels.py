@@ -113,11 +113,11 @@ def _eight_bit(x: np.ndarray, dtype: np.dtype, source: str) -> np.ndarray:
     return x / 255.0
 
 
-def _as_uint8(values: np.ndarray, source: str) -> np.ndarray:
+def as_uint8(values: np.ndarray, source: str, error: type[Exception] = InputError) -> np.ndarray:
     """Pixels of any type as uint8 under ``check_eight_bit``'s rule."""
     if values.dtype == np.uint8:
         return values
-    check_eight_bit(values, values.dtype, source, InputError)
+    check_eight_bit(values, values.dtype, source, error)
     return np.rint(values).astype(np.uint8)
 
 
@@ -174,7 +174,7 @@ def _from_pil(image: Any) -> np.ndarray:
     integer ones in 0-255."""
     mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        grey = _as_uint8(np.asarray(image), f"a PIL image of mode {mode}")
+        grey = as_uint8(np.asarray(image), f"a PIL image of mode {mode}")
     elif mode == "F":
         values = np.asarray(image, dtype=np.float32)
         if values.size and (not np.isfinite(values).all() or values.min() < 0 or values.max() > 1):
@@ -206,7 +206,7 @@ def load_image(image: str | Path | np.ndarray | Any, color: str = "RGB") -> np.n
         pixels = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)  # 16-bit and float kept as such
         if pixels is None:
             raise InputError(f"{path}: not an image OpenCV can decode")
-        return cv2.cvtColor(_as_uint8(pixels, str(path)), cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(as_uint8(pixels, str(path)), cv2.COLOR_BGR2RGB)
     if type(image).__module__.startswith("PIL."):
         return _nonempty(_from_pil(image))
     if isinstance(image, np.ndarray):
