@@ -76,3 +76,21 @@ def test_float_rasters_without_a_stated_range_are_read_with_a_warning():
         assert RGB.convert(unit, "scene.tif").max() <= 1 / 255
     with pytest.warns(UserWarning, match="float values read as they are: the model states no range"):
         PixelSpec(channels=3, bands=(1, 2, 3)).convert(unit, "bands.tif")
+
+
+def test_a_training_image_stored_in_16_bits_reads_as_its_8_bit_copy(tmp_path):
+    import json
+
+    from detimb.data.coco import CocoDetection
+    from detimb.errors import DatasetError
+
+    rgb = np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    for name, values in (("u8.png", rgb), ("u16.png", rgb.astype(np.uint16)), ("deep.png", rgb.astype(np.uint16) * 200)):
+        cv2.imwrite(str(tmp_path / name), values[..., ::-1])
+        (tmp_path / f"{name}.json").write_text(json.dumps({
+            "images": [{"id": 1, "file_name": name, "width": 24, "height": 20}], "annotations": [],
+            "categories": [{"id": 1, "name": "a"}]}))
+    item = lambda name: CocoDetection(tmp_path / f"{name}.json", tmp_path)[0][0]  # noqa: E731
+    assert torch.equal(item("u16.png"), item("u8.png"))
+    with pytest.raises(DatasetError, match=r"deep.png.json: image id 1 file .*deep.png: uint16 values span"):
+        item("deep.png")
