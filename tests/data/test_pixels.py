@@ -85,7 +85,8 @@ def test_a_training_image_stored_in_16_bits_reads_as_its_8_bit_copy(tmp_path):
     from detimb.errors import DatasetError
 
     rgb = np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)
-    for name, values in (("u8.png", rgb), ("u16.png", rgb.astype(np.uint16)), ("deep.png", rgb.astype(np.uint16) * 200)):
+    copies = (("u8.png", rgb), ("u16.png", rgb.astype(np.uint16)), ("deep.png", rgb.astype(np.uint16) * 200))
+    for name, values in copies:
         cv2.imwrite(str(tmp_path / name), values[..., ::-1])
         (tmp_path / f"{name}.json").write_text(json.dumps({
             "images": [{"id": 1, "file_name": name, "width": 24, "height": 20}], "annotations": [],
