@@ -57,6 +57,7 @@ def convert(args: argparse.Namespace) -> int | None:
               f" ({counts['crowd_skipped']} crowd regions left out: YOLO has no crowd form; {counts['clipped_boxes']}"
               f" boxes clipped to their image, {counts['dropped_boxes']} wholly outside left out)")
         return 0
+    out = not_an_input(args.out, [args.classes], "--out")  # before reading anything; the other inputs are folders
     if args.command == "yolo2coco":
         conversion = yolo_to_coco(Path(args.images), Path(args.labels), Path(args.classes))
     else:
@@ -65,7 +66,6 @@ def convert(args: argparse.Namespace) -> int | None:
         conversion = voc_to_coco(Path(args.xml), Path(args.images) if args.images else None, classes, args.difficult)
     elif args.command == "dota2coco":
         conversion = dota_to_coco(Path(args.images), Path(args.labels), classes, args.difficult)
-    out = not_an_input(args.out, [args.classes], "--out")  # the other inputs are folders
     coco = conversion.data
     validate_coco_data(coco, out, None)  # what detimb would refuse to read is never written
     out.parent.mkdir(parents=True, exist_ok=True)
