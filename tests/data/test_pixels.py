@@ -21,7 +21,8 @@ def test_copies_of_8_bit_pixels_of_another_type_read_the_same_as_paths_and_pil_i
     rgb = np.stack([values, 255 - values, values // 2], axis=2)
     cv2.imwrite(str(tmp_path / "u8.png"), rgb[..., ::-1])
     other = tmp_path / ("copy.png" if dtype == "uint16" else "copy.tif")
-    cv2.imwrite(str(other), rgb[..., ::-1].astype(dtype))
+    # uncompressed: OpenCV 4.9 (the floor) writes float TIFFs as lossy SGILOG by default
+    cv2.imwrite(str(other), rgb[..., ::-1].astype(dtype), [cv2.IMWRITE_TIFF_COMPRESSION, 1])
     assert np.array_equal(load_image(other), load_image(tmp_path / "u8.png"))
     assert np.array_equal(load_image(other), rgb)
     if dtype == "uint16":
