@@ -170,8 +170,12 @@ class CocoDetection(Dataset):
                           for a in anns], dtype=np.float32).reshape(-1, 4)
         labels = np.array([self.label_map.label(a["category_id"]) for a in anns], dtype=np.int64)
         areas = np.array([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns], dtype=np.float32)
+        sources = []  # drawn first: an item that receives nothing decodes no masks for it
+        if self.copy_paste is not None:
+            sources = self.copy_paste.draw(np.random.default_rng([self.seed % 2**32, epoch, index, PASTE_STREAM]),
+                                           index)
         masks = None
-        if self.copy_paste is not None:  # occlusion needs every object's pixels: its box where it has no mask
+        if sources:  # occlusion needs every object's pixels: its box where it has no mask
             masks = [instance_mask(a, info["height"], info["width"]) for a in anns]
         elif self.with_masks:
             masks = [polygons_to_mask(a["segmentation"], info["height"], info["width"]) for a in anns]
@@ -180,10 +184,8 @@ class CocoDetection(Dataset):
             image, boxes, kept, masks = apply_albumentations(self.pipeline, image, boxes, masks, seed)
             labels, areas = labels[kept], areas[kept]
         pasted_labels: set[int] = set()
-        if self.copy_paste is not None and masks is not None:
-            rng = np.random.default_rng([self.seed % 2**32, epoch, index, PASTE_STREAM])
-            pasted = self.copy_paste.apply(image, boxes, labels, masks, areas, self.copy_paste.draw(rng, index),
-                                           self.load_image)
+        if sources and self.copy_paste is not None and masks is not None:
+            pasted = self.copy_paste.apply(image, boxes, labels, masks, areas, sources, self.load_image)
             image, boxes, labels, areas = pasted.image, pasted.boxes, pasted.labels, pasted.areas
             masks = pasted.masks if self.with_masks else None
             pasted_labels = {int(x) for x in labels[len(labels) - pasted.pasted:]}

@@ -80,16 +80,24 @@ class _Object:
     def __post_init__(self) -> None:
         self.pixels = int(self.mask.sum())
 
-    @property
-    def occluded(self) -> bool:
-        return int(self.mask.sum()) < self.pixels
+    def settled(self) -> _Settled | None:
+        """Its box and area once every paste is done (those of what stays visible where a
+        paste covered part of it, else its own), or None when nothing stays visible."""
+        visible = int(self.mask.sum())
+        if visible == 0:
+            return None
+        if visible < self.pixels:
+            return _Settled(mask_box(self.mask), float(visible), visible)
+        return _Settled(self.box, self.area, visible)
 
-    def final_box(self) -> np.ndarray:
-        """The box of what stays visible where a paste covered part of it, else its own box."""
-        return mask_box(self.mask) if self.occluded else self.box
 
-    def final_area(self) -> float:
-        return float(self.mask.sum()) if self.occluded else self.area
+@dataclass(frozen=True)
+class _Settled:
+    """An object's final box (4,), area and visible pixels."""
+
+    box: np.ndarray
+    area: float
+    visible: int
 
 
 @dataclass(frozen=True)
@@ -153,11 +161,12 @@ class CopyPaste:
             if placed is not None:
                 objects.append(_Object(placed, mask_box(placed), self.label_of(source.annotation["category_id"]),
                                        float(placed.sum()), pasted=True))
-        kept = [o for o in objects if self._stays(o)]
-        return Pasted(out, np.array([o.final_box() for o in kept], dtype=np.float32).reshape(-1, 4),
-                      np.array([o.label for o in kept], dtype=np.int64), [o.mask.astype(np.uint8) for o in kept],
-                      np.array([o.final_area() for o in kept], dtype=np.float32),
-                      sum(o.pasted for o in kept), sum(not o.pasted for o in objects) - sum(not o.pasted for o in kept))
+        settled = [(o, o.settled()) for o in objects]
+        kept = [(o, end) for o, end in settled if end is not None and self._stays(o, end)]
+        return Pasted(out, np.array([end.box for _, end in kept], dtype=np.float32).reshape(-1, 4),
+                      np.array([o.label for o, _ in kept], dtype=np.int64), [o.mask.astype(np.uint8) for o, _ in kept],
+                      np.array([end.area for _, end in kept], dtype=np.float32), sum(o.pasted for o, _ in kept),
+                      sum(not o.pasted for o in objects) - sum(not o.pasted for o, _ in kept))
 
     def _place(self, out: np.ndarray, source_image: np.ndarray, ann: dict[str, Any],
                objects: list[_Object]) -> np.ndarray | None:
@@ -180,10 +189,8 @@ class CopyPaste:
         full[window] = patch
         return full
 
-    def _stays(self, o: _Object) -> bool:
+    def _stays(self, o: _Object, end: _Settled) -> bool:
         """mmdetection's rule (box moved at most ``bboxes_occluded_thr`` in every coordinate,
-        or more than ``mask_occluded_thr`` pixels visible), and something visible."""
-        if not o.mask.any():
-            return False
-        moved = float(np.abs(o.final_box() - o.box).max())
-        return moved <= self.settings.bboxes_occluded_thr or int(o.mask.sum()) > self.settings.mask_occluded_thr
+        or more than ``mask_occluded_thr`` pixels visible) for an object with something visible."""
+        moved = float(np.abs(end.box - o.box).max())
+        return moved <= self.settings.bboxes_occluded_thr or end.visible > self.settings.mask_occluded_thr

@@ -68,9 +68,8 @@ def evaluate(config: str | Path | None, *, checkpoint: str | Path | None = None,
     if calibrate:
         raise DetimbError("--calibrate rescores a checkpoint's classifier; results files hold only the final scores."
                           " Fix: give --checkpoint")
-    if gt is not None and train_data is not None:
-        same_class_ids(train_data["categories"], read_coco_json(gt)["categories"], train_path, Path(gt))
-    return _score_results(cfg, [Path(r) for r in results or []], train_freq, out, gt)
+    train_classes = None if train_data is None else (train_data["categories"], train_path)
+    return _score_results(cfg, [Path(r) for r in results or []], train_freq, out, gt, train_classes)
 
 
 def same_class_ids(train: list[dict], truth: list[dict], train_path: Path, gt_path: Path) -> None:
@@ -121,12 +120,15 @@ def _evaluate_checkpoint(cfg: DictConfig, config: str | Path | None, checkpoint:
 
 
 def _score_results(cfg: DictConfig, paths: list[Path], train_freq: dict[int, dict[str, int]] | None,
-                   out: str | Path | None, gt: str | Path | None) -> EvaluationResult:
+                   out: str | Path | None, gt: str | Path | None,
+                   train_classes: tuple[list[dict], Path] | None) -> EvaluationResult:
     if is_segmentation(cfg.model):
         raise DetimbError("results files are COCO detection results; evaluate a segmentation model from its"
                           " checkpoint")
     # scoring reads the annotations only: the images need not be here (a scene scored on another machine)
     truth = validate_coco(gt or cfg.data.val.ann_file, None, cfg.data.val.out_of_bounds)
+    if gt is not None and train_classes is not None:
+        same_class_ids(train_classes[0], truth.categories, train_classes[1], Path(gt))
     for message in truth.warnings:
         logger.warning(message)
     label_map = LabelMap.from_categories(truth.categories)

@@ -166,7 +166,7 @@ def raster(tmp_path: Path) -> Path:
 
 
 LABEL_FILES = [("missing.geojson", None, "label file not found"),
-               ("bytes.geojson", b"\xff\xfe{", "not UTF-8 text (byte 0)"),
+               ("bytes.geojson", b"\xff\xfe{", "not UTF-8 text (byte 0:"),
                ("labels.csv", b"x,y\n1,2\n", "not JSON (line 1, column 1"),
                ("folder.geojson", "folder", "is a folder, not a label file")]
 

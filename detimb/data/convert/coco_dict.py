@@ -36,21 +36,6 @@ def find_image(images: Path, stem: str, label_file: Path) -> Path:
                        " label file")
 
 
-def read_label_text(path: Path) -> str:
-    """A label file's text: UTF-8 (with or without a byte-order mark), else a named error."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as err:
-        raise DatasetError(f"{path}: label file not found") from err
-    except IsADirectoryError as err:
-        raise DatasetError(f"{path}: is a folder, not a label file") from err
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start}: {data[err.start:err.start + 1]!r}). Fix: save"
-                           " it as UTF-8") from err
-
-
 def finite_number(token: str, where: str) -> float:
     """``token`` as a finite float, or an error naming ``where`` (a file and line or element)."""
     try:

@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from detimb.data.convert.coco_dict import (
-    CocoBuilder, Conversion, converted, find_image, finite_number, image_size, read_label_text,
+    CocoBuilder, Conversion, converted, find_image, finite_number, image_size,
 )
+from detimb.data.label_files import read_label_text
 from detimb.data.convert.voc import DIFFICULT
 from detimb.errors import DatasetError
 

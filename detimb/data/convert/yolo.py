@@ -7,8 +7,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from detimb.data.convert.coco_dict import (
-    IMAGE_SUFFIXES, CocoBuilder, Conversion, converted, find_image, finite_number, image_size, read_label_text,
+    IMAGE_SUFFIXES, CocoBuilder, Conversion, converted, find_image, finite_number, image_size,
 )
+from detimb.data.label_files import read_label_text
 from detimb.data.coco_validate import CocoRecords
 from detimb.errors import DatasetError
 from detimb.utils import atomic_write_text

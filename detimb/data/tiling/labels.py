@@ -11,6 +11,7 @@ from rasterio.warp import transform_geom
 from shapely.geometry import shape
 
 from detimb.data.tiling.raster import apply_affine
+from detimb.data.label_files import read_label_text
 from detimb.errors import DatasetError
 
 
@@ -46,16 +47,7 @@ def read_label_json(path: str | Path) -> Any:
     not UTF-8, not JSON."""
     path = Path(path)
     fix = "Fix: --labels takes a GeoJSON FeatureCollection or a COCO .json file"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise DatasetError(f"{path}: label file not found. {fix}") from err
-    except IsADirectoryError as err:
-        raise DatasetError(f"{path}: is a folder, not a label file. {fix}") from err
-    except UnicodeDecodeError as err:
-        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start}). {fix}") from err
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot be read ({err})") from err
+    text = read_label_text(path, fix)
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
