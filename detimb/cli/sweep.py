@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test", help="a held-out COCO file for the headline figure, instead of half the validation set")
     p.add_argument("--test-images", help="the folder --test's file names are relative to")
     p.add_argument("--objective", choices=OBJECTIVES, default="auto",
-                   help="the number the winner is chosen by (auto: APr, else APc, else mAP)")
+                   help="the number the winner is chosen by (auto: APr, else APc, else mAP; the -fixed ones:"
+                        " AP-fixed, no per-image cap)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws of the validation images")
     p.add_argument("--max-remedies", type=int, default=6, help="with auto: the most remedies measured")
     p.add_argument("--split-seed", type=int, default=0)

@@ -25,6 +25,9 @@ from detimb.sweeps.statistics import Interval, combined_interval
 
 GROUP_METRICS = {"APr": "rare", "APc": "common", "APf": "frequent"}
 METRICS = ("APr", "APc", "APf", "mAP")
+# AP-fixed's (Dave et al. 2021) groups, in METRICS' order: the same metric with no per-image
+# cap and each class's top k detections over the images scored
+FIXED_METRICS = ("APr-fixed", "APc-fixed", "APf-fixed", "AP-fixed")
 
 
 @dataclass(frozen=True)
@@ -64,17 +67,26 @@ def group_metrics(table: np.ndarray, groups: list[str | None]) -> dict[str, np.n
 
 @dataclass
 class RunScores:
-    """One run's per-class AP on each half (K,) and on each half's draws (B, K)."""
+    """One run's per-class AP on each half (K,) and on each half's draws (B, K); the same
+    for AP-fixed (empty when it is not computed)."""
 
     full: dict[str, np.ndarray] = field(default_factory=dict)
     draws: dict[str, np.ndarray] = field(default_factory=dict)
+    fixed_full: dict[str, np.ndarray] = field(default_factory=dict)
+    fixed_draws: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def score_run(matches: RunMatches, halves: list[Half]) -> RunScores:
+def score_run(matches: RunMatches, halves: list[Half], fixed: tuple[RunMatches, int] | None = None) -> RunScores:
+    """AP from ``matches`` (COCO's per-image cap); AP-fixed from ``fixed``'s uncapped
+    matches and its per-class k, when given."""
     scores = RunScores()
     for half in halves:
         scores.full[half.name] = ap_table(matches, half.weights[None])[0]
         scores.draws[half.name] = ap_table(matches, half.draws)
+        if fixed is not None:
+            uncapped, k = fixed
+            scores.fixed_full[half.name] = ap_table(uncapped, half.weights[None], per_class=k)[0]
+            scores.fixed_draws[half.name] = ap_table(uncapped, half.draws, per_class=k)
     return scores
 
 
@@ -98,20 +110,35 @@ def compare(remedy: str, baseline: dict[int, RunScores], mine: dict[int, RunScor
         return None
     full_diff = np.stack([mine[s].full[half] - baseline[s].full[half] for s in seeds])  # (S, K)
     draw_diff = np.stack([mine[s].draws[half] - baseline[s].draws[half] for s in seeds])  # (S, B, K)
-    metrics: dict[str, Interval | None] = {}
-    full_m = {s: (group_metrics(mine[s].full[half], groups), group_metrics(baseline[s].full[half], groups))
-              for s in seeds}
-    draw_m = {s: (group_metrics(mine[s].draws[half], groups), group_metrics(baseline[s].draws[half], groups))
-              for s in seeds}
+    fixed = all(half in r[s].fixed_full for r in (mine, baseline) for s in seeds)
+    metrics: dict[str, Interval | None] = {m: None for m in FIXED_METRICS}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        for m in METRICS:
-            per_seed = np.array([full_m[s][0][m] - full_m[s][1][m] for s in seeds])
-            boot = np.nanmean(np.stack([draw_m[s][0][m] - draw_m[s][1][m] for s in seeds]), axis=0)
-            metrics[m] = combined_interval(per_seed, boot, level)
+        metrics.update(_group_intervals(METRICS, [(mine[s].full[half], baseline[s].full[half]) for s in seeds],
+                                        [(mine[s].draws[half], baseline[s].draws[half]) for s in seeds],
+                                        groups, level))
+        if fixed:
+            metrics.update(_group_intervals(
+                FIXED_METRICS, [(mine[s].fixed_full[half], baseline[s].fixed_full[half]) for s in seeds],
+                [(mine[s].fixed_draws[half], baseline[s].fixed_draws[half]) for s in seeds], groups, level))
         per_class = {name: combined_interval(full_diff[:, k], np.nanmean(draw_diff[:, :, k], axis=0), level)
                      for k, name in enumerate(names)}
     return Comparison(remedy, half, seeds, metrics, per_class)
+
+
+def _group_intervals(names: tuple[str, ...], full: list[tuple[np.ndarray, np.ndarray]],
+                     draws: list[tuple[np.ndarray, np.ndarray]], groups: list[str | None], level: float
+                     ) -> dict[str, Interval | None]:
+    """The group metrics' intervals, named ``names`` (in METRICS' order), from each seed's
+    (remedy, baseline) per-class tables on the half (K,) and on its draws (B, K)."""
+    full_m = [(group_metrics(m, groups), group_metrics(b, groups)) for m, b in full]
+    draw_m = [(group_metrics(m, groups), group_metrics(b, groups)) for m, b in draws]
+    out = {}
+    for name, metric in zip(names, METRICS):
+        per_seed = np.array([m[metric] - b[metric] for m, b in full_m])
+        boot = np.nanmean(np.stack([m[metric] - b[metric] for m, b in draw_m]), axis=0)
+        out[name] = combined_interval(per_seed, boot, level)
+    return out
 
 
 def resolve_objective(objective: str, groups: list[str | None], positives: np.ndarray) -> str:

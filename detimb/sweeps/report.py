@@ -1,5 +1,7 @@
 """A sweep's outputs: ``SWEEP.md`` (table, reasons, verdict), ``sweep.json``, ``forest.png``
-(each remedy's ΔAPr, ΔAPc, ΔAPf and ΔmAP with their intervals) and ``per_class.png``."""
+(each remedy's ΔAPr, ΔAPc, ΔAPf and ΔmAP with their intervals, and the objective's when it
+is an AP-fixed metric) and ``per_class.png``. Beside AP the table shows ΔAPr-fixed and
+ΔAP-fixed, so a rare-class gain that only re-ranks detections across classes shows up."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from detimb.sweeps.analysis import METRICS, Comparison, Verdict
 from detimb.sweeps.selection import Choice
 from detimb.sweeps.statistics import Interval
 from detimb.utils import atomic_write, atomic_write_text
+
+TABLE_METRICS = (*METRICS, "APr-fixed", "AP-fixed")
 
 
 def _cell(interval: Interval | None) -> str:
@@ -33,13 +37,14 @@ def markdown(summary: dict[str, Any], selection: dict[str, Comparison], confirma
              f"Selection half: {s['halves']['selection']} images; confirmation: {s['halves']['confirmation']}"
              f" ({s['confirmation_source']}).",
              f"Intervals: 95%, {s['method']}. `~` marks a difference within noise (the interval holds 0).", "",
-             "## Verdict", "", result.words, "",
+             "## Verdict", "", result.words, *_fixed_check(result, confirmation), "",
              f"## Differences from the baseline (selection half; last column: confirmation, {s['objective']})", "",
-             "| remedy | seeds | " + " | ".join(f"Δ{m}" for m in METRICS) + f" | confirmation Δ{s['objective']} |",
-             "|---|---|" + "---|" * (len(METRICS) + 1)]
+             "| remedy | seeds | " + " | ".join(f"Δ{m}" for m in TABLE_METRICS)
+             + f" | confirmation Δ{s['objective']} |",
+             "|---|---|" + "---|" * (len(TABLE_METRICS) + 1)]
     for name, comp in selection.items():
         confirm = confirmation.get(name)
-        row = [name, str(len(comp.seeds))] + [_cell(comp.metrics[m]) for m in METRICS]
+        row = [name, str(len(comp.seeds))] + [_cell(comp.metrics.get(m)) for m in TABLE_METRICS]
         row.append(_cell(None if confirm is None else confirm.metrics.get(s["objective"])))
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Per seed (selection half, Δ" + s["objective"] + "): " + "; ".join(
@@ -57,6 +62,17 @@ def markdown(summary: dict[str, Any], selection: dict[str, Comparison], confirma
     lines += ["", f"Time over {t['invocations']} invocation(s): {t['training']:.0f} s training,"
               f" {t['bookkeeping']:.0f} s planning, scoring and reporting ({t['bookkeeping_share']:.1%})."]
     return "\n".join(lines) + "\n"
+
+
+def _fixed_check(result: Verdict, confirmation: dict[str, Comparison]) -> list[str]:
+    """The chosen remedy's confirmation-half difference under AP-fixed, in words."""
+    comp = confirmation.get(result.chosen) if result.chosen else None
+    cells = [] if comp is None else [comp.metrics[m].words(f"Δ{m}") for m in ("APr-fixed", "AP-fixed")
+                                     if comp.metrics.get(m) is not None]
+    if not cells:
+        return []
+    return ["", f"Under AP-fixed (no per-image cap, each class's top detections over the images), {result.chosen}"
+                f" gives on the confirmation half: {'; '.join(cells)}."]
 
 
 def _plt() -> Any:
@@ -80,8 +96,9 @@ def forest_plot(path: Path, selection: dict[str, Comparison], confirmation: dict
     the confirmation half for the objective), 0 marked."""
     plt = _plt()
     names = list(selection)
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 0.45 * len(names) + 1.6), sharey=True)
-    for ax, metric in zip(np.atleast_1d(axes), METRICS):
+    panels = METRICS if objective in METRICS else (*METRICS, objective)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 0.45 * len(names) + 1.6), sharey=True)
+    for ax, metric in zip(np.atleast_1d(axes), panels):
         for row, name in enumerate(names):
             for offset, (comps, colour) in enumerate(((selection, "#1f77b4"), (confirmation, "#d62728"))):
                 if offset and metric != objective:

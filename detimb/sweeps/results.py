@@ -25,7 +25,7 @@ from detimb.sweeps.analysis import (
 )
 from detimb.sweeps.plan import Run, SweepSettings
 from detimb.sweeps.remedies import flatten, remedy
-from detimb.sweeps.scoring import match_run
+from detimb.sweeps.scoring import MAX_DETS, match_run, most_per_image_and_class
 from detimb.sweeps.selection import Choice, Profile
 from detimb.sweeps.split import Split, split_images
 from detimb.sweeps.worker import TEST_FOLDER
@@ -66,16 +66,24 @@ def _run_status(run: Run) -> dict[str, Any]:
     return {"key": run.key, "status": "missing"}
 
 
-def _scores(runs: list[Run], gt: Any, halves: list[Half], folder: str | None) -> dict[str, dict[int, RunScores]]:
+def _scores(runs: list[Run], gt: Any, halves: list[Half], folder: str | None, fixed_k: int | None
+            ) -> dict[str, dict[int, RunScores]]:
     """Per remedy and seed, the finished runs' scores on ``halves`` (from ``folder`` inside
-    each run: None for the validation results, ``test`` for the held-out file's)."""
+    each run: None for the validation results, ``test`` for the held-out file's), with
+    AP-fixed at ``fixed_k`` detections per class (None: not computed)."""
     out: dict[str, dict[int, RunScores]] = {}
     for run in runs:
         if not run.done_file.is_file():
             continue
         path = run.folder / (f"{folder}/{RESULTS_FILE}" if folder else RESULTS_FILE)
         results = json.loads(path.read_text()) if path.is_file() else []
-        out.setdefault(run.remedy, {})[run.seed] = score_run(match_run(gt, results), halves)
+        matches = match_run(gt, results)
+        fixed = None
+        if fixed_k is not None:
+            # matching again only when an image has more of one class than COCO's cap keeps
+            capped = most_per_image_and_class(results) <= MAX_DETS
+            fixed = (matches if capped else match_run(gt, results, max_dets=None), fixed_k)
+        out.setdefault(run.remedy, {})[run.seed] = score_run(matches, halves, fixed)
     return out
 
 
@@ -106,8 +114,10 @@ def conclude(out_dir: Path, settings: SweepSettings, cfg: DictConfig, training: 
     gt, confirm_gt, split, val_halves, confirm_halves = _halves(settings, cfg)
     names = [c["name"] for c in sorted(gt.dataset["categories"], key=lambda c: c["id"])]
     groups = class_groups_of(gt, training.frequencies, tuple(cfg.evaluation.frequency_thresholds))
-    on_val = _scores(runs, gt, val_halves, None)
-    on_confirm = on_val if settings.test is None else _scores(runs, confirm_gt, confirm_halves, TEST_FOLDER)
+    fixed_k = int(cfg.evaluation.ap_fixed_dets_per_class) or None
+    on_val = _scores(runs, gt, val_halves, None, fixed_k)
+    on_confirm = on_val if settings.test is None else _scores(runs, confirm_gt, confirm_halves, TEST_FOLDER,
+                                                              fixed_k)
     positives = _positives(gt, split.selection)
     objective = resolve_objective(settings.objective, groups, positives)
     base_val, base_confirm = on_val.get("baseline", {}), on_confirm.get("baseline", {})

@@ -21,6 +21,7 @@ from detimb.errors import ConfigError
 from detimb.evaluation.coco_eval import class_frequencies
 from detimb.losses.statistics import ClassStatistics
 from detimb.models.builder import build_model
+from detimb.sweeps.analysis import FIXED_METRICS, METRICS
 from detimb.sweeps.calibration import calibrate
 from detimb.sweeps.plan import (
     CALIBRATION_FOLDER, Run, SweepError, SweepSettings, check_code, check_folder, code_version, config_hash,
@@ -33,7 +34,7 @@ from detimb.sweeps.selection import Choice, Profile, choose
 from detimb.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
-OBJECTIVES = ("auto", "APr", "APc", "APf", "mAP")
+OBJECTIVES = ("auto", *METRICS, *FIXED_METRICS)
 
 
 def _training_set(cfg: DictConfig) -> TrainingSet:
@@ -139,6 +140,9 @@ def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str] = ("au
     items = override_items(overrides)
     _check_arguments(seeds, workers, objective, bootstrap, max_remedies, test, test_images)
     cfg = load_config(config, items)
+    if objective in FIXED_METRICS and not cfg.evaluation.ap_fixed_dets_per_class:
+        raise ConfigError(f"--objective {objective}: the config sets evaluation.ap_fixed_dets_per_class=0 (AP-fixed"
+                          " not computed). Fix: set it (AP-fixed's released k is 10000) or choose another objective")
     if cfg.model.type not in MODEL_PARTS:
         raise ConfigError(f"--config {config}: model.type {cfg.model.type}: the sweep measures detectors"
                           f" ({', '.join(MODEL_PARTS)})")

@@ -11,12 +11,19 @@ pycocotools' per-class AP, and weights of 0 give pycocotools' AP on the other im
 alone (both tested against pycocotools). A weight of 2 counts an image's detections as
 one step of 2, where two copies of the image would make two steps of 1: the bootstrap's
 AP of a draw differs from that of a dataset with copied images only at those steps.
+
+AP-fixed (Dave et al. 2021, ``evaluation/ap_fixed.py``) is the same computation on matches
+with no per-image cap (``match_run(..., max_dets=None)``) and ``ap_table(..., per_class=k)``:
+each class keeps its ``k`` highest-scoring detections among the images a row weighs
+(a detection counted once however often its image was drawn), as the released script keeps
+the top ``k`` of the whole evaluated set.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,8 +69,16 @@ def _evaluator(gt: COCO, results: list[dict[str, Any]], max_dets: int) -> COCOev
     return ev
 
 
-def match_run(gt: COCO, results: list[dict[str, Any]], max_dets: int = MAX_DETS) -> RunMatches:
-    """Match ``results`` (COCO bbox records) to ``gt`` once."""
+def most_per_image_and_class(results: list[dict[str, Any]]) -> int:
+    """The most detections any image has of one class (pycocotools' cap applies per pair)."""
+    return max(Counter((r["image_id"], r["category_id"]) for r in results).values(), default=0)
+
+
+def match_run(gt: COCO, results: list[dict[str, Any]], max_dets: int | None = MAX_DETS) -> RunMatches:
+    """Match ``results`` (COCO bbox records) to ``gt`` once, keeping each image's ``max_dets``
+    highest-scoring detections of a class (None: all of them, for AP-fixed)."""
+    if max_dets is None:
+        max_dets = max(1, most_per_image_and_class(results))
     ev = _evaluator(gt, results, max_dets)
     image_ids, category_ids = list(ev.params.imgIds), list(ev.params.catIds)
     thresholds = len(ev.params.iouThrs)
@@ -92,7 +107,17 @@ def match_run(gt: COCO, results: list[dict[str, Any]], max_dets: int = MAX_DETS)
     return RunMatches(tuple(image_ids), tuple(category_ids), tuple(classes))
 
 
-def _class_ap(matches: ClassMatches, weights: np.ndarray) -> np.ndarray:
+def _detection_weights(matches: ClassMatches, weights: np.ndarray, per_class: int | None) -> np.ndarray:
+    """(B, D) each detection's weight: its image's, and 0 past the row's ``per_class`` highest
+    scoring detections (counted in score order over the images the row weighs)."""
+    w = weights[:, matches.image]
+    if per_class is not None:
+        present = w > 0
+        w = np.where(present & (np.cumsum(present, axis=1) <= per_class), w, 0.0)
+    return w
+
+
+def _class_ap(matches: ClassMatches, weights: np.ndarray, per_class: int | None) -> np.ndarray:
     """(B,) the class's AP for each row of image weights (B, I); NaN where the weighted
     images hold none of its ground truth."""
     positives = weights @ matches.positives
@@ -101,6 +126,7 @@ def _class_ap(matches: ClassMatches, weights: np.ndarray) -> np.ndarray:
     if rows.size == 0:
         return out
     weights, positives = weights[rows].astype(np.float64), positives[rows].astype(np.float64)
+    detection_weights = _detection_weights(matches, weights, per_class)
     total = np.zeros(len(rows))
     thresholds = matches.true_positive.shape[0]
     for t in range(thresholds):
@@ -108,7 +134,7 @@ def _class_ap(matches: ClassMatches, weights: np.ndarray) -> np.ndarray:
         tp = matches.true_positive[t][keep]
         if tp.size == 0:
             continue  # no detection: precision 0 at every recall
-        w = weights[:, matches.image[keep]]
+        w = detection_weights[:, keep]
         tps = np.cumsum(w * tp, axis=1)
         fps = np.cumsum(w * ~tp, axis=1)
         recall = tps / positives[:, None]
@@ -120,9 +146,12 @@ def _class_ap(matches: ClassMatches, weights: np.ndarray) -> np.ndarray:
     return out
 
 
-def ap_table(run: RunMatches, weights: np.ndarray) -> np.ndarray:
+def ap_table(run: RunMatches, weights: np.ndarray, per_class: int | None = None) -> np.ndarray:
     """(B, K) per-class AP for each row of image weights (B, I), images in
-    ``run.image_ids`` order; NaN where a class has no ground truth under those weights."""
+    ``run.image_ids`` order; NaN where a class has no ground truth under those weights.
+    ``per_class``: keep each class's top ``per_class`` detections per row (AP-fixed's k)."""
+    if per_class is not None and per_class < 1:
+        raise ValueError(f"per_class keeps >= 1 detections, got {per_class}")
     weights = np.atleast_2d(np.asarray(weights))
-    return np.stack([_class_ap(m, weights) for m in run.classes], axis=1) if run.classes else \
+    return np.stack([_class_ap(m, weights, per_class) for m in run.classes], axis=1) if run.classes else \
         np.zeros((len(weights), 0))

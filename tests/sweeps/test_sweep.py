@@ -40,6 +40,9 @@ def test_a_sweep_writes_its_report_files_and_a_config_that_trains(tiny_sweep):
     assert summary["remedies"] == ["baseline", "repeat_factor", "seesaw"]
     assert [r["status"] for r in summary["runs"]] == ["done"] * 6
     assert set(summary["comparisons"]["selection"]) == {"repeat_factor", "seesaw"}
+    # AP-fixed beside AP in every comparison and in the table
+    assert {"APr-fixed", "AP-fixed"} <= set(summary["comparisons"]["confirmation"]["seesaw"]["metrics"])
+    assert "ΔAPr-fixed | ΔAP-fixed |" in (out / "SWEEP.md").read_text()
     assert summary["halves"]["selection"] + summary["halves"]["confirmation"] == 10
     assert result.recommended in ("baseline", "repeat_factor", "seesaw") and result.verdict in (out / "SWEEP.md"
                                                                                                 ).read_text()
@@ -115,6 +118,10 @@ def test_bad_input_is_refused_before_anything_trains(tiny_shapes, tmp_path, caps
     (tmp_path / "c" / "notes.txt").write_text("mine")
     with pytest.raises(SweepError, match="not empty and holds no sweep"):
         sweep(config, out=tmp_path / "c", **TINY)
+    no_fixed = write_config(tmp_path / "c", tiny_shapes, evaluation={"ap_fixed_dets_per_class": 0})
+    with pytest.raises(ConfigError, match="APr-fixed: the config sets evaluation.ap_fixed_dets_per_class=0"):
+        sweep(no_fixed, out=tmp_path / "f", **{**TINY, "objective": "APr-fixed"})
+    assert not (tmp_path / "f").exists()
     with pytest.raises(ConfigError, match="'auto' stands alone"):
         sweep(config, out=tmp_path / "d", **{**TINY, "remedies": ["auto", "seesaw"]})
     retina = write_config(tmp_path, tiny_shapes, "retinanet")
