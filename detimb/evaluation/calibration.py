@@ -14,6 +14,7 @@ a held-out file (``--cfg-options data.val.ann_file=...``), or let the sweep spli
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,30 +70,42 @@ def _metric(report: dict[str, Any], metric: str) -> float:
     return float("nan") if value is None else float(value)
 
 
+def grid_of(kind: str) -> tuple[str, tuple[float, ...]]:
+    """``kind``'s parameter and the values tried, or a named error."""
+    if kind not in GRIDS:
+        CALIBRATIONS.get(kind, "--calibrate")  # names the closest registered one
+        raise ConfigError(f"--calibrate: {kind} has no search grid; choose one of {', '.join(GRIDS)}")
+    return GRIDS[kind]
+
+
+def calibrated_predictions(restored: RestoredModel, loader: DataLoader, kind: str, stats: ClassStatistics, *,
+                           progress: bool = True) -> Iterator[tuple[float, list[dict[str, Any]]]]:
+    """Each value of ``kind``'s grid with the COCO box results of ``loader``'s images under
+    it; ``stats``: the training counts. The model is left calibrated with the last value."""
+    parameter, values = grid_of(kind)
+    for value in tqdm(values, desc=f"calibrating ({parameter})", disable=not progress):
+        apply_calibration(restored.model, {"type": kind, parameter: value}, stats, restored.config.model.type)
+        yield value, predict(restored.model, loader, restored.device, restored.label_map, progress=False)["bbox"]
+
+
 def choose_calibration(restored: RestoredModel, loader: DataLoader, coco_gt: COCO, kind: str,
                        stats: ClassStatistics, *, metric: str = "mAP", progress: bool = True) -> CalibrationChoice:
     """Score each value of ``kind``'s grid on ``loader`` (the validation split, ground truth
     ``coco_gt``) by ``metric``, with ``stats`` the training counts; the model is left
     calibrated with the best value."""
-    if kind not in GRIDS:
-        CALIBRATIONS.get(kind, "--calibrate")  # names the closest registered one
-        raise ConfigError(f"--calibrate: {kind} has no search grid; choose one of {', '.join(GRIDS)}")
+    parameter, values = grid_of(kind)
     if metric not in METRICS:
         raise ConfigError(f"--calibrate-metric: {metric!r} is not one of {', '.join(METRICS)}")
-    parameter, values = GRIDS[kind]
-    cfg, model_type = restored.config, restored.config.model.type
+    ecfg = restored.config.evaluation
     train_freq = {cid: {"images": n, "instances": m}
                   for cid, n, m in zip(restored.label_map.coco_ids, stats.images, stats.instances)}
     scores = []
-    for value in tqdm(values, desc=f"calibrating ({parameter})", disable=not progress):
-        apply_calibration(restored.model, {"type": kind, parameter: value}, stats, model_type)
-        results = predict(restored.model, loader, restored.device, restored.label_map, progress=False)
-        ecfg = cfg.evaluation
-        report = evaluate_coco(coco_gt, results["bbox"], "bbox", restored.label_map, train_freq,
+    for _, results in calibrated_predictions(restored, loader, kind, stats, progress=progress):
+        report = evaluate_coco(coco_gt, results, "bbox", restored.label_map, train_freq,
                                tuple(ecfg.frequency_thresholds), ecfg.max_dets, ecfg.backend)
         scores.append(_metric(report, metric))
     choice = CalibrationChoice(kind, parameter, metric, values, tuple(scores))
-    apply_calibration(restored.model, choice.spec, stats, model_type)
+    apply_calibration(restored.model, choice.spec, stats, restored.config.model.type)
     return choice
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
+from torch.utils.data import DataLoader
 
 from detimb.config import Overrides, load_config, override_items
 from detimb.data.coco import coco_api
@@ -22,7 +23,7 @@ from detimb.evaluation.coco_eval import class_frequencies, format_table
 from detimb.evaluation.evaluators import EvalRequest, make_evaluator
 from detimb.evaluation.reports import evaluate_and_write
 from detimb.evaluation.calibration import choose_calibration, write_choice
-from detimb.inference.restore import restore, stored_config, training_statistics
+from detimb.inference.restore import RestoredModel, restore, stored_config, training_statistics
 from detimb.models.weights import load_checkpoint
 from detimb.models.builder import is_segmentation
 
@@ -94,17 +95,23 @@ class CalibrationRequest:
     metric: str
 
 
-def _evaluate_checkpoint(cfg: DictConfig, config: str | Path | None, checkpoint: Path, overrides: list[str],
-                         train_freq: dict[int, dict[str, int]] | None, out: str | Path | None,
-                         calibration: CalibrationRequest | None, device: str | None) -> EvaluationResult:
-    restored = restore(checkpoint, config=config, overrides=overrides, device=device)
+def validation_loader(cfg: DictConfig, restored: RestoredModel) -> tuple[Any, DataLoader]:
+    """``cfg``'s validation set (its ``evaluation.max_images`` subset, with a warning) for
+    ``restored``'s classes and input pixels, and its loader."""
     val_set = build_val_dataset(cfg.data, restored.label_map, is_segmentation(cfg.model), restored.pixels,
                                 cfg.evaluation.max_images)
     subset = evaluation_subset_note(val_set)
     if subset is not None:
         logger.warning(subset)
-    loader = build_loader(val_set, batch_size=cfg.data.val_batch_size,
-                          settings=LoaderSettings.from_config(cfg.data, restored.device))
+    return val_set, build_loader(val_set, batch_size=cfg.data.val_batch_size,
+                                 settings=LoaderSettings.from_config(cfg.data, restored.device))
+
+
+def _evaluate_checkpoint(cfg: DictConfig, config: str | Path | None, checkpoint: Path, overrides: list[str],
+                         train_freq: dict[int, dict[str, int]] | None, out: str | Path | None,
+                         calibration: CalibrationRequest | None, device: str | None) -> EvaluationResult:
+    restored = restore(checkpoint, config=config, overrides=overrides, device=device)
+    val_set, loader = validation_loader(cfg, restored)
     folder = Path(out or checkpoint.parent / "eval")
     if calibration is not None:
         stats = training_statistics(load_checkpoint(checkpoint), checkpoint, restored.config, restored.label_map)

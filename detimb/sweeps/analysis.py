@@ -20,7 +20,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from detimb.evaluation.coco_eval import class_groups
-from detimb.sweeps.scoring import RunMatches, ap_table
+from detimb.sweeps.scoring import MAX_DETS, RunMatches, ap_table, match_run, most_per_image_and_class
 from detimb.sweeps.statistics import Interval, combined_interval
 
 GROUP_METRICS = {"APr": "rare", "APc": "common", "APf": "frequent"}
@@ -74,6 +74,32 @@ class RunScores:
     draws: dict[str, np.ndarray] = field(default_factory=dict)
     fixed_full: dict[str, np.ndarray] = field(default_factory=dict)
     fixed_draws: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def uncapped(matches: RunMatches, gt: COCO, results: list[dict[str, Any]]) -> RunMatches:
+    """AP-fixed's matches (no per-image cap): ``matches`` themselves unless an image holds
+    more detections of one class than COCO's cap keeps."""
+    return matches if most_per_image_and_class(results) <= MAX_DETS else match_run(gt, results, max_dets=None)
+
+
+def score_results(results: list[dict[str, Any]], gt: COCO, halves: list[Half], fixed_k: int | None) -> RunScores:
+    """A run's COCO box ``results`` scored on ``halves``, with AP-fixed at ``fixed_k``
+    detections per class (None: not computed)."""
+    matches = match_run(gt, results)
+    return score_run(matches, halves, None if fixed_k is None else (uncapped(matches, gt, results), fixed_k))
+
+
+def objective_on(results: list[dict[str, Any]], gt: COCO, half: Half, objective: str, groups: list[str | None],
+                 fixed_k: int | None) -> float:
+    """``objective`` (a METRICS or FIXED_METRICS name) of ``results`` on ``half``'s images,
+    without the bootstrap (NaN where its group has no ground truth there)."""
+    matches = match_run(gt, results)
+    if objective in FIXED_METRICS:
+        if fixed_k is None:
+            raise ValueError(f"{objective} needs AP-fixed's k")
+        table = ap_table(uncapped(matches, gt, results), half.weights[None], per_class=fixed_k)[0]
+        return float(group_metrics(table, groups)[METRICS[FIXED_METRICS.index(objective)]])
+    return float(group_metrics(ap_table(matches, half.weights[None])[0], groups)[objective])
 
 
 def score_run(matches: RunMatches, halves: list[Half], fixed: tuple[RunMatches, int] | None = None) -> RunScores:

@@ -20,6 +20,7 @@ from detimb.utils import atomic_write_json
 
 PLAN_FILE = "plan.json"
 CALIBRATION_FOLDER = "calibration"  # the --budget-minutes run, made before the plan
+GRID_FOLDER = "grid"  # a post-hoc run's results at each value of its calibration's grid
 
 
 class SweepError(DetimbError, ValueError):
@@ -73,12 +74,15 @@ class SweepSettings:
 
 @dataclass(frozen=True)
 class Run:
-    """One (remedy, seed) training run in ``folder`` with the ``overrides`` on the user's config."""
+    """One (remedy, seed) run in ``folder`` with the ``overrides`` on the user's config: a
+    training run, or (``calibrates`` set: the trained run's folder) a post-hoc remedy's
+    scoring of that run's checkpoint."""
 
     remedy: str
     seed: int
     folder: Path
     overrides: tuple[str, ...]
+    calibrates: Path | None = None
 
     @property
     def key(self) -> str:
@@ -91,6 +95,11 @@ class Run:
     @property
     def failed_file(self) -> Path:
         return self.folder / "failed.json"
+
+
+def grid_folder(run_folder: Path, parameter: str, value: float) -> Path:
+    """Where a post-hoc run keeps its results with ``parameter`` = ``value``."""
+    return run_folder / GRID_FOLDER / f"{parameter}={value:g}"
 
 
 def schedule_overrides(base: DictConfig, iters: int) -> list[str]:
@@ -114,7 +123,9 @@ def run_overrides(settings: SweepSettings, remedy: Remedy, base: DictConfig, see
 
 
 def plan_runs(settings: SweepSettings, remedies: list[Remedy], base: DictConfig, out: Path) -> list[Run]:
-    return [Run(r.name, seed, out / "runs" / r.name / f"seed{seed}", run_overrides(settings, r, base, seed))
+    """Every (remedy, seed) run; a post-hoc remedy's run names the trained run it calibrates."""
+    return [Run(r.name, seed, out / "runs" / r.name / f"seed{seed}", run_overrides(settings, r, base, seed),
+                None if r.post_hoc is None else out / "runs" / r.post_hoc.after / f"seed{seed}")
             for r in remedies for seed in settings.seeds]
 
 

@@ -22,7 +22,12 @@ does not have is skipped with that reason. The fragments are the shipped configs
 - ``efl``: equalized focal loss in RetinaNet (Li et al. 2022), gamma_b 2, scale factor 8;
 - ``copy_paste``: class-aware copy-paste (Ghiasi et al. 2021), up to 5 pasted instances drawn
   by repeat factor (threshold 0.1) as ``configs/data/copy_paste.yaml``, and
-  ``repeat_factor_copy_paste``.
+  ``repeat_factor_copy_paste``;
+- post-hoc, training nothing: ``norcal`` (Pan et al. 2021, ``tydpan/NorCal``; the RoI head's
+  foreground scores divided by the training image counts to the power gamma, background
+  apart) on the baseline's runs, and ``repeat_factor_norcal`` on repeat-factor's. Each seed's
+  checkpoint is scored at every gamma of ``detimb-eval --calibrate norcal``'s grid; the sweep
+  keeps the one gamma with the best objective on the selection half (mean over seeds).
 """
 
 from __future__ import annotations
@@ -51,11 +56,22 @@ MODEL_PARTS: dict[str, frozenset[str]] = {
 }
 
 
+@dataclass(frozen=True)
+class PostHoc:
+    """A post-hoc remedy's calibration ``kind`` (``detimb.evaluation.calibration.GRIDS``) and
+    the trained remedy (``after``) whose checkpoints it calibrates."""
+
+    kind: str
+    after: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class Remedy:
     """A named config fragment. ``touches``: the model parts it changes; ``addresses``:
     which imbalance it is for (``long_tail``, ``foreground_background``, ``scale``);
-    ``parts``: for a combination, the remedies it combines."""
+    ``parts``: for a combination, the remedies it combines; ``post_hoc``: set for a
+    calibration of another remedy's runs, which trains nothing (its fragment is that
+    remedy's)."""
 
     name: str
     summary: str
@@ -63,6 +79,7 @@ class Remedy:
     addresses: frozenset[str]
     fragment: Callable[[DictConfig], Fragment]
     parts: tuple[str, ...] = field(default_factory=tuple)
+    post_hoc: PostHoc | None = None
 
     def misfit(self, cfg: DictConfig) -> str | None:
         """Why this remedy does not fit ``cfg``'s model, or None."""
@@ -183,6 +200,12 @@ CATALOGUE: tuple[Remedy, ...] = (
     Remedy(name="repeat_factor_copy_paste", summary="repeat-factor sampling with class-aware copy-paste",
            touches=DATA, addresses=frozenset({LONG_TAIL}),
            fragment=lambda cfg: _merge(_repeat_factor(cfg), _copy_paste(cfg)), parts=("repeat_factor", "copy_paste")),
+    Remedy(name="norcal", summary="NorCal on the baseline's checkpoints: scores / training image count^gamma",
+           touches=ROI, addresses=frozenset({LONG_TAIL}), fragment=lambda cfg: {},
+           post_hoc=PostHoc("norcal", "baseline")),
+    Remedy(name="repeat_factor_norcal", summary="NorCal on repeat-factor sampling's checkpoints", touches=DATA | ROI,
+           addresses=frozenset({LONG_TAIL}), fragment=_repeat_factor, parts=("repeat_factor", "norcal"),
+           post_hoc=PostHoc("norcal", "repeat_factor")),
 )
 REMEDIES: dict[str, Remedy] = {r.name: r for r in CATALOGUE}
 

@@ -27,8 +27,9 @@ def _cell(interval: Interval | None) -> str:
 
 
 def markdown(summary: dict[str, Any], selection: dict[str, Comparison], confirmation: dict[str, Comparison],
-             choices: list[Choice], result: Verdict) -> str:
-    """SWEEP.md: what was measured, the table, the verdict, the reasons and the failures."""
+             choices: list[Choice], result: Verdict, post_hoc: list[str]) -> str:
+    """SWEEP.md: what was measured, the table, the verdict, the reasons, the post-hoc
+    remedies' chosen strengths (``post_hoc``, in words) and the failures."""
     s = summary
     lines = [f"# Sweep: {s['config']}", "",
              f"{len(s['remedies'])} arms x {len(s['seeds'])} seeds ({', '.join(map(str, s['seeds']))}),"
@@ -52,6 +53,9 @@ def markdown(summary: dict[str, Any], selection: dict[str, Comparison], confirma
         for n, c in selection.items() if c.metrics.get(s["objective"]) is not None), "",
         "## Candidates", ""]
     lines += [f"- {'measured' if c.chosen else 'left out'}: **{c.name}**: {c.reason}" for c in choices]
+    if post_hoc:
+        lines += ["", "## Post-hoc remedies (trained nothing; chosen on the selection half)", ""]
+        lines += [f"- {words}" for words in post_hoc]
     if s["one_half_only"]:
         lines += ["", f"Classes with one validation image, so in one half only: {', '.join(s['one_half_only'])}."]
     failed = [r for r in s["runs"] if r["status"] == "failed"]

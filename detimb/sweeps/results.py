@@ -20,19 +20,16 @@ from detimb.errors import DatasetError
 from detimb.losses.statistics import ClassStatistics
 from detimb.sweeps import report
 from detimb.sweeps.analysis import (
-    Comparison, Half, RunScores, class_groups_of, compare, interval_json, make_half, resolve_objective, score_run,
-    verdict,
+    Comparison, Half, RunScores, class_groups_of, compare, interval_json, make_half, resolve_objective,
+    score_results, verdict,
 )
 from detimb.sweeps.plan import Run, SweepSettings
+from detimb.sweeps.post_hoc import CalibrationPick, ScoringSets, score_post_hoc
 from detimb.sweeps.remedies import flatten, remedy
-from detimb.sweeps.scoring import MAX_DETS, match_run, most_per_image_and_class
 from detimb.sweeps.selection import Choice, Profile
 from detimb.sweeps.split import Split, split_images
-from detimb.sweeps.worker import TEST_FOLDER
+from detimb.sweeps.worker import TEST_FOLDER, read_results
 from detimb.utils import atomic_write_json, atomic_write_text
-
-RESULTS_FILE = "results_bbox.json"
-
 
 @dataclass(frozen=True)
 class TrainingSet:
@@ -73,17 +70,9 @@ def _scores(runs: list[Run], gt: Any, halves: list[Half], folder: str | None, fi
     AP-fixed at ``fixed_k`` detections per class (None: not computed)."""
     out: dict[str, dict[int, RunScores]] = {}
     for run in runs:
-        if not run.done_file.is_file():
-            continue
-        path = run.folder / (f"{folder}/{RESULTS_FILE}" if folder else RESULTS_FILE)
-        results = json.loads(path.read_text()) if path.is_file() else []
-        matches = match_run(gt, results)
-        fixed = None
-        if fixed_k is not None:
-            # matching again only when an image has more of one class than COCO's cap keeps
-            capped = most_per_image_and_class(results) <= MAX_DETS
-            fixed = (matches if capped else match_run(gt, results, max_dets=None), fixed_k)
-        out.setdefault(run.remedy, {})[run.seed] = score_run(matches, halves, fixed)
+        if run.calibrates is None and run.done_file.is_file():
+            results = read_results(run.folder / folder if folder else run.folder)
+            out.setdefault(run.remedy, {})[run.seed] = score_results(results, gt, halves, fixed_k)
     return out
 
 
@@ -115,11 +104,16 @@ def conclude(out_dir: Path, settings: SweepSettings, cfg: DictConfig, training: 
     names = [c["name"] for c in sorted(gt.dataset["categories"], key=lambda c: c["id"])]
     groups = class_groups_of(gt, training.frequencies, tuple(cfg.evaluation.frequency_thresholds))
     fixed_k = int(cfg.evaluation.ap_fixed_dets_per_class) or None
+    objective = resolve_objective(settings.objective, groups, _positives(gt, split.selection))
     on_val = _scores(runs, gt, val_halves, None, fixed_k)
     on_confirm = on_val if settings.test is None else _scores(runs, confirm_gt, confirm_halves, TEST_FOLDER,
                                                               fixed_k)
-    positives = _positives(gt, split.selection)
-    objective = resolve_objective(settings.objective, groups, positives)
+    sets = ScoringSets(gt, val_halves, val_halves[0], fixed_k,
+                       None if settings.test is None else (confirm_gt, confirm_halves))
+    post_val, post_test, picks = score_post_hoc(runs, sets, objective, groups)
+    on_val.update(post_val)
+    if settings.test is not None:
+        on_confirm.update(post_test)
     base_val, base_confirm = on_val.get("baseline", {}), on_confirm.get("baseline", {})
     selection: dict[str, Comparison] = {}
     confirmation: dict[str, Comparison] = {}
@@ -133,11 +127,12 @@ def conclude(out_dir: Path, settings: SweepSettings, cfg: DictConfig, training: 
         if con is not None:
             confirmation[name] = con
     result = verdict(selection, confirmation, objective)
-    _write_recommended(out_dir, settings, cfg, result.recommended)
+    _write_recommended(out_dir, settings, cfg, result.recommended, {p.remedy: p for p in picks})
     statuses = [_run_status(r) for r in runs]
     summary = _summary(settings, objective, split, statuses, selection, confirmation, choices, result)
+    summary["post_hoc"] = {p.remedy: p.to_json() for p in picks}
     summary["seconds"] = _seconds(out_dir, training_s, started)
-    text = report.markdown(summary, selection, confirmation, choices, result)
+    text = report.markdown(summary, selection, confirmation, choices, result, [p.words() for p in picks])
     report.write_markdown(out_dir / "SWEEP.md", text)
     atomic_write_json(out_dir / "sweep.json", summary, indent=2)
     if selection:
@@ -172,10 +167,14 @@ def _seconds(out_dir: Path, training_s: float, started: float) -> dict[str, floa
             "bookkeeping_share": round(bookkeeping / (training + bookkeeping), 4) if training + bookkeeping else 0.0}
 
 
-def _write_recommended(out_dir: Path, settings: SweepSettings, cfg: DictConfig, name: str) -> None:
+def _write_recommended(out_dir: Path, settings: SweepSettings, cfg: DictConfig, name: str,
+                       picks: dict[str, CalibrationPick]) -> None:
     """A complete config that trains the recommended remedy on the user's data (the user's
-    own schedule and seed: the sweep's shortened schedule is not carried over)."""
-    chosen = load_config(settings.config, list(settings.overrides) + flatten(remedy(name).fragment(cfg)))
+    own schedule and seed: the sweep's shortened schedule is not carried over); a post-hoc
+    remedy's with the calibration it chose."""
+    calibration = [f"model.roi_head.calibration={json.dumps(picks[name].spec)}"] if name in picks else []
+    chosen = load_config(settings.config,
+                         list(settings.overrides) + flatten(remedy(name).fragment(cfg)) + calibration)
     save_config(chosen, out_dir / "recommended.yaml")
 
 

@@ -57,10 +57,17 @@ def _candidates(names: Sequence[str], cfg: DictConfig, training: TrainingSet, ma
         if "auto" in names:
             raise ConfigError("--remedies: 'auto' stands alone (or name the remedies)")
         asked = ["baseline"] + [n for n in dict.fromkeys(names) if n != "baseline"]
-        choices = []
+        needed = {}  # a post-hoc remedy's trained remedy, measured before it when not asked for
         for name in asked:
+            post_hoc = remedy(name).post_hoc
+            if post_hoc is not None and post_hoc.after not in asked:
+                needed.setdefault(post_hoc.after, name)
+        choices = []
+        for name in [*[n for n in asked if remedy(n).post_hoc is None], *needed,
+                     *[n for n in asked if remedy(n).post_hoc is not None]]:
             misfit = remedy(name).misfit(cfg)
-            choices.append(Choice(name, misfit is None, misfit or "asked for"))
+            reason = f"calibrated by {needed[name]}" if name in needed else "asked for"
+            choices.append(Choice(name, misfit is None, misfit or reason))
     return [remedy(c.name) for c in choices if c.chosen], choices
 
 
@@ -79,6 +86,10 @@ def _buildable(config: str, overrides: list[str], found: list[Remedy], cfg: Dict
             notes[r.name] = Choice(r.name, False, f"does not fit this config: {err}")
             continue
         kept.append(r)
+    trained = {r.name for r in kept}
+    for r in [r for r in kept if r.post_hoc is not None and r.post_hoc.after not in trained]:
+        kept.remove(r)
+        notes[r.name] = Choice(r.name, False, f"{r.post_hoc.after}, whose checkpoints it calibrates, does not fit")
     return kept, list(notes.values())
 
 
@@ -91,7 +102,8 @@ def _backend(name: str, workers: int, threads: int, gpus: float, address: str | 
 
 
 def _execute(runs: list[Run], backend: Backend, progress: bool) -> list[tuple[Run, Outcome]]:
-    """Train the runs not finished yet; one progress bar over all of them."""
+    """The runs not finished yet: the training runs, then the post-hoc ones (which read the
+    trained checkpoints); one progress bar over all of them."""
     pending = [r for r in runs if not r.done_file.is_file()]
     outcomes: list[tuple[Run, Outcome]] = []
     bar = tqdm(total=len(runs), initial=len(runs) - len(pending), desc="sweep runs", unit="run", disable=not progress)
@@ -102,7 +114,9 @@ def _execute(runs: list[Run], backend: Backend, progress: bool) -> list[tuple[Ru
         if outcome.code:
             logger.warning(f"{run.key} failed (exit {outcome.code}); the sweep goes on: {run.failed_file}")
 
-    backend.run_all(pending, finished)
+    for phase in ([r for r in pending if r.calibrates is None], [r for r in pending if r.calibrates is not None]):
+        if phase:
+            backend.run_all(phase, finished)
     bar.close()
     return outcomes
 
@@ -111,9 +125,12 @@ def _write_specs(runs: list[Run], settings: SweepSettings) -> None:
     for run in runs:
         run.folder.mkdir(parents=True, exist_ok=True)
         run.failed_file.unlink(missing_ok=True)
-        atomic_write_json(run.folder / "spec.json", {"config": settings.config, "overrides": list(run.overrides),
-                                                     "test": settings.test, "test_images": settings.test_images},
-                          indent=2)
+        post_hoc = remedy(run.remedy).post_hoc
+        atomic_write_json(run.folder / "spec.json", {
+            "config": settings.config, "overrides": list(run.overrides), "test": settings.test,
+            "test_images": settings.test_images,
+            "post_hoc": None if post_hoc is None else {"kind": post_hoc.kind, "trained": str(run.calibrates)}},
+            indent=2)
 
 
 def _iterations(iters: int | None, budget_minutes: float | None, cfg: DictConfig) -> int | None:

@@ -21,6 +21,8 @@ tail shares its images with the head classes. The rules, in order:
    long tail: neither has a long-tail hyperparameter to set for the data.
 8. Class-aware copy-paste for a long tail (it adds rare instances to other images, where
    resampling repeats their own), and with repeat-factor sampling when both are chosen.
+9. NorCal for a long tail, on the baseline and on repeat-factor sampling when it is chosen:
+   post-hoc, it trains nothing, so it does not count against ``max_remedies``.
 Remedies that do not fit the model are left out with that reason; past ``max_remedies``
 the later ones are left out.
 """
@@ -112,6 +114,8 @@ def _rule(name: str, p: Profile) -> tuple[bool, str]:
         return True, f"a long tail whose images seldom hold a head class ({p.tail_with_head_share:.0%})"
     if name == "copy_paste":
         return True, f"a long tail: rare instances pasted onto other images ({_long_tail_reason(p)})"
+    if name == "norcal":
+        return True, f"a long tail in the scores, recalibrated after training (trains nothing): {_long_tail_reason(p)}"
     if name in ("seesaw", "ce_effective_num", "ecm", "efl"):
         return True, f"a long tail in the classifier: {_long_tail_reason(p)}"
     if name == "eqlv2":
@@ -151,7 +155,9 @@ def choose(profile: Profile, cfg: DictConfig, max_remedies: int) -> list[Choice]
             missing = [part for part in r.parts if part not in chosen]
             out.append(Choice(r.name, False, f"{', '.join(missing)} not chosen"))
             continue
-        if wanted and r.name != "baseline" and len(chosen - {"baseline"}) >= max_remedies:
+        trained = chosen - {"baseline"} - {n for n in chosen if REMEDIES[n].post_hoc is not None}
+        # a post-hoc remedy trains nothing, so it does not count against --max-remedies
+        if wanted and r.name != "baseline" and r.post_hoc is None and len(trained) >= max_remedies:
             out.append(Choice(r.name, False, f"{reason}; but over --max-remedies {max_remedies}"))
             continue
         if wanted:

@@ -1,9 +1,13 @@
 """One sweep run, in its own process (``python -m detimb.cli.sweep_worker RUN_FOLDER``).
 
-The folder's ``spec.json`` names the config, the overrides and the held-out test file;
-the run trains (resuming from its ``last.pth`` after an interruption), scores the test
-file when there is one, and writes ``run.json`` (code version, config hash, seconds) last,
-so a run without it is not finished. The local pool and Ray's tasks both start this.
+The folder's ``spec.json`` names the config, the overrides and the held-out test file.
+A training run trains (resuming from its ``last.pth`` after an interruption) and scores the
+test file when there is one. A post-hoc run (``spec.json``'s ``post_hoc``: the calibration
+and the finished training run it calibrates) restores that run's final checkpoint and
+writes its results at every value of the calibration's grid, on the validation images and
+the test file; the sweep chooses the value on the selection half. Either writes
+``run.json`` (code version, config hash, seconds) last, so a run without it is not
+finished. The local pool and Ray's tasks both start this.
 """
 
 from __future__ import annotations
@@ -11,25 +15,61 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from detimb.config import load_config
 from detimb.engine.run import train
-from detimb.evaluation.run import evaluate
-from detimb.sweeps.plan import code_version, config_hash
+from detimb.evaluation.calibration import calibrated_predictions, grid_of
+from detimb.evaluation.run import evaluate, validation_loader
+from detimb.inference.restore import restore, training_statistics
+from detimb.models.weights import load_checkpoint
+from detimb.sweeps.plan import SweepError, code_version, config_hash, grid_folder
 from detimb.utils import atomic_write_json
 
 TEST_FOLDER = "test"
+RESULTS_FILE = "results_bbox.json"
+
+
+def read_results(folder: Path) -> list[dict[str, Any]]:
+    """The COCO box results a run wrote in ``folder`` (none: a model that detected nothing)."""
+    path = folder / RESULTS_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def _test_overrides(spec: dict[str, Any]) -> list[str]:
+    return [f"data.val.ann_file={spec['test']}", f"data.val.img_dir={spec['test_images']}"]
+
+
+def _calibrate(folder: Path, spec: dict[str, Any]) -> Path:
+    """Results at every grid value of the post-hoc spec's calibration; the trained run's config."""
+    kind, trained = spec["post_hoc"]["kind"], Path(spec["post_hoc"]["trained"])
+    if not (trained / "run.json").is_file():
+        raise SweepError(f"{folder}: the run it calibrates ({trained}) has not finished. Fix: run the sweep again,"
+                         " which trains it first")
+    checkpoint = trained / "last.pth"
+    parameter, _ = grid_of(kind)
+    for sub, overrides in [(None, [])] + ([(TEST_FOLDER, _test_overrides(spec))] if spec.get("test") else []):
+        restored = restore(checkpoint, overrides=overrides)
+        _, loader = validation_loader(restored.config, restored)
+        stats = training_statistics(load_checkpoint(checkpoint), checkpoint, restored.config, restored.label_map)
+        for value, results in calibrated_predictions(restored, loader, kind, stats, progress=False):
+            target = grid_folder(folder, parameter, value)
+            atomic_write_json((target / sub if sub else target) / RESULTS_FILE, results)
+    return trained / "config.yaml"
 
 
 def run_one(folder: Path) -> None:
     spec = json.loads((folder / "spec.json").read_text())
     start = time.perf_counter()
-    last = folder / "last.pth"
-    train(spec["config"], work_dir=folder, overrides=spec["overrides"], progress=False,
-          resume=last if last.is_file() else None)
-    if spec.get("test"):
-        evaluate(folder / "config.yaml", checkpoint=folder / "last.pth", out=folder / TEST_FOLDER,
-                 overrides=[f"data.val.ann_file={spec['test']}", f"data.val.img_dir={spec['test_images']}"])
-    cfg = load_config(folder / "config.yaml")
-    atomic_write_json(folder / "run.json", {"code": code_version(), "config_hash": config_hash(cfg),
+    if spec.get("post_hoc"):
+        config = _calibrate(folder, spec)
+    else:
+        last = folder / "last.pth"
+        train(spec["config"], work_dir=folder, overrides=spec["overrides"], progress=False,
+              resume=last if last.is_file() else None)
+        if spec.get("test"):
+            evaluate(folder / "config.yaml", checkpoint=folder / "last.pth", out=folder / TEST_FOLDER,
+                     overrides=_test_overrides(spec))
+        config = folder / "config.yaml"
+    atomic_write_json(folder / "run.json", {"code": code_version(), "config_hash": config_hash(load_config(config)),
                                             "seconds": round(time.perf_counter() - start, 1)}, indent=2)

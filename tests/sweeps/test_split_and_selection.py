@@ -57,7 +57,10 @@ def chosen(p: Profile, model: str = "faster_rcnn", max_remedies: int = 6, tmp_pa
 def test_auto_on_a_long_tail_with_few_classes(tmp_path, tiny_shapes):
     picks = chosen(profile(), tmp_path=tmp_path, tiny_shapes=tiny_shapes)
     assert [n for n, c in picks.items() if c.chosen] == ["baseline", "repeat_factor", "class_aware", "seesaw",
-                                                         "ce_effective_num", "repeat_factor_seesaw", "ecm"]
+                                                         "ce_effective_num", "repeat_factor_seesaw", "ecm", "norcal",
+                                                         "repeat_factor_norcal"]
+    # post-hoc remedies train nothing: past the cap of 6 trained ones, they are still measured
+    assert "trains nothing" in picks["norcal"].reason
     assert "no model.retina_head" in picks["efl"].reason and picks["ecm"].reason.startswith("a long tail")
     assert "rare instances pasted" in picks["copy_paste"].reason
     assert "over --max-remedies 6" in picks["copy_paste"].reason
@@ -76,7 +79,8 @@ def test_auto_leaves_class_aware_out_when_the_tail_shares_images_with_the_head(t
     picks = chosen(profile(tail_with_head_share=0.8, num_classes=60), tmp_path=tmp_path, tiny_shapes=tiny_shapes,
                    max_remedies=3)
     assert not picks["class_aware"].chosen and "80% of the images" in picks["class_aware"].reason
-    assert [n for n, c in picks.items() if c.chosen] == ["baseline", "repeat_factor", "seesaw", "ce_effective_num"]
+    assert [n for n, c in picks.items() if c.chosen] == ["baseline", "repeat_factor", "seesaw", "ce_effective_num",
+                                                         "norcal", "repeat_factor_norcal"]
     assert "over --max-remedies 3" in picks["eqlv2"].reason  # 60 classes: the rule wants it, the cap does not
 
 
