@@ -130,7 +130,8 @@ def plan_runs(settings: SweepSettings, remedies: list[Remedy], base: DictConfig,
 
 
 def check_folder(out: Path, settings: SweepSettings) -> None:
-    """Start a new sweep in ``out`` or continue the one there with the same settings;
+    """Start a new sweep in ``out`` or continue the one there with the same settings (more
+    remedies may be added: the finished runs stay, ``check_code`` rules on the new ones);
     refuse a folder of another sweep, of other code, or one that is not a sweep's."""
     plan = out / PLAN_FILE
     if not plan.is_file():
@@ -143,6 +144,8 @@ def check_folder(out: Path, settings: SweepSettings) -> None:
         raise SweepError(f"{plan}: not valid JSON ({err.msg}). Fix: give a new --out") from err
     mine = settings.to_json()
     changed = [k for k in mine if k != "code" and saved.get(k) != mine[k]]
+    if changed == ["remedies"] and set(saved["remedies"]) <= set(mine["remedies"]):
+        return
     if changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} there, {mine[k]!r} now" for k in changed if k != "code")
         raise SweepError(f"--out {out}: holds another sweep ({details}). Fix: give a new --out, or the same settings"
@@ -151,9 +154,11 @@ def check_folder(out: Path, settings: SweepSettings) -> None:
 
 def check_code(runs: list[Run], code: str) -> None:
     """Refuse to train new runs beside finished runs of other code: they would be paired.
-    When every run is finished, scoring them again with this code pairs nothing new."""
+    When every run is finished, scoring them again with this code pairs nothing new. A
+    post-hoc run trains nothing: it scores a finished run's checkpoint, and first checks
+    that under this code the checkpoint still gives that run's own results (``worker``)."""
     finished = {json.loads(r.done_file.read_text()).get("code") for r in runs if r.done_file.is_file()}
-    pending = [r for r in runs if not r.done_file.is_file()]
+    pending = [r for r in runs if not r.done_file.is_file() and r.calibrates is None]
     other = sorted(c for c in finished if c != code)
     if pending and other:
         raise SweepError(f"{runs[0].folder.parents[2]}: its finished runs were trained by detimb {', '.join(other)},"

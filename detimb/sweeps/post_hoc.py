@@ -56,7 +56,7 @@ def _mean(values: list[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
-def _best(tried: tuple[tuple[float, float], ...]) -> float:
+def best_value(tried: tuple[tuple[float, float], ...]) -> float:
     finite = [(v, m) for v, m in tried if not math.isnan(m)]
     if not finite:
         return min(v for v, _ in tried)
@@ -95,7 +95,7 @@ def score_post_hoc(runs: list[Run], sets: ScoringSets, objective: str, groups: l
         tried = tuple((float(v), _mean([objective_on(read_results(grid_folder(r.folder, parameter, v)), sets.gt,
                                                      sets.selection, objective, groups, sets.fixed_k) for r in done]))
                       for v in values)
-        pick = CalibrationPick(name, post_hoc.kind, parameter, objective, tried, _best(tried))
+        pick = CalibrationPick(name, post_hoc.kind, parameter, objective, tried, best_value(tried))
         picks.append(pick)
         chosen = {r.seed: grid_folder(r.folder, parameter, pick.chosen) for r in done}
         on_val[name] = {seed: score_results(read_results(f), sets.gt, sets.halves, sets.fixed_k)

@@ -40,6 +40,26 @@ def _test_overrides(spec: dict[str, Any]) -> list[str]:
     return [f"data.val.ann_file={spec['test']}", f"data.val.img_dir={spec['test_images']}"]
 
 
+def check_reproduces(trained: Path, results: list[dict[str, Any]]) -> None:
+    """The uncalibrated checkpoint must give its run's own results (the same detections, scores
+    and boxes to float32 noise): a post-hoc remedy is paired with that run's baseline, which
+    may have been trained by other code."""
+    own = read_results(trained)
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:  # an order that float32 noise does not change
+        return (r["image_id"], r["category_id"], -round(r["score"], 3), *(round(v) for v in r["bbox"]))
+
+    mine, theirs = sorted(results, key=key), sorted(own, key=key)
+    differ = len(mine) != len(theirs) or any(
+        a["image_id"] != b["image_id"] or a["category_id"] != b["category_id"] or abs(a["score"] - b["score"]) > 1e-4
+        or max(abs(x - y) for x, y in zip(a["bbox"], b["bbox"])) > 1e-2 for a, b in zip(mine, theirs))
+    if differ:
+        raise SweepError(f"{trained}: its checkpoint, uncalibrated, no longer gives the run's own results under this"
+                         f" code ({len(mine)} detections against {len(theirs)} in {RESULTS_FILE}, or other scores or"
+                         " boxes), so a post-hoc remedy would be paired with results of other code. Fix: give a new"
+                         " --out, or check out the code that trained it")
+
+
 def _calibrate(folder: Path, spec: dict[str, Any]) -> Path:
     """Results at every grid value of the post-hoc spec's calibration; the trained run's config."""
     kind, trained = spec["post_hoc"]["kind"], Path(spec["post_hoc"]["trained"])
@@ -53,6 +73,8 @@ def _calibrate(folder: Path, spec: dict[str, Any]) -> Path:
         _, loader = validation_loader(restored.config, restored)
         stats = training_statistics(load_checkpoint(checkpoint), checkpoint, restored.config, restored.label_map)
         for value, results in calibrated_predictions(restored, loader, kind, stats, progress=False):
+            if value == 0.0 and sub is None:  # every grid starts at 0, the uncalibrated model
+                check_reproduces(trained, results)
             target = grid_folder(folder, parameter, value)
             atomic_write_json((target / sub if sub else target) / RESULTS_FILE, results)
     return trained / "config.yaml"

@@ -12,8 +12,10 @@ import pytest
 from detimb.config import load_config
 from detimb.data.coco_validate import read_coco_json
 from detimb.evaluation.calibration import GRIDS
-from detimb.sweeps.post_hoc import CalibrationPick, _best
+from detimb.sweeps.plan import Run, SweepError, check_code
+from detimb.sweeps.post_hoc import CalibrationPick, best_value
 from detimb.sweeps.run import sweep
+from detimb.sweeps.worker import check_reproduces
 from detimb.sweeps.split import split_images
 from tests.conftest import write_config
 from tests.sweeps.test_scoring_and_statistics import pycocotools_per_class
@@ -87,8 +89,8 @@ def test_the_recommended_config_of_a_post_hoc_winner_carries_its_gamma(norcal_sw
 
 
 def test_a_tie_keeps_the_least_change_and_no_ground_truth_keeps_the_identity():
-    assert _best(((0.0, 0.3), (0.2, 0.5), (0.4, 0.5))) == 0.2
-    assert _best(((0.0, float("nan")), (0.2, float("nan")))) == 0.0
+    assert best_value(((0.0, 0.3), (0.2, 0.5), (0.4, 0.5))) == 0.2
+    assert best_value(((0.0, float("nan")), (0.2, float("nan")))) == 0.0
     pick = CalibrationPick("norcal", "norcal", "gamma", "APr", ((0.0, 0.1), (0.5, float("nan"))), 0.0)
     assert pick.spec == {"type": "norcal", "gamma": 0.0} and "0.5: n/a" in pick.words()
     assert pick.to_json()["tried"][1] == {"gamma": 0.5, "APr": None}
@@ -100,3 +102,39 @@ def test_norcal_is_skipped_on_a_model_without_a_roi_head(tiny_shapes, tmp_path):
                    progress=False)
     assert "**norcal**: model.type retinanet has no model.roi_head" in (tmp_path / "out" / "SWEEP.md").read_text()
     assert result.recommended == "baseline"
+
+
+def test_a_post_hoc_remedy_joins_a_finished_sweep_without_training(norcal_sweep):
+    _, out = norcal_sweep
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/run.json")}
+    config = json.loads((out / "plan.json").read_text())["config"]
+    sweep(config, out=out, remedies=["repeat_factor_norcal", "norcal"], seeds=[0, 1], iters=3, workers=2,
+          bootstrap=20, objective="mAP", progress=False)
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # nothing trained or scored again
+    summary = json.loads((out / "sweep.json").read_text())
+    assert summary["remedies"] == ["baseline", "repeat_factor", "repeat_factor_norcal", "norcal"]
+    assert set(summary["post_hoc"]) == {"repeat_factor_norcal", "norcal"}
+    assert (out / "runs/norcal/seed1/grid/gamma=1.5/results_bbox.json").is_file()
+    with pytest.raises(SweepError, match="holds another sweep"):  # fewer remedies: another sweep
+        sweep(config, out=out, remedies=["norcal"], seeds=[0, 1], iters=3, bootstrap=20, objective="mAP",
+              progress=False)
+
+
+def test_post_hoc_runs_may_join_runs_of_other_code_trained_ones_may_not(tmp_path):
+    trained, post = tmp_path / "baseline/seed0", tmp_path / "norcal/seed0"
+    trained.mkdir(parents=True)
+    (trained / "run.json").write_text(json.dumps({"code": "0.1.0+old"}))
+    runs = [Run("baseline", 0, trained, ()), Run("norcal", 0, post, (), calibrates=trained)]
+    check_code(runs, "0.1.0+new")
+    with pytest.raises(SweepError, match=r"trained by detimb 0.1.0\+old, this is 0.1.0\+new"):
+        check_code([*runs, Run("seesaw", 0, tmp_path / "seesaw/seed0", ())], "0.1.0+new")
+
+
+def test_a_checkpoint_that_no_longer_gives_its_runs_results_is_refused(tmp_path):
+    own = [{"image_id": 1, "category_id": 2, "score": 0.9, "bbox": [1.0, 2.0, 3.0, 4.0]},
+           {"image_id": 1, "category_id": 2, "score": 0.5, "bbox": [5.0, 6.0, 7.0, 8.0]}]
+    (tmp_path / "results_bbox.json").write_text(json.dumps(own))
+    check_reproduces(tmp_path, [own[1], {**own[0], "score": 0.90001}])  # another order, float32 noise
+    for changed in ([own[0]], [own[0], {**own[1], "score": 0.6}], [own[0], {**own[1], "bbox": [5.0, 6.0, 7.0, 9.0]}]):
+        with pytest.raises(SweepError, match="no longer gives the run's own results"):
+            check_reproduces(tmp_path, changed)
