@@ -155,10 +155,13 @@ def test_a_held_out_test_file_confirms_instead_of_half_the_validation_set(tiny_s
     config = write_config(tmp_path, tiny_shapes)
     test = tiny_shapes / "annotations" / "val.json"
     sweep(config, out=tmp_path / "out", test=test, test_images=tiny_shapes / "val",
-          **{**TINY, "remedies": ["seesaw"], "seeds": [0]})
+          **{**TINY, "remedies": ["seesaw", "norcal"], "seeds": [0]})
     summary = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert summary["confirmation_source"] == str(test) and summary["halves"] == {"selection": 10, "confirmation": 10}
     assert (tmp_path / "out" / "runs/seesaw/seed0/test/results_bbox.json").is_file()
+    # a post-hoc remedy scores the test file at every value too, and is confirmed on it at its choice
+    assert (tmp_path / "out" / "runs/norcal/seed0/grid/gamma=0.6/test/results_bbox.json").is_file()
+    assert summary["comparisons"]["confirmation"]["norcal"]["seeds"] == [0]
     with pytest.raises(ConfigError, match="--test needs --test-images"):
         sweep(config, out=tmp_path / "other", test=test, **TINY)
 
