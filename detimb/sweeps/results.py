@@ -54,7 +54,8 @@ class SweepResult:
 
 def _run_status(run: Run) -> dict[str, Any]:
     if run.done_file.is_file():
-        return {"key": run.key, "status": "done", **json.loads(run.done_file.read_text())}
+        return {"key": run.key, "status": "done", "post_hoc": run.calibrates is not None,
+                **json.loads(run.done_file.read_text())}
     if run.failed_file.is_file():
         failure = json.loads(run.failed_file.read_text())
         lines = [ln for ln in failure["error"].splitlines() if ln.strip()]
@@ -187,7 +188,7 @@ def _summary(settings: SweepSettings, objective: str, split: Split, statuses: li
                                  "per_class": {k: interval_json(i) for k, i in c.per_class.items()}}
                           for name, c in comps.items()}
                    for half, comps in (("selection", selection), ("confirmation", confirmation))}
-    trained_by = sorted({r["code"] for r in statuses if r["status"] == "done"})
+    trained_by = sorted({r["code"] for r in statuses if r["status"] == "done" and not r["post_hoc"]})
     return {**settings.to_json(), "objective": objective, "method": method, "trained_by": trained_by,
             "halves": {"selection": len(split.selection), "confirmation": len(split.confirmation)},
             "confirmation_source": settings.test or "the other half of the validation images",
