@@ -60,7 +60,7 @@ def _candidates(names: Sequence[str], cfg: DictConfig, training: TrainingSet, ma
         needed = {}  # a post-hoc remedy's trained remedy, measured before it when not asked for
         for name in asked:
             post_hoc = remedy(name).post_hoc
-            if post_hoc is not None and post_hoc.after not in asked:
+            if post_hoc is not None and post_hoc.after not in asked and remedy(name).misfit(cfg) is None:
                 needed.setdefault(post_hoc.after, name)
         choices = []
         for name in [*[n for n in asked if remedy(n).post_hoc is None], *needed,
