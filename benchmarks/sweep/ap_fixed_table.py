@@ -43,6 +43,9 @@ def main() -> None:
     for remedy in sorted(d.name for d in runs.iterdir() if d.name != "baseline"):
         mine = {r.name: scores(r / "eval.json") for r in sorted((runs / remedy).glob("seed*"))
                 if (r / "eval.json").is_file()}
+        if not mine:  # a post-hoc remedy's runs write results per value, no eval.json: see its SWEEP.md
+            print(f"{remedy}: no eval.json (a post-hoc remedy, or no finished run); left out")
+            continue
         table[remedy] = {m: paired([mine[s][m] - base[s][m] for s in mine if s in base
                                     and mine[s][m] is not None and base[s][m] is not None]) for m in METRICS}
     table["baseline (absolute, mean)"] = {m: statistics.mean(v[m] for v in base.values() if v[m] is not None)
