@@ -110,9 +110,9 @@ def score_run(matches: RunMatches, halves: list[Half], fixed: tuple[RunMatches, 
         scores.full[half.name] = ap_table(matches, half.weights[None])[0]
         scores.draws[half.name] = ap_table(matches, half.draws)
         if fixed is not None:
-            uncapped, k = fixed
-            scores.fixed_full[half.name] = ap_table(uncapped, half.weights[None], per_class=k)[0]
-            scores.fixed_draws[half.name] = ap_table(uncapped, half.draws, per_class=k)
+            fixed_matches, k = fixed
+            scores.fixed_full[half.name] = ap_table(fixed_matches, half.weights[None], per_class=k)[0]
+            scores.fixed_draws[half.name] = ap_table(fixed_matches, half.draws, per_class=k)
     return scores
 
 

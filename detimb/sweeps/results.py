@@ -31,6 +31,7 @@ from detimb.sweeps.split import Split, split_images
 from detimb.sweeps.worker import TEST_FOLDER, read_results
 from detimb.utils import atomic_write_json, atomic_write_text
 
+
 @dataclass(frozen=True)
 class TrainingSet:
     """What the sweep reads from the training set: classes, their statistics, the profile."""
