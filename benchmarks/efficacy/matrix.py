@@ -1,8 +1,9 @@
 """What the efficacy benchmark trains: one entry per remedy, each a shipped config.
 
 Every detection entry starts from the demo Faster R-CNN (or RetinaNet) config and
-changes what its config file changes; the runner then points it at the dataset and
-gives all entries the same schedule. ``claim`` is what the method's paper reports,
+changes what its config file changes: ``fragment`` is that change, which the runner gives
+``detimb-sweep`` as a remedy on the demo config pointed at the dataset, so every entry has
+the same data and schedule. ``claim`` is what the method's paper reports,
 ``metric`` the number whose direction decides whether this benchmark reproduces it, and
 ``kind`` whether the paper says the method raises that number or keeps it (matches the
 baseline without what the method removes).
@@ -10,7 +11,18 @@ baseline without what the method removes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from detimb.config import load_config, to_dict
+
+REPO = Path(__file__).resolve().parents[2]
+# the config each detector's entries change (the sweep's --config); its own entry is the sweep's baseline
+BASES = {"faster_rcnn": "configs/demo/faster_rcnn_shapes.yaml", "retinanet": "configs/demo/retinanet_shapes.yaml"}
+BASE_ENTRIES = {"faster_rcnn": "baseline", "retinanet": "retinanet_focal"}  # the entry that is each base config
 
 
 @dataclass(frozen=True)
@@ -20,6 +32,7 @@ class Entry:
     family: str
     claim: str = ""
     metric: str = "APr"  # the number the claim is about (APr, mAP; mDice_global, Dicer_global)
+    _: KW_ONLY  # (a positional ``overrides`` once landed in ``kind``: retinanet_ce trained the focal loss)
     kind: str = "raises"  # "raises" or "matches"
     overrides: tuple[str, ...] = field(default_factory=tuple)
     baseline: str = "baseline"
@@ -55,6 +68,8 @@ DETECTION = [
     Entry("eqlv2", "configs/losses/eqlv2.yaml", "class loss", "EQLv2 (Tan 2021) raises rare-class AP", "APr"),
     Entry("federated", "configs/losses/federated.yaml", "class loss",
           "federated loss (Zhou 2021) raises rare-class AP", "APr"),
+    Entry("ecm", "configs/losses/ecm.yaml", "class loss",
+          "effective class-margin loss (Hyun Cho and Krähenbühl 2022) raises rare-class AP", "APr"),
     Entry("carl", "configs/balancers/carl.yaml", "balancer", "PISA: CARL raises AP", "mAP"),
     Entry("guided", "configs/balancers/guided.yaml", "balancer", "sampling-free: guided loss keeps AP without sampling",
           "mAP", kind="matches"),
@@ -62,6 +77,8 @@ DETECTION = [
     Entry("bfp", "configs/necks/bfp.yaml", "neck", "Libra R-CNN: balanced feature pyramid raises AP", "mAP"),
     Entry("repeat_factor", "configs/data/repeat_factor.yaml", "data", "LVIS repeat-factor sampling raises APr", "APr"),
     Entry("class_aware", "configs/data/class_aware.yaml", "data", "class-aware sampling raises rare-class AP", "APr"),
+    Entry("copy_paste", "configs/data/copy_paste.yaml", "data",
+          "class-aware copy-paste (Ghiasi 2021, rare instances pasted) raises rare-class AP", "APr"),
     Entry("libra_rcnn", "configs/published/libra_rcnn.yaml", "published", "Libra R-CNN (all three) raises AP", "mAP"),
     Entry("pisa", "configs/published/pisa.yaml", "published", "PISA (ISR-N + ISR-P + CARL) raises AP", "mAP"),
     Entry("sampling_free_faster_rcnn", "configs/published/sampling_free_faster_rcnn.yaml", "published",
@@ -74,13 +91,18 @@ DETECTION = [
     Entry("repeat_factor_libra", "configs/combined/repeat_factor_libra.yaml", "combined", builds_on="repeat_factor"),
     # repeat-factor sampling with the best long-tail loss at 2500 iterations (Seesaw)
     Entry("repeat_factor_seesaw", "configs/combined/repeat_factor_seesaw.yaml", "combined", builds_on="repeat_factor"),
+    # repeat-factor sampling with copy-paste (both add rare instances: resampled, and pasted elsewhere)
+    Entry("repeat_factor_copy_paste", "configs/combined/repeat_factor_copy_paste.yaml", "combined",
+          builds_on="repeat_factor"),
     # one-stage: focal loss against plain cross-entropy on every anchor (prior-initialised)
     Entry("retinanet_focal", "configs/demo/retinanet_shapes.yaml", "one-stage",
           "RetinaNet: the focal loss beats CE on all anchors", "mAP", baseline="retinanet_ce"),
     Entry("retinanet_ce", "configs/demo/retinanet_shapes.yaml", "one-stage", "", "mAP",
-          ("model.retina_head.loss_cls.type=binary_cross_entropy",), baseline="retinanet_ce"),
+          overrides=("model.retina_head.loss_cls.type=binary_cross_entropy",), baseline="retinanet_ce"),
     Entry("ghm", "configs/losses/ghm.yaml", "one-stage", "GHM-C + GHM-R (Li 2019) beat the focal loss", "mAP",
           baseline="retinanet_focal"),
+    Entry("efl", "configs/losses/efl.yaml", "one-stage", "equalized focal loss (Li 2022) raises rare-class AP",
+          "APr", baseline="retinanet_focal"),
     Entry("sampling_free", "configs/published/sampling_free.yaml", "one-stage",
           "sampling-free RetinaNet (no focal loss) matches focal", "mAP", kind="matches",
           baseline="retinanet_focal"),
@@ -106,3 +128,33 @@ SEGMENTATION = [
     Entry("seg_asymmetric_mixup", "configs/segmentation/asymmetric_mixup.yaml", "data",
           "Li et al. 2021: asymmetric mixup raises rare-class Dice", "Dicer_global", baseline="seg_baseline"),
 ]
+
+
+def _difference(base: DictConfig, mine: DictConfig) -> dict[str, Any]:
+    """What ``mine`` changes from ``base``: typed sections entered key by key, a module slot
+    (a free mapping with a ``type``) or a value taken whole where it differs."""
+    out: dict[str, Any] = {}
+    for key in mine:
+        a, b = base.get(key), mine.get(key)
+        if isinstance(a, DictConfig) and isinstance(b, DictConfig) and OmegaConf.get_type(b) is not dict:
+            changed = _difference(a, b)
+            if changed:
+                out[key] = changed
+        elif to_dict(a) != to_dict(b):
+            out[key] = to_dict(b)
+    return out
+
+
+def model_type(entry: Entry) -> str:
+    return str(load_config(REPO / entry.config, entry.overrides).model.type)
+
+
+def fragment(entry: Entry) -> dict[str, Any]:
+    """The entry's change to its detector's demo config (``BASES``), as a sweep remedy's
+    fragment; empty for the demo config itself (the sweep's baseline)."""
+    mine = load_config(REPO / entry.config, entry.overrides)
+    if mine.model.type not in BASES:
+        raise ValueError(f"{entry.name}: model.type {mine.model.type} has no demo config to change")
+    changed = _difference(load_config(REPO / BASES[mine.model.type]), mine)
+    changed.pop("work_dir", None)  # where the shipped config trains by itself; the sweep places its runs
+    return changed

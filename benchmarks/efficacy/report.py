@@ -1,6 +1,12 @@
 """Turn the efficacy runs into RESULTS.md and plots: means, spreads, differences, verdicts.
 
-    python benchmarks/efficacy/report.py [--results benchmarks/efficacy/runs] [--out benchmarks/efficacy]
+    python benchmarks/efficacy/report.py [--results benchmarks/efficacy/sweeps] [--out benchmarks/efficacy]
+
+The runs are ``run.py``'s: the detection sweeps' (``<dataset>/<detector>/runs/<remedy>/seed<k>``)
+and the segmentation runs (``<dataset>/segmentation/<entry>/seed<k>``), each read from its
+final ``eval.json``; a run without ``run.json`` has not finished and is left out. Each
+detection sweep's own ``SWEEP.md`` adds what this report does not: paired bootstrap
+intervals over the validation images and the verdict on the confirmation half.
 
 A difference from the baseline is paired by seed (the same seed trains both) and given
 as mean +- standard deviation over the seeds both have. A claim that a method raises a
@@ -15,18 +21,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import cpu_name  # noqa: E402
-from benchmarks.efficacy.matrix import DETECTION, SEGMENTATION, Entry  # noqa: E402
+from benchmarks.efficacy.matrix import BASE_ENTRIES, DETECTION, SEGMENTATION, Entry  # noqa: E402
 from detimb.utils import atomic_write, atomic_write_text  # noqa: E402
 
 ENTRIES: dict[str, Entry] = {e.name: e for e in DETECTION + SEGMENTATION}
@@ -35,12 +43,56 @@ SEG_COLUMNS = ("mDice_global", "Dicer_global", "Dicec_global", "Dicef_global")
 NEGLIGIBLE = 0.005  # on the 0-1 AP / Dice scale: half a point, below what a practitioner would act on
 
 
-def load(results: Path) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
-    """dataset -> entry -> seed -> run summary."""
+def summarise(report: dict[str, Any]) -> dict[str, Any]:
+    """The numbers the report needs from a run's eval.json."""
+    if "semantic" in report:
+        r = report["semantic"]
+        return {"metrics": dict(r["summary"]), "per_class": {e["name"]: e["dice_global"] for e in r["per_class"][1:]},
+                "groups": {e["name"]: e.get("group") for e in r["per_class"][1:]}}
+    r = report["bbox"]
+    metrics = {"mAP": r["stats"]["mAP"], "AP50": r["stats"]["AP50"], "mAP_macro": r["mAP_macro"], **r["groups"]}
+    return {"metrics": metrics, "per_class": {e["name"]: e["AP"] for e in r["per_class"]},
+            "groups": {e["name"]: e.get("group") for e in r["per_class"]}}
+
+
+def read_run(folder: Path) -> dict[str, Any] | None:
+    """A finished run's summary, or None (not finished, or a post-hoc run: no eval.json). The
+    dataset is the folder its training annotations are in; a sweep's ``baseline`` run is its
+    detector's entry; ``sweep``: the sweep folder the run belongs to (None for a lone run)."""
+    if not (folder / "run.json").is_file() or not (folder / "eval.json").is_file():
+        return None
+    trained = yaml.safe_load((folder / "config.yaml").read_text())
+    in_sweep = folder.parents[1].name == "runs" and (folder.parents[2] / "plan.json").is_file()
+    name = folder.parent.name
+    entry = BASE_ENTRIES.get(trained["model"]["type"], name) if in_sweep and name == "baseline" else name
+    return {"dataset": Path(trained["data"]["train"]["ann_file"]).parents[1].name, "entry": entry,
+            "seed": int(trained["train"]["seed"]), "iters": trained["train"]["schedule"]["max_iters"],
+            "seconds": json.loads((folder / "run.json").read_text())["seconds"],
+            "sweep": folder.parents[2] if in_sweep else None, "folder": folder,
+            **summarise(json.loads((folder / "eval.json").read_text()))}
+
+
+def load(roots: Sequence[Path]) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
+    """dataset -> entry -> seed -> run summary, from every finished run under ``roots`` (the
+    efficacy runner's folder, other sweeps of the same datasets). A (dataset, entry, seed)
+    found twice must have the same numbers (deterministic training makes the baselines of
+    two sweeps equal), and a dataset's detection runs one schedule: else pairing them across
+    sweeps would mix them, and the report refuses."""
     runs: dict[str, dict[str, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
-    for path in sorted(results.glob("*/*/seed*.json")):
-        r = json.loads(path.read_text())
-        runs[r["dataset"]][r["entry"]][r["seed"]] = r
+    for root in roots:
+        for done in sorted(Path(root).rglob("run.json")):
+            r = read_run(done.parent)
+            if r is None or r["entry"] not in ENTRIES:
+                continue
+            other = runs[r["dataset"]][r["entry"]].get(r["seed"])
+            if other is not None and (other["metrics"], other["per_class"]) != (r["metrics"], r["per_class"]):
+                raise SystemExit(f"{other['folder']} and {r['folder']}: {r['entry']} seed {r['seed']} on"
+                                 f" {r['dataset']} with other results; report the sweeps apart")
+            runs[r["dataset"]][r["entry"]].setdefault(r["seed"], r)
+    for dataset, entries in runs.items():
+        iters = {r["iters"] for name, seeds in entries.items() for r in seeds.values() if ENTRIES[name] in DETECTION}
+        if len(iters) > 1:
+            raise SystemExit(f"{dataset}: detection runs of {sorted(iters)} iterations; report one schedule at a time")
     return runs
 
 
@@ -193,23 +245,30 @@ def section(title: str, runs: dict[str, dict[int, dict[str, Any]]], names: list[
     return lines, claims
 
 
-def sessions_table(results: Path) -> list[str]:
-    """The matrix's invocations (``run.py`` logs each): machine, parallelism and wall time."""
-    path = results / "sessions.jsonl"
-    if not path.is_file():
-        return [f"Machine: {cpu_name()} (wall time not logged).", ""]
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    lines = ["Wall time of the matrix, per `run.py` invocation:", "",
-             "| started (UTC) | machine | cores | runs at once | threads per run | runs trained | wall time |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['started']} | {r['cpu']} | {r['cores']} | {r['workers']} | {r.get('threads_per_run') or '-'} |"
-              f" {r['runs_trained']} | {r['wall_s'] / 60:.1f} min |" for r in rows]
-    total = sum(r["wall_s"] for r in rows)
-    return [*lines, "", f"Total wall time: {total / 3600:.2f} h.", ""]
+def sessions_table(runs: dict[str, dict[str, dict[int, dict[str, Any]]]]) -> list[str]:
+    """Each sweep's time (its ``timings.jsonl``: training, and everything else) and the lone
+    (segmentation) runs' summed seconds."""
+    sweeps = sorted({r["sweep"] for d in runs.values() for s in d.values() for r in s.values() if r["sweep"]})
+    lone = [r["seconds"] for d in runs.values() for s in d.values() for r in s.values() if not r["sweep"]]
+    lines = [f"Machine: {cpu_name()}; time per sweep (each sweep's SWEEP.md has its verdict):", "",
+             "| sweep | invocations | training | planning, scoring, reports |", "|---|---|---|---|"]
+    for sweep in sweeps:
+        log = sweep / "timings.jsonl"
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+        lines.append(f"| {_shown(sweep)} | {len(rows)} | {sum(r['training'] for r in rows) / 60:.1f} min |"
+                     f" {sum(r['bookkeeping'] for r in rows) / 60:.1f} min |")
+    if lone:
+        lines.append(f"| (segmentation runs) | - | {sum(lone) / 60:.1f} min ({len(lone)} runs, summed) | - |")
+    return [*lines, ""]
 
 
-def write_results(results: Path, out: Path, commands: list[str], notes: Sequence[str] = ()) -> Path:
-    runs = load(results)
+def _shown(path: Path) -> str:
+    """A path as the repository names it, where it is in the repository."""
+    return path.resolve().relative_to(REPO).as_posix() if path.resolve().is_relative_to(REPO) else str(path)
+
+
+def write_results(roots: Sequence[Path], out: Path, commands: list[str], notes: Sequence[str] = ()) -> Path:
+    runs = load(roots)
     det_names = [e.name for e in DETECTION]
     seg_names = [e.name for e in SEGMENTATION]
     n_runs = sum(len(s) for d in runs.values() for s in d.values())
@@ -225,7 +284,7 @@ def write_results(results: Path, out: Path, commands: list[str], notes: Sequence
              " same schedule; differences are paired by seed (mean ± std over seeds). Groups follow LVIS:"
              " rare <= 10 training images < common <= 100 < frequent. Segmentation scores pool each class's"
              " pixels over the validation split (`*_global`).", "",
-             *sessions_table(results), "Commands:", "", "```", *commands, "```", ""]
+             *sessions_table(runs), "Commands:", "", "```", *commands, "```", ""]
     lines += [line for note in notes for line in (f"**Note**: {note}", "")]
     counts = [len(s) for d in runs.values() for s in d.values()]
     missing = [f"{d}/{e.name}" for d in sorted(runs) for e in DETECTION if e.name not in runs[d]]
@@ -237,6 +296,10 @@ def write_results(results: Path, out: Path, commands: list[str], notes: Sequence
     for dataset in sorted(runs):
         sec, claims = section(f"Detection on {dataset}", runs[dataset], det_names, DET_COLUMNS, "APr", "AP",
                               out / f"detection_{dataset}.png")
+        reports = sorted({r["sweep"] / "SWEEP.md" for s in runs[dataset].values() for r in s.values() if r["sweep"]})
+        if sec and reports:
+            sec += ["Paired bootstrap intervals over the validation images, and the verdict on the confirmation"
+                    " half: " + ", ".join(f"[{r.parent.name}]({os.path.relpath(r, out)})" for r in reports) + ".", ""]
         lines += sec
         all_claims += [(dataset, *c) for c in claims]
         sec, claims = section(f"Segmentation on {dataset}", runs[dataset], seg_names, SEG_COLUMNS, "Dicer_global",
@@ -298,14 +361,15 @@ def write_results(results: Path, out: Path, commands: list[str], notes: Sequence
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results", default=str(REPO / "benchmarks/efficacy/runs"))
+    p.add_argument("--results", nargs="+", default=[str(REPO / "benchmarks/efficacy/sweeps")],
+                   help="folders holding the runs: run.py's, and other sweeps of the same datasets and schedule")
     p.add_argument("--out", default=str(REPO / "benchmarks/efficacy"))
     p.add_argument("--command", action="append", default=[], help="a command line to record in RESULTS.md")
     p.add_argument("--note", action="append", default=[],
                    help="a paragraph to record under the commands (e.g. where results at another schedule are)")
     args = p.parse_args(argv)
     commands = args.command or ["python benchmarks/efficacy/run.py", "python benchmarks/efficacy/report.py"]
-    print(write_results(Path(args.results), Path(args.out), commands, args.note))
+    print(write_results([Path(r) for r in args.results], Path(args.out), commands, args.note))
     return 0
 
 

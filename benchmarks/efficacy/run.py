@@ -1,111 +1,106 @@
-"""The efficacy matrix: every remedy, the same data and schedule, several seeds.
+"""The efficacy matrix through ``detimb-sweep``: every remedy, the same data and schedule, several seeds.
 
     python benchmarks/efficacy/run.py [--datasets shapes fashion] [--seeds 0 1 2] [--iters 400]
         [--seg-iters 1500] [--workers 2] [--only NAME ...] [--no-segmentation]
-        [--results benchmarks/efficacy/runs] [--quick]
+        [--results benchmarks/efficacy/sweeps] [--quick]
 
-Each (dataset, entry, seed) trains in its own process (``tools/train.py``) and leaves one
-small JSON in ``--results``; an existing JSON is never redone, so a crashed or stopped
-matrix continues where it stopped. ``report.py`` turns the JSONs into RESULTS.md.
-``--workers``: runs trained at once, the cores split between them (on 2 cores, two
-one-thread runs finish 1.7x more runs per hour than one two-thread run: these models are
-too small to keep two threads busy). Each invocation that trains adds a line (machine, workers,
-wall time) to ``sessions.jsonl`` beside the runs. ``--quick``: a tiny dataset, two entries per
-task, one seed, a few iterations (minutes).
+Detection: per dataset and detector (the demo Faster R-CNN, the demo RetinaNet), one sweep
+(``detimb.sweeps.run.sweep``) in ``<results>/<dataset>/<detector>``. Its remedies are the
+matrix's entries, each the change its shipped config makes to the demo config
+(``matrix.fragment``): a shipped sweep remedy where the entry is one (checked to give the
+same config), else a remedy file in ``<results>/<dataset>/remedies/``. The sweep trains,
+resumes, records failures and reports (``SWEEP.md``: paired bootstrap intervals, the
+verdict on the confirmation half). Segmentation, which the sweep does not score: each
+(entry, seed) is a run of the sweep's runner (the same worker, resume and failure record)
+in ``<results>/<dataset>/segmentation/``. ``report.py`` writes RESULTS.md from both.
+``--quick``: a tiny dataset, three detection entries and two segmentation ones, one seed, six
+iterations (minutes).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+
+import yaml
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import cpu_name  # noqa: E402
-from benchmarks.efficacy.matrix import DETECTION, SEGMENTATION, Entry  # noqa: E402
-from detimb.data.fashion import DEBIAN_DIR, FashionSpec, make_fashion_dataset  # noqa: E402
-from detimb.data.synthetic import ShapesSpec, make_shapes_dataset  # noqa: E402
-from detimb.utils import atomic_write_json, atomic_write_text  # noqa: E402
+from benchmarks.efficacy.matrix import BASES, DETECTION, SEGMENTATION, Entry, fragment, model_type  # noqa: E402
+from benchmarks.sweep.run import build, data_overrides  # noqa: E402
+from detimb.config import config_to_yaml, load_config  # noqa: E402
+from detimb.sweeps.plan import Run, schedule_overrides, write_spec  # noqa: E402
+from detimb.sweeps.remedies import REMEDIES, flatten  # noqa: E402
+from detimb.sweeps.run import sweep  # noqa: E402
+from detimb.sweeps.runner import LocalBackend, Outcome  # noqa: E402
+from detimb.utils import atomic_write_text  # noqa: E402
+
+QUICK_DETECTION = ("baseline", "repeat_factor", "iou_balanced")
+QUICK_SEGMENTATION = ("seg_baseline", "seg_class_balanced_patches")
+QUICK_SIZE = ["model.transform.min_size=64", "model.transform.max_size=64"]
 
 
-def build_dataset(name: str, root: Path, quick: bool) -> Path:
-    """The dataset's folder (built once: annotations/{train,val}.json, train/, val/)."""
-    out = root / (f"{name}_quick" if quick else name)
-    if (out / "annotations" / "val.json").is_file():
-        return out
-    if name == "shapes":
-        spec = ShapesSpec(train_counts=(40, 20, 10, 6, 4, 2), val_counts=(6, 4, 4, 3, 3, 3), image_size=64,
-                          min_object=10, max_object=24) if quick else ShapesSpec()
-        make_shapes_dataset(out, spec)
-    elif name == "fashion":
-        spec_f = FashionSpec(train_counts=(40, 20, 10, 5), val_counts=(5,) * 4, canvas_size=64, min_object=16,
-                             max_object=28) if quick else FashionSpec()
-        make_fashion_dataset(out, DEBIAN_DIR, spec_f)
-    else:
-        raise SystemExit(f"unknown dataset {name!r}: shapes or fashion")
-    return out
+def sweep_remedy(entry: Entry, base: str, overrides: list[str], folder: Path) -> str:
+    """The entry as a ``--remedies`` item: ``baseline`` for its detector's demo config, the
+    shipped remedy of its name, else a remedy file written to ``folder``."""
+    change = fragment(entry)
+    if not change:
+        return "baseline"
+    if entry.name in REMEDIES:
+        shipped = load_config(REPO / base, overrides + flatten(REMEDIES[entry.name].fragment(load_config(
+            REPO / base, overrides))))
+        if config_to_yaml(shipped) != config_to_yaml(load_config(REPO / base, overrides + flatten(change))):
+            raise SystemExit(f"{entry.name}: {entry.config} and the sweep's remedy of that name give different"
+                             f" configs (the config changes {flatten(change)}); make them agree")
+        return entry.name
+    path = folder / f"{entry.name}.yaml"
+    atomic_write_text(path, yaml.safe_dump(change, sort_keys=False))
+    return str(path)
 
 
-def run_overrides(data: Path, iters: int, quick: bool) -> list[str]:
-    """The same data and schedule for every entry (steps at 80% and 95%, as the demo's)."""
-    over = [f"data.train.ann_file={data}/annotations/train.json", f"data.train.img_dir={data}/train",
-            f"data.val.ann_file={data}/annotations/val.json", f"data.val.img_dir={data}/val",
-            f"train.schedule.max_iters={iters}", f"train.schedule.steps=[{int(iters * 0.8)},{int(iters * 0.95)}]",
-            f"train.schedule.warmup_iters={min(100, iters // 5)}", f"train.eval_interval={iters}",
-            f"train.checkpoint_interval={iters}", f"train.log_interval={max(1, iters // 10)}"]
-    if quick:
-        over += ["model.transform.min_size=64", "model.transform.max_size=64"]
-    return over
+def detection(dataset: str, data: Path, entries: list[Entry], args: argparse.Namespace, results: Path) -> None:
+    """One sweep per detector over ``entries`` on ``dataset``."""
+    overrides = data_overrides(data) + (QUICK_SIZE if args.quick else [])
+    for detector, base in BASES.items():
+        mine = [e for e in entries if model_type(e) == detector]
+        if not mine:
+            continue
+        remedies = [sweep_remedy(e, base, overrides, results / dataset / "remedies") for e in mine]
+        print(f"{dataset}, {detector}: {len(remedies)} arms x {len(args.seeds)} seeds", flush=True)
+        result = sweep(REPO / base, out=results / dataset / detector, remedies=remedies, seeds=args.seeds,
+                       iters=args.iters, workers=args.workers, overrides=overrides,
+                       bootstrap=50 if args.quick else 1000, progress=not args.no_progress)
+        print(result.verdict, flush=True)
 
 
-def summarise(entry: Entry, report: dict[str, Any]) -> dict[str, Any]:
-    """The numbers the report needs from a run's eval.json."""
-    if "semantic" in report:
-        r = report["semantic"]
-        return {"metrics": {k: v for k, v in r["summary"].items()},
-                "per_class": {e["name"]: e["dice_global"] for e in r["per_class"][1:]},
-                "groups": {e["name"]: e.get("group") for e in r["per_class"][1:]}}
-    r = report["bbox"]
-    metrics = {"mAP": r["stats"]["mAP"], "AP50": r["stats"]["AP50"], "mAP_macro": r["mAP_macro"], **r["groups"]}
-    return {"metrics": metrics, "per_class": {e["name"]: e["AP"] for e in r["per_class"]},
-            "groups": {e["name"]: e.get("group") for e in r["per_class"]}}
+def segmentation(dataset: str, data: Path, entries: list[Entry], args: argparse.Namespace, results: Path) -> None:
+    """Each (entry, seed) a run of the sweep's runner; a finished one (``run.json``) is kept."""
+    extra = data_overrides(data) + (QUICK_SIZE if args.quick else []) + ["evaluation.max_images=null"]
+    runs = []
+    for seed in args.seeds:
+        for e in entries:
+            schedule = schedule_overrides(load_config(REPO / e.config), args.seg_iters)
+            runs.append(Run(e.name, seed, results / dataset / "segmentation" / e.name / f"seed{seed}",
+                            (*extra, *e.overrides, f"train.seed={seed}", *schedule)))
+    pending = [r for r in runs if not r.done_file.is_file()]
+    configs = {e.name: str(REPO / e.config) for e in entries}
+    for run in pending:
+        write_spec(run, config=configs[run.remedy])
+    bar = tqdm(total=len(runs), initial=len(runs) - len(pending), desc=f"{dataset} segmentation", unit="run",
+               disable=args.no_progress)
 
+    def finished(run: Run, outcome: Outcome) -> None:
+        bar.update(1)
+        if outcome.code:
+            print(f"{run.key} failed (exit {outcome.code}): {run.failed_file}", flush=True)
 
-def run_one(entry: Entry, dataset: str, data: Path, seed: int, iters: int, out: Path, quick: bool,
-            threads: int | None = None) -> None:
-    env = dict(os.environ)
-    if threads is not None:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    with tempfile.TemporaryDirectory(prefix="efficacy_") as tmp:
-        cmd = [sys.executable, str(REPO / "tools/train.py"), "--config", str(REPO / entry.config), "--work-dir", tmp,
-               "--seed", str(seed), "--no-progress", "--cfg-options", *run_overrides(data, iters, quick),
-               *entry.overrides]
-        tic = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        seconds = time.perf_counter() - tic
-        if proc.returncode != 0:
-            raise RuntimeError(f"{entry.name} seed {seed} on {dataset} failed:\n{proc.stderr[-3000:]}")
-        report = json.loads((Path(tmp) / "eval.json").read_text())
-    atomic_write_json(out, {"entry": entry.name, "family": entry.family, "dataset": dataset, "seed": seed,
-                            "iters": iters, "seconds": round(seconds, 1), **summarise(entry, report)}, indent=1)
-
-
-def log_session(results: Path, record: dict[str, Any]) -> None:
-    """One line per invocation in ``sessions.jsonl``: the matrix's wall time and machine, for the report."""
-    path = results / "sessions.jsonl"
-    before = path.read_text() if path.is_file() else ""
-    atomic_write_text(path, before + json.dumps(record) + "\n")
+    workers = max(1, min(args.workers, len(pending)))
+    LocalBackend(workers=workers, threads=max(1, (os.cpu_count() or 1) // workers)).run_all(pending, finished)
+    bar.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,62 +109,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--iters", type=int, default=400, help="training iterations of every detection run")
     p.add_argument("--seg-iters", type=int, default=1500, help="training iterations of every segmentation run")
-    p.add_argument("--workers", type=int, default=1, help="runs trained at once (the cores split between them)")
-    p.add_argument("--only", nargs="+", help="entry names to run (default: all)")
+    p.add_argument("--workers", type=int, default=2, help="runs trained at once (the cores split between them)")
+    p.add_argument("--only", nargs="+", help="entry names to run (default: all; a detector's baseline always runs)")
     p.add_argument("--no-segmentation", action="store_true")
-    p.add_argument("--results", default=str(REPO / "benchmarks/efficacy/runs"))
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--results", default=str(REPO / "benchmarks/efficacy/sweeps"))
     p.add_argument("--data-root", default=str(REPO / "data/efficacy"))
-    p.add_argument("--quick", action="store_true", help="tiny data, two entries per task, one seed, 6 iterations")
+    p.add_argument("--quick", action="store_true", help="tiny data, a few entries, one seed, 6 iterations")
     args = p.parse_args(argv)
-    detection, segmentation = list(DETECTION), [] if args.no_segmentation else list(SEGMENTATION)
+    det, seg = list(DETECTION), [] if args.no_segmentation else list(SEGMENTATION)
     if args.quick:
-        detection = [e for e in detection if e.name in ("baseline", "repeat_factor")]
-        segmentation = [e for e in segmentation if e.name in ("seg_baseline", "seg_class_balanced_patches")]
+        det = [e for e in det if e.name in QUICK_DETECTION]
+        seg = [e for e in seg if e.name in QUICK_SEGMENTATION]
         args.seeds, args.iters, args.seg_iters = args.seeds[:1], 6, 6
     if args.only:
-        detection = [e for e in detection if e.name in args.only]
-        segmentation = [e for e in segmentation if e.name in args.only]
+        unknown = sorted(set(args.only) - {e.name for e in DETECTION + SEGMENTATION})
+        if unknown:
+            raise SystemExit(f"--only: no entry {', '.join(unknown)} in benchmarks/efficacy/matrix.py")
+        det = [e for e in det if e.name in args.only]
+        seg = [e for e in seg if e.name in args.only]
     results = Path(args.results)
-    # seeds outermost: a stopped matrix has every entry at the first seeds rather than some entries at all
-    jobs: list[tuple[Entry, str, int, int]] = []
-    for s in args.seeds:
-        jobs += [(e, d, s, args.iters) for d in args.datasets for e in detection]
-        jobs += [(e, "shapes", s, args.seg_iters) for e in segmentation]
-    todo = []
-    for entry, dataset, seed, iters in jobs:
-        path = results / dataset / entry.name / f"seed{seed}.json"
-        if not path.is_file():
-            todo.append((entry, dataset, seed, iters))
-        elif json.loads(path.read_text())["iters"] != iters:
-            raise SystemExit(f"{path} was trained for {json.loads(path.read_text())['iters']} iterations, this"
-                             f" matrix asks {iters}: use another --results folder or the same --iters")
-    print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done", flush=True)
-    data = {d: build_dataset(d, Path(args.data_root), args.quick) for d in {j[1] for j in todo}}
-    workers = max(1, min(args.workers, len(todo)))
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-    tic = time.perf_counter()
-
-    def train(job: tuple[Entry, str, int, int]) -> Path:
-        entry, dataset, seed, iters = job
-        out = results / dataset / entry.name / f"seed{seed}.json"
-        run_one(entry, dataset, data[dataset], seed, iters, out, args.quick, threads)
-        return out
-
-    started, trained = datetime.now(timezone.utc), 0
-    try:
-        with ThreadPoolExecutor(workers) as pool:  # map yields in order; a failed run raises here, the others finish
-            for n, out in enumerate(pool.map(train, todo), start=1):
-                summary, trained = json.loads(out.read_text()), n
-                print(f"[{n}/{len(todo)}] {summary['dataset']} {summary['entry']} seed {summary['seed']}:"
-                      f" {summary['metrics']} ({(time.perf_counter() - tic) / 60:.1f} min so far)", flush=True)
-    finally:
-        if todo and not args.quick:
-            log_session(results, {"started": started.isoformat(timespec="seconds"), "cpu": cpu_name(),
-                                  "cores": os.cpu_count(), "workers": workers, "threads_per_run": threads,
-                                  "iters": args.iters, "seg_iters": args.seg_iters, "runs_trained": trained,
-                                  "wall_s": round(time.perf_counter() - tic, 1)})
-    if args.quick:
-        shutil.rmtree(Path(args.data_root) / "shapes_quick", ignore_errors=True)
+    for dataset in args.datasets:
+        data = build(dataset, Path(args.data_root), args.quick)
+        if det:
+            detection(dataset, data, det, args, results)
+        if seg and dataset == "shapes":  # the segmentation configs are for the shapes masks
+            segmentation(dataset, data, seg, args, results)
     return 0
 
 

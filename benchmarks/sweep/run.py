@@ -28,21 +28,31 @@ from detimb.sweeps.run import sweep  # noqa: E402
 CONFIG = "detimb://demo/faster_rcnn_shapes"
 
 
-def build(name: str, root: Path) -> Path:
-    out = root / name
+def build(name: str, root: Path, quick: bool = False) -> Path:
+    """The dataset's folder, built once (``quick``: a tiny version, for tests of the runners)."""
+    out = root / (f"{name}_quick" if quick else name)
     if (out / "annotations" / "val.json").is_file():
         return out
     if name == "shapes":
-        make_shapes_dataset(out, ShapesSpec())
+        make_shapes_dataset(out, ShapesSpec(train_counts=(40, 20, 10, 6, 4, 2), val_counts=(6, 4, 4, 3, 3, 3),
+                                            image_size=64, min_object=10, max_object=24) if quick else ShapesSpec())
     elif name == "fashion":
-        make_fashion_dataset(out, DEBIAN_DIR, FashionSpec())
-    elif name == "digits":
+        make_fashion_dataset(out, DEBIAN_DIR, FashionSpec(train_counts=(40, 20, 10, 5), val_counts=(5,) * 4,
+                                                          canvas_size=64, min_object=16, max_object=28)
+                             if quick else FashionSpec())
+    elif name == "digits" and not quick:
         from benchmarks.sweep.digits import DigitsSpec, make_digits_dataset
 
         make_digits_dataset(out, DigitsSpec())
     else:
-        raise SystemExit(f"unknown dataset {name!r}: shapes, fashion or digits")
+        raise SystemExit(f"unknown dataset {name!r}: shapes, fashion or digits (quick: shapes or fashion)")
     return out
+
+
+def data_overrides(data: Path) -> list[str]:
+    """A config pointed at the dataset in ``data`` (annotations/{train,val}.json, train/, val/)."""
+    return [f"data.train.ann_file={data}/annotations/train.json", f"data.train.img_dir={data}/train",
+            f"data.val.ann_file={data}/annotations/val.json", f"data.val.img_dir={data}/val"]
 
 
 def main() -> None:
@@ -56,9 +66,7 @@ def main() -> None:
     p.add_argument("--data-root", default=str(REPO / "data"))
     p.add_argument("--out")
     args = p.parse_args()
-    data = build(args.dataset, Path(args.data_root))
-    overrides = [f"data.train.ann_file={data}/annotations/train.json", f"data.train.img_dir={data}/train",
-                 f"data.val.ann_file={data}/annotations/val.json", f"data.val.img_dir={data}/val"]
+    overrides = data_overrides(build(args.dataset, Path(args.data_root)))
     result = sweep(args.config, out=args.out or REPO / "benchmarks" / "sweep" / args.dataset, remedies=args.remedies,
                    seeds=args.seeds, iters=args.iters, workers=args.workers, overrides=overrides)
     print(result.verdict)

@@ -16,7 +16,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                             " images, confirm on the other half; write SWEEP.md and recommended.yaml.")
     p.add_argument("--config", required=True, help="your config (data and model): a file or a packaged name")
     p.add_argument("--remedies", nargs="+", default=["auto"],
-                   help=f"'auto' (chosen from the training set's profile) or names: {', '.join(REMEDIES)}")
+                   help=f"'auto' (chosen from the training set's profile) or names: {', '.join(REMEDIES)};"
+                        " or your own: a .yaml file of the config keys it changes")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     length = p.add_mutually_exclusive_group()
     length.add_argument("--iters", type=int, help="iterations per run (default: the config's max_iters)")

@@ -63,7 +63,8 @@ def load_bounded_yaml(text: str, source: str) -> Any:
     return data
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping (empty file: {}), or a ConfigError naming the file and the fix."""
     try:
         data = load_bounded_yaml(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError as err:
@@ -88,7 +89,7 @@ def _layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[str, dict[str
     if path in seen:
         chain = " -> ".join(str(p) for p in (*seen, path))
         raise ConfigError(f"circular _base_ inheritance: {chain}")
-    data = _read_yaml(path)
+    data = read_yaml_mapping(path)
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
@@ -136,6 +137,12 @@ def _merge_layer(cfg: DictConfig, source: str, data: dict[str, Any]) -> DictConf
         raise ConfigError(f"{source}: wrong type for '{key}': {str(err.msg).splitlines()[0]}") from err
     except OmegaConfBaseException as err:
         raise ConfigError(f"{source}: {err}") from err
+
+
+def check_layer(data: dict[str, Any], source: str) -> None:
+    """Refuse ``data`` (a partial config) when a key is not in the schema or a value has the
+    wrong type, naming ``source``."""
+    _merge_layer(OmegaConf.structured(Config), source, data)
 
 
 def dotted_keys(node: Any, prefix: str = "") -> list[str]:

@@ -7,7 +7,7 @@ import hashlib
 import json
 import subprocess
 from importlib import metadata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from detimb.config import config_to_yaml
 from detimb.errors import DetimbError
-from detimb.sweeps.remedies import Remedy, flatten
+from detimb.sweeps.remedies import Fragment, Remedy, flatten
 from detimb.utils import atomic_write_json
 
 PLAN_FILE = "plan.json"
@@ -66,6 +66,7 @@ class SweepSettings:
     objective: str
     bootstrap: int
     code: str
+    fragments: dict[str, Fragment] = field(default_factory=dict)  # the user's remedies' (from their files)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "overrides": list(self.overrides), "remedies": list(self.remedies),
@@ -143,8 +144,10 @@ def check_folder(out: Path, settings: SweepSettings) -> None:
     except json.JSONDecodeError as err:
         raise SweepError(f"{plan}: not valid JSON ({err.msg}). Fix: give a new --out") from err
     mine = settings.to_json()
+    saved.setdefault("fragments", {})  # a plan written before remedy files
     changed = [k for k in mine if k != "code" and saved.get(k) != mine[k]]
-    if changed == ["remedies"] and set(saved["remedies"]) <= set(mine["remedies"]):
+    if set(changed) <= {"remedies", "fragments"} and set(saved["remedies"]) <= set(mine["remedies"]) and all(
+            mine["fragments"].get(name) == fragment for name, fragment in saved["fragments"].items()):
         return
     if changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} there, {mine[k]!r} now" for k in changed if k != "code")
@@ -168,3 +171,14 @@ def check_code(runs: list[Run], code: str) -> None:
 
 def write_plan(out: Path, settings: SweepSettings) -> None:
     atomic_write_json(out / PLAN_FILE, settings.to_json(), indent=2)
+
+
+def write_spec(run: Run, *, config: str, test: str | None = None, test_images: str | None = None,
+               post_hoc: dict[str, str] | None = None) -> None:
+    """The run's ``spec.json``, what ``python -m detimb.cli.sweep_worker`` reads: its config,
+    overrides, held-out test file and, for a post-hoc run, the calibration and the trained
+    run; a previous attempt's failure record is cleared."""
+    run.folder.mkdir(parents=True, exist_ok=True)
+    run.failed_file.unlink(missing_ok=True)
+    atomic_write_json(run.folder / "spec.json", {"config": config, "overrides": list(run.overrides), "test": test,
+                                                 "test_images": test_images, "post_hoc": post_hoc}, indent=2)

@@ -28,13 +28,16 @@ does not have is skipped with that reason. The fragments are the shipped configs
   apart) on the baseline's runs, and ``repeat_factor_norcal`` on repeat-factor's. Each seed's
   checkpoint is scored at every gamma of ``detimb-eval --calibrate norcal``'s grid; the sweep
   keeps the one gamma with the best objective on the selection half (mean over seeds).
+
+A remedy of the user's own is a YAML file of config keys (``detimb.sweeps.remedy_files``),
+measured as a shipped one is; it is named after the file.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +83,7 @@ class Remedy:
     fragment: Callable[[DictConfig], Fragment]
     parts: tuple[str, ...] = field(default_factory=tuple)
     post_hoc: PostHoc | None = None
+    own: bool = False  # the user's, from a file: ``auto`` never picks it
 
     def misfit(self, cfg: DictConfig) -> str | None:
         """Why this remedy does not fit ``cfg``'s model, or None."""
@@ -210,12 +214,25 @@ CATALOGUE: tuple[Remedy, ...] = (
 REMEDIES: dict[str, Remedy] = {r.name: r for r in CATALOGUE}
 
 
-def remedy(name: str) -> Remedy:
-    """The shipped remedy ``name``, or a named error listing them, the closest first."""
+def own_remedy(name: str, fragment: Fragment) -> Remedy:
+    """The user's remedy ``name``: ``fragment`` as it is, on any config. It touches the model
+    parts it names (``model.retina_head`` on Faster R-CNN is a misfit) and ``data``."""
+    model = fragment.get("model", {})
+    heads = frozenset().union(*MODEL_PARTS.values())
+    touches = frozenset(k for k in model if k in heads) | (DATA if "data" in fragment else frozenset())
+    return Remedy(name=name, summary="your remedy: " + ", ".join(flatten(fragment)), touches=touches,
+                  addresses=frozenset(), fragment=lambda cfg: fragment, own=True)
+
+
+def remedy(name: str, own: Mapping[str, Fragment] | None = None) -> Remedy:
+    """The user's remedy ``name`` (its fragment in ``own``), else the shipped one, else a
+    named error listing them, the closest first."""
+    if own and name in own:
+        return own_remedy(name, own[name])
     if name not in REMEDIES:
         ordered = sorted(REMEDIES, key=lambda n: (-difflib.SequenceMatcher(None, name, n).ratio(), n))
         raise ConfigError(f"--remedies: unknown remedy {name!r}{closest(name, list(REMEDIES))}; valid (closest"
-                          f" first): {', '.join(ordered)}")
+                          f" first): {', '.join(ordered)}; or a .yaml file of config keys, your own remedy")
     return REMEDIES[name]
 
 

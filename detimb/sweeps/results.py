@@ -175,8 +175,8 @@ def _write_recommended(out_dir: Path, settings: SweepSettings, cfg: DictConfig, 
     own schedule and seed: the sweep's shortened schedule is not carried over); a post-hoc
     remedy's with the calibration it chose."""
     calibration = [f"model.roi_head.calibration={json.dumps(picks[name].spec)}"] if name in picks else []
-    chosen = load_config(settings.config,
-                         list(settings.overrides) + flatten(remedy(name).fragment(cfg)) + calibration)
+    fragment = remedy(name, settings.fragments).fragment(cfg)
+    chosen = load_config(settings.config, list(settings.overrides) + flatten(fragment) + calibration)
     save_config(chosen, out_dir / "recommended.yaml")
 
 

@@ -25,13 +25,13 @@ from detimb.sweeps.analysis import FIXED_METRICS, METRICS
 from detimb.sweeps.calibration import calibrate
 from detimb.sweeps.plan import (
     CALIBRATION_FOLDER, Run, SweepError, SweepSettings, check_code, check_folder, code_version, config_hash,
-    plan_runs, write_plan,
+    plan_runs, write_plan, write_spec,
 )
-from detimb.sweeps.remedies import MODEL_PARTS, Remedy, flatten, remedy
+from detimb.sweeps.remedies import MODEL_PARTS, Fragment, Remedy, flatten, remedy
+from detimb.sweeps.remedy_files import read_remedies
 from detimb.sweeps.results import SweepResult, TrainingSet, conclude
 from detimb.sweeps.runner import Backend, LocalBackend, Outcome, RayBackend
 from detimb.sweeps.selection import Choice, Profile, choose
-from detimb.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
 OBJECTIVES = ("auto", *METRICS, *FIXED_METRICS)
@@ -48,27 +48,30 @@ def _training_set(cfg: DictConfig) -> TrainingSet:
     return TrainingSet(label_map, stats, freq, profile)
 
 
-def _candidates(names: Sequence[str], cfg: DictConfig, training: TrainingSet, max_remedies: int
-                ) -> tuple[list[Remedy], list[Choice]]:
-    """The remedies to measure (baseline first) and every one considered, with its reason."""
+def _candidates(names: Sequence[str], own: dict[str, Fragment], cfg: DictConfig, training: TrainingSet,
+                max_remedies: int) -> tuple[list[Remedy], list[Choice]]:
+    """The remedies to measure (baseline first) and every one considered, with its reason;
+    ``own``: the fragments of the user's remedies among ``names``."""
     if list(names) == ["auto"]:
         choices = choose(training.profile, cfg, max_remedies)
     else:
         if "auto" in names:
             raise ConfigError("--remedies: 'auto' stands alone (or name the remedies)")
         asked = ["baseline"] + [n for n in dict.fromkeys(names) if n != "baseline"]
+        found = {n: remedy(n, own) for n in asked}
         needed = {}  # a post-hoc remedy's trained remedy, measured before it when not asked for
-        for name in asked:
-            post_hoc = remedy(name).post_hoc
-            if post_hoc is not None and post_hoc.after not in asked and remedy(name).misfit(cfg) is None:
-                needed.setdefault(post_hoc.after, name)
+        for name, r in list(found.items()):
+            if r.post_hoc is not None and r.post_hoc.after not in asked and r.misfit(cfg) is None:
+                needed.setdefault(r.post_hoc.after, name)
+                found[r.post_hoc.after] = remedy(r.post_hoc.after)
         choices = []
-        for name in [*[n for n in asked if remedy(n).post_hoc is None], *needed,
-                     *[n for n in asked if remedy(n).post_hoc is not None]]:
-            misfit = remedy(name).misfit(cfg)
+        for name in [*[n for n in asked if found[n].post_hoc is None], *needed,
+                     *[n for n in asked if found[n].post_hoc is not None]]:
+            misfit = found[name].misfit(cfg)
             reason = f"calibrated by {needed[name]}" if name in needed else "asked for"
+            reason += f" ({found[name].summary})" if found[name].own else ""
             choices.append(Choice(name, misfit is None, misfit or reason))
-    return [remedy(c.name) for c in choices if c.chosen], choices
+    return [remedy(c.name, own) for c in choices if c.chosen], choices
 
 
 def _buildable(config: str, overrides: list[str], found: list[Remedy], cfg: DictConfig, training: TrainingSet,
@@ -123,14 +126,9 @@ def _execute(runs: list[Run], backend: Backend, progress: bool) -> list[tuple[Ru
 
 def _write_specs(runs: list[Run], settings: SweepSettings) -> None:
     for run in runs:
-        run.folder.mkdir(parents=True, exist_ok=True)
-        run.failed_file.unlink(missing_ok=True)
-        post_hoc = remedy(run.remedy).post_hoc
-        atomic_write_json(run.folder / "spec.json", {
-            "config": settings.config, "overrides": list(run.overrides), "test": settings.test,
-            "test_images": settings.test_images,
-            "post_hoc": None if post_hoc is None else {"kind": post_hoc.kind, "trained": str(run.calibrates)}},
-            indent=2)
+        post_hoc = remedy(run.remedy, settings.fragments).post_hoc
+        write_spec(run, config=settings.config, test=settings.test, test_images=settings.test_images,
+                   post_hoc=None if post_hoc is None else {"kind": post_hoc.kind, "trained": str(run.calibrates)})
 
 
 def _iterations(iters: int | None, budget_minutes: float | None, cfg: DictConfig) -> int | None:
@@ -164,7 +162,8 @@ def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str] = ("au
         raise ConfigError(f"--config {config}: model.type {cfg.model.type}: the sweep measures detectors"
                           f" ({', '.join(MODEL_PARTS)})")
     training = _training_set(cfg)
-    found, choices = _candidates(list(remedies), cfg, training, max_remedies)
+    names, own = read_remedies(list(remedies))
+    found, choices = _candidates(names, own, cfg, training, max_remedies)
     found, choices = _buildable(str(config), items, found, cfg, training, choices)
     n_iters = _iterations(iters, budget_minutes, cfg)
     out_dir = Path(out)
@@ -176,7 +175,8 @@ def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str] = ("au
                              remedies=tuple(r.name for r in found), seeds=tuple(int(s) for s in seeds), iters=n_iters,
                              split_seed=split_seed, test=None if test is None else str(test),
                              test_images=None if test_images is None else str(test_images), objective=objective,
-                             bootstrap=bootstrap, code=code_version())
+                             bootstrap=bootstrap, code=code_version(),
+                             fragments={r.name: own[r.name] for r in found if r.own})
     check_folder(out_dir, settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_plan(out_dir, settings)

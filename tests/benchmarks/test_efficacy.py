@@ -1,11 +1,16 @@
-"""The efficacy runner's --quick path end to end, its resumption, and the report's arithmetic."""
+"""The efficacy runner's --quick path end to end through the sweep, its resumption, the
+matrix as sweep remedies, and the report's arithmetic."""
 
 import json
 
 import pytest
+import yaml
 
 from benchmarks.efficacy import report, run
-from benchmarks.efficacy.matrix import DETECTION, SEGMENTATION
+from benchmarks.efficacy.matrix import BASE_ENTRIES, BASES, DETECTION, SEGMENTATION, fragment, model_type
+from detimb.sweeps.plan import SweepError
+from detimb.sweeps.remedies import REMEDIES
+from detimb.sweeps.remedy_files import read_remedy_file
 
 
 def test_every_entry_names_a_shipped_config():
@@ -18,24 +23,50 @@ def test_every_entry_names_a_shipped_config():
     assert all(e.builds_on in names for e in DETECTION + SEGMENTATION if e.builds_on)
 
 
+def test_every_detection_entry_is_a_sweep_remedy_on_its_demo_config(tmp_path):
+    """Each entry is what its shipped config changes: the base entries nothing; one named as a
+    sweep remedy gives that remedy's config; the others valid remedy files."""
+    for e in DETECTION:
+        detector = model_type(e)
+        item = run.sweep_remedy(e, BASES[detector], [], tmp_path)
+        if e.name == BASE_ENTRIES[detector]:
+            assert item == "baseline" and fragment(e) == {}
+        elif e.name in REMEDIES:
+            assert item == e.name
+        else:
+            assert read_remedy_file(item) == (e.name, fragment(e))
+    # the entry that once trained the focal loss under its name (a positional argument in the wrong field)
+    assert fragment(next(e for e in DETECTION if e.name == "retinanet_ce")) == {
+        "model": {"retina_head": {"loss_cls": {"type": "binary_cross_entropy"}}}}
+
+
 @pytest.mark.slow
 def test_quick_matrix_runs_resumes_and_reports(tmp_path, capsys):
     args = ["--quick", "--workers", "2", "--datasets", "shapes", "--results", str(tmp_path / "runs"), "--data-root",
-            str(tmp_path / "data")]
+            str(tmp_path / "data"), "--no-progress"]
     assert run.main(args) == 0
-    files = sorted(p.relative_to(tmp_path / "runs").as_posix() for p in (tmp_path / "runs").rglob("*.json"))
-    assert files == ["shapes/baseline/seed0.json", "shapes/repeat_factor/seed0.json",
-                     "shapes/seg_baseline/seed0.json", "shapes/seg_class_balanced_patches/seed0.json"]
-    summary = json.loads((tmp_path / "runs/shapes/baseline/seed0.json").read_text())
-    assert {"mAP", "APr", "APc", "APf"} <= set(summary["metrics"]) and len(summary["per_class"]) == 6
-    capsys.readouterr()
+    done = sorted(p.parent.relative_to(tmp_path / "runs").as_posix() for p in (tmp_path / "runs").rglob("run.json"))
+    assert done == ["shapes/faster_rcnn/runs/baseline/seed0", "shapes/faster_rcnn/runs/iou_balanced/seed0",
+                    "shapes/faster_rcnn/runs/repeat_factor/seed0", "shapes/segmentation/seg_baseline/seed0",
+                    "shapes/segmentation/seg_class_balanced_patches/seed0"]
+    assert (tmp_path / "runs/shapes/faster_rcnn/SWEEP.md").is_file()
+    assert (tmp_path / "runs/shapes/remedies/iou_balanced.yaml").is_file()  # not a shipped remedy: a file
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("run.json")}
     assert run.main(args) == 0  # a second call trains nothing
-    assert "4 runs, 4 already done" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    with pytest.raises(SweepError, match="holds another sweep"):  # runs of other settings are not mixed in
+        run.main([*args, "--seeds", "5"])
+    runs = report.load(tmp_path / "runs")
+    assert set(runs["shapes"]) == {"baseline", "iou_balanced", "repeat_factor", "seg_baseline",
+                                   "seg_class_balanced_patches"}
+    assert {"mAP", "APr", "APc", "APf"} <= set(runs["shapes"]["baseline"][0]["metrics"])
+    assert runs["shapes"]["baseline"][0]["iters"] == 6 and len(runs["shapes"]["baseline"][0]["per_class"]) == 6
     path = report.write_results(tmp_path / "runs", tmp_path, ["python benchmarks/efficacy/run.py --quick"],
                                 ["longer schedule: iters_2500/RESULTS.md"])
     text = path.read_text()
     assert "## Detection on shapes" in text and "## Segmentation on shapes" in text
     assert text.index("**Note**: longer schedule: iters_2500/RESULTS.md") < text.index("## Detection on shapes")
+    assert "[faster_rcnn](runs/shapes/faster_rcnn/SWEEP.md)" in text
     assert (tmp_path / "detection_shapes.png").stat().st_size > 0
 
 
@@ -57,15 +88,6 @@ def test_a_claim_to_match_fails_only_when_clearly_below():
     assert report.verdict((-0.006, 0.010, 3), "matches") == "reproduced: below by less than the spread"
     assert report.verdict((-0.011, 0.009, 3), "matches") == "not reproduced: below by more than the spread"
     assert report.verdict((-0.011, 0.009, 3)) == "not reproduced"  # the same numbers against a claim to raise
-
-
-def test_runs_of_another_budget_are_not_mixed_in(tmp_path):
-    done = tmp_path / "runs" / "shapes" / "baseline" / "seed0.json"
-    done.parent.mkdir(parents=True)
-    done.write_text(json.dumps({"iters": 99}))
-    with pytest.raises(SystemExit, match="trained for 99 iterations"):
-        run.main(["--only", "baseline", "--seeds", "0", "--datasets", "shapes", "--no-segmentation", "--iters", "5",
-                  "--results", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data")])
 
 
 def test_a_metric_both_runs_score_zero_on_is_not_a_verdict():
@@ -91,12 +113,14 @@ def test_a_best_remedy_line_shows_what_the_tail_gain_cost_the_head():
 
 def test_an_apc_gain_is_not_hidden_behind_the_same_entrys_apr_loss(tmp_path):
     # at 2500 iterations repeat_factor was best on both columns yet lowered APr: it must get an APc line
-    def put(entry: str, seed: int, apr: float, apc: float) -> None:
-        path = tmp_path / "runs" / "shapes" / entry / f"seed{seed}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"dataset": "shapes", "entry": entry, "seed": seed, "iters": 10, "seconds": 1.0,
-                                    "metrics": {"mAP": 0.5, "APr": apr, "APc": apc, "APf": 0.7},
-                                    "per_class": {"crescent": apr}, "groups": {"crescent": "rare"}}))
+    def put(entry: str, seed: int, apr: float, apc: float) -> None:  # a finished sweep run's files
+        folder = tmp_path / "runs" / "shapes" / "faster_rcnn" / "runs" / entry / f"seed{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "run.json").write_text(json.dumps({"code": "x", "config_hash": "y", "seconds": 1.0}))
+        (folder / "config.yaml").write_text(yaml.safe_dump({"train": {"schedule": {"max_iters": 10}}}))
+        (folder / "eval.json").write_text(json.dumps({"bbox": {
+            "stats": {"mAP": 0.5, "AP50": 0.7}, "mAP_macro": 0.5, "groups": {"APr": apr, "APc": apc, "APf": 0.7},
+            "per_class": [{"name": "crescent", "AP": apr, "group": "rare"}]}}))
 
     for seed in (0, 1):
         put("baseline", seed, 0.14, 0.45)
