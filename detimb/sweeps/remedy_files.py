@@ -16,6 +16,7 @@ refused.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,12 +79,12 @@ def read_remedy_file(path: str | Path) -> tuple[str, Fragment]:
     return name, fragment
 
 
-def read_remedies(names: Sequence[str]) -> tuple[list[str], dict[str, Fragment]]:
+def read_remedies(names: Sequence[str | os.PathLike[str]]) -> tuple[list[str], dict[str, Fragment]]:
     """``--remedies`` as names (a file's: its stem) and the fragments of the files among them."""
     out: list[str] = []
     own: dict[str, Fragment] = {}
     sources: dict[str, str] = {}
-    for item in names:
+    for item in map(os.fspath, names):
         if not is_remedy_file(item):
             out.append(item)
             continue

@@ -143,8 +143,9 @@ def _iterations(iters: int | None, budget_minutes: float | None, cfg: DictConfig
     return int(iters) if iters is not None else int(cfg.train.schedule.max_iters)
 
 
-def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str] = ("auto",), seeds: Sequence[int] = (0, 1, 2),
-          iters: int | None = None, budget_minutes: float | None = None, workers: int = 1, backend: str = "local",
+def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str | Path] = ("auto",),
+          seeds: Sequence[int] = (0, 1, 2), iters: int | None = None, budget_minutes: float | None = None,
+          workers: int = 1, backend: str = "local",
           test: str | Path | None = None, test_images: str | Path | None = None, objective: str = "auto",
           bootstrap: int = 1000, max_remedies: int = 6, overrides: Overrides = (), split_seed: int = 0,
           ray_address: str | None = None, gpus_per_run: float = 0.0, cores: int | None = None,

@@ -30,6 +30,7 @@ def test_a_remedy_file_is_named_after_it_and_read_as_it_is(tmp_path):
     assert (name, fragment) == ("big_ohem", OHEM)
     names, own = read_remedies(["seesaw", _file(tmp_path, "mine.yml", {"data": {"batch_size": 4}}), "baseline"])
     assert names == ["seesaw", "mine", "baseline"] and own == {"mine": {"data": {"batch_size": 4}}}
+    assert read_remedies([tmp_path / "big_ohem.yaml"]) == (["big_ohem"], {"big_ohem": OHEM})  # a Path, from Python
 
 
 @pytest.mark.parametrize("content, message", [
