@@ -56,18 +56,18 @@ def test_quick_matrix_runs_resumes_and_reports(tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     with pytest.raises(SweepError, match="holds another sweep"):  # runs of other settings are not mixed in
         run.main([*args, "--seeds", "5"])
-    runs = report.load(tmp_path / "runs")
-    assert set(runs["shapes"]) == {"baseline", "iou_balanced", "repeat_factor", "seg_baseline",
+    runs = report.load([tmp_path / "runs"])["shapes_quick"]  # the dataset: its folder's name
+    assert set(runs) == {"baseline", "iou_balanced", "repeat_factor", "seg_baseline",
                                    "seg_class_balanced_patches"}
-    assert {"mAP", "APr", "APc", "APf"} <= set(runs["shapes"]["baseline"][0]["metrics"])
-    assert runs["shapes"]["baseline"][0]["iters"] == 6 and len(runs["shapes"]["baseline"][0]["per_class"]) == 6
-    path = report.write_results(tmp_path / "runs", tmp_path, ["python benchmarks/efficacy/run.py --quick"],
+    assert {"mAP", "APr", "APc", "APf"} <= set(runs["baseline"][0]["metrics"])
+    assert runs["baseline"][0]["iters"] == 6 and len(runs["baseline"][0]["per_class"]) == 6
+    path = report.write_results([tmp_path / "runs"], tmp_path, ["python benchmarks/efficacy/run.py --quick"],
                                 ["longer schedule: iters_2500/RESULTS.md"])
     text = path.read_text()
-    assert "## Detection on shapes" in text and "## Segmentation on shapes" in text
+    assert "## Detection on shapes_quick" in text and "## Segmentation on shapes_quick" in text
     assert text.index("**Note**: longer schedule: iters_2500/RESULTS.md") < text.index("## Detection on shapes")
     assert "[faster_rcnn](runs/shapes/faster_rcnn/SWEEP.md)" in text
-    assert (tmp_path / "detection_shapes.png").stat().st_size > 0
+    assert (tmp_path / "detection_shapes_quick.png").stat().st_size > 0
 
 
 def test_differences_are_paired_by_seed_and_verdicts_need_the_spread():
@@ -117,7 +117,9 @@ def test_an_apc_gain_is_not_hidden_behind_the_same_entrys_apr_loss(tmp_path):
         folder = tmp_path / "runs" / "shapes" / "faster_rcnn" / "runs" / entry / f"seed{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "run.json").write_text(json.dumps({"code": "x", "config_hash": "y", "seconds": 1.0}))
-        (folder / "config.yaml").write_text(yaml.safe_dump({"train": {"schedule": {"max_iters": 10}}}))
+        (folder / "config.yaml").write_text(yaml.safe_dump({
+            "model": {"type": "faster_rcnn"}, "data": {"train": {"ann_file": "/d/shapes/annotations/train.json"}},
+            "train": {"seed": seed, "schedule": {"max_iters": 10}}}))
         (folder / "eval.json").write_text(json.dumps({"bbox": {
             "stats": {"mAP": 0.5, "AP50": 0.7}, "mAP_macro": 0.5, "groups": {"APr": apr, "APc": apc, "APf": 0.7},
             "per_class": [{"name": "crescent", "AP": apr, "group": "rare"}]}}))
@@ -126,6 +128,40 @@ def test_an_apc_gain_is_not_hidden_behind_the_same_entrys_apr_loss(tmp_path):
         put("baseline", seed, 0.14, 0.45)
         put("repeat_factor", seed, 0.10, 0.50)
         put("class_aware", seed, 0.05, 0.30)
-    text = report.write_results(tmp_path / "runs", tmp_path, ["x"]).read_text()
+    text = report.write_results([tmp_path / "runs"], tmp_path, ["x"]).read_text()
     assert "- shapes, best for APr: none raised it over the baseline." in text
     assert "- shapes, best for APc: `repeat_factor` (2 seeds)" in text
+
+
+def _sweep_run(sweep, remedy: str, seed: int, *, model: str = "faster_rcnn", iters: int = 10, apr: float = 0.1):
+    """A finished run of a sweep in folder ``sweep`` (its plan.json beside runs/)."""
+    folder = sweep / "runs" / remedy / f"seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (sweep / "plan.json").write_text("{}")
+    (folder / "run.json").write_text(json.dumps({"code": "x", "config_hash": "y", "seconds": 2.0}))
+    (folder / "config.yaml").write_text(yaml.safe_dump({
+        "model": {"type": model}, "data": {"train": {"ann_file": "/d/fashion/annotations/train.json"}},
+        "train": {"seed": seed, "schedule": {"max_iters": iters}}}))
+    (folder / "eval.json").write_text(json.dumps({"bbox": {
+        "stats": {"mAP": 0.3, "AP50": 0.5}, "mAP_macro": 0.3, "groups": {"APr": apr, "APc": 0.2, "APf": 0.4},
+        "per_class": [{"name": "bag", "AP": apr, "group": "rare"}]}}))
+    return folder
+
+
+def test_the_report_joins_sweeps_pairs_their_baselines_and_refuses_what_would_mix(tmp_path):
+    _sweep_run(tmp_path / "a", "baseline", 0)
+    _sweep_run(tmp_path / "a", "seesaw", 0, apr=0.3)
+    _sweep_run(tmp_path / "b", "baseline", 0)  # the same deterministic baseline in another sweep
+    _sweep_run(tmp_path / "b", "copy_paste", 0, apr=0.5)
+    _sweep_run(tmp_path / "r", "baseline", 0, model="retinanet")  # a RetinaNet sweep's baseline: focal
+    _sweep_run(tmp_path / "r", "ghm", 0, model="retinanet")
+    (_sweep_run(tmp_path / "b", "norcal", 0) / "eval.json").unlink()  # post-hoc: results per gamma, no eval.json
+    runs = report.load([tmp_path / "a", tmp_path / "b", tmp_path / "r"])["fashion"]
+    assert set(runs) == {"baseline", "seesaw", "copy_paste", "retinanet_focal", "ghm"}
+    assert report.difference(runs, "copy_paste", "baseline", "APr")[0] == pytest.approx(0.4)
+    _sweep_run(tmp_path / "c", "baseline", 0, apr=0.15)  # a baseline with other results
+    with pytest.raises(SystemExit, match="baseline seed 0 on fashion with other results"):
+        report.load([tmp_path / "a", tmp_path / "c"])
+    _sweep_run(tmp_path / "d", "seesaw", 1, iters=400)
+    with pytest.raises(SystemExit, match=r"detection runs of \[10, 400\] iterations"):
+        report.load([tmp_path / "a", tmp_path / "d"])
