@@ -76,8 +76,9 @@ def _candidates(names: Sequence[str], own: dict[str, Fragment], cfg: DictConfig,
 
 def _buildable(config: str, overrides: list[str], found: list[Remedy], cfg: DictConfig, training: TrainingSet,
                choices: list[Choice]) -> tuple[list[Remedy], list[Choice]]:
-    """Each remedy's config resolved and its model built once; one that cannot is left out
-    with the error; a baseline that cannot is an error before anything trains."""
+    """Each remedy's config resolved and its model built once; a shipped one that cannot is
+    left out with the error; a baseline, or a remedy of the user's own (a mistake in its file,
+    more likely than a misfit), that cannot is an error before anything trains."""
     kept, notes = [], {c.name: c for c in choices}
     for r in found:
         try:
@@ -86,6 +87,9 @@ def _buildable(config: str, overrides: list[str], found: list[Remedy], cfg: Dict
         except ConfigError as err:
             if r.name == "baseline":
                 raise SweepError(f"--config {config}: the base config does not train: {err}") from err
+            if r.own:
+                raise SweepError(f"--remedies: your remedy {r.name!r} does not build on --config {config}: {err}."
+                                 " Fix: correct its file") from err
             notes[r.name] = Choice(r.name, False, f"does not fit this config: {err}")
             continue
         kept.append(r)

@@ -101,3 +101,21 @@ def test_a_sweep_measures_an_own_remedy_and_refuses_it_changed(tiny_shapes, tmp_
     _file(tmp_path, "big_batch_ohem.yaml", {**OHEM, "data": {"batch_size": 1}})
     with pytest.raises(SweepError, match="holds another sweep"):
         sweep(config, out=out, remedies=[mine], **settings)
+
+
+def test_an_own_remedy_that_does_not_build_stops_the_sweep_before_anything_trains(tiny_shapes, tmp_path):
+    config = write_config(tmp_path, tiny_shapes)
+    typo = _file(tmp_path, "typo.yaml", {"model": {"roi_head": {"sampler": {"type": "ohemm"}}}})
+    with pytest.raises(SweepError, match=r"your remedy 'typo' does not build on --config .*ohemm.*Fix: correct its"):
+        sweep(config, out=tmp_path / "out", remedies=[typo], seeds=[0], iters=2, progress=False)
+    assert not (tmp_path / "out").exists()
+    # one for a head the model lacks is a misfit, skipped with the reason, as a shipped remedy is
+    bce = {"model": {"retina_head": {"loss_cls": {"type": "binary_cross_entropy"}}}}
+    retina_only = _file(tmp_path, "bce.yaml", bce)
+    from detimb.sweeps.run import _candidates, _training_set
+
+    cfg = load_config(config)
+    found, choices = _candidates(["bce"], {"bce": read_remedy_file(retina_only)[1]}, cfg, _training_set(cfg), 6)
+    assert [r.name for r in found] == ["baseline"]
+    assert ("bce", False, "model.type faster_rcnn has no model.retina_head") in [
+        (c.name, c.chosen, c.reason) for c in choices]
