@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from detimb.config import config_to_yaml
+from detimb.config import config_to_yaml, to_dict
 from detimb.errors import DetimbError
 from detimb.sweeps.remedies import Fragment, Remedy, flatten
 from detimb.utils import atomic_write_json
@@ -130,10 +130,25 @@ def plan_runs(settings: SweepSettings, remedies: list[Remedy], base: DictConfig,
             for r in remedies for seed in settings.seeds]
 
 
-def check_folder(out: Path, settings: SweepSettings) -> None:
+def _value_changes(saved: Any, mine: Any, prefix: str = "") -> list[str]:
+    """``key: a there, b now`` for each value of the saved resolved config (plain) that
+    ``mine`` (a DictConfig) also holds and differs on. Typed sections are compared key by
+    key, so a key only one of them holds (a schema's addition or removal) is not a change;
+    a module slot (a free mapping) is one value."""
+    if isinstance(mine, DictConfig) and OmegaConf.get_type(mine) is not dict and isinstance(saved, dict):
+        return [change for key in sorted(saved.keys() & set(mine.keys()))
+                for change in _value_changes(saved[key], mine[key], f"{prefix}{key}.")]
+    value = to_dict(mine)
+    return [] if saved == value else [f"{prefix.rstrip('.')}: {saved!r} there, {value!r} now"]
+
+
+def check_folder(out: Path, settings: SweepSettings, base: DictConfig) -> None:
     """Start a new sweep in ``out`` or continue the one there with the same settings (more
     remedies may be added: the finished runs stay, ``check_code`` rules on the new ones);
-    refuse a folder of another sweep, of other code, or one that is not a sweep's."""
+    refuse a folder of another sweep, of other code, or one that is not a sweep's. The base
+    config (``base``) must resolve to the same values as the plan's: a key that only a
+    newer or older detimb has does not count (a schema's new option with its default), as
+    ``check_code`` keeps runs of other code from being paired."""
     plan = out / PLAN_FILE
     if not plan.is_file():
         if out.exists() and any(p.name != CALIBRATION_FOLDER for p in out.iterdir()):
@@ -146,13 +161,18 @@ def check_folder(out: Path, settings: SweepSettings) -> None:
     mine = settings.to_json()
     saved.setdefault("fragments", {})  # a plan written before remedy files
     changed = [k for k in mine if k != "code" and saved.get(k) != mine[k]]
+    config_changes = _value_changes(saved["resolved"], base) if "resolved" in saved else None
+    if "config_hash" in changed and config_changes == []:
+        changed.remove("config_hash")
     if set(changed) <= {"remedies", "fragments"} and set(saved["remedies"]) <= set(mine["remedies"]) and all(
             mine["fragments"].get(name) == fragment for name, fragment in saved["fragments"].items()):
         return
-    if changed:
-        details = "; ".join(f"{k}: {saved.get(k)!r} there, {mine[k]!r} now" for k in changed if k != "code")
-        raise SweepError(f"--out {out}: holds another sweep ({details}). Fix: give a new --out, or the same settings"
-                         " to continue it")
+    details = [f"{k}: {saved.get(k)!r} there, {mine[k]!r} now" for k in changed if k != "config_hash"]
+    if "config_hash" in changed:
+        details.append("the config: " + ", ".join(config_changes[:5]) if config_changes else
+                       "the config resolves to other values (a plan without them, by an older detimb)")
+    raise SweepError(f"--out {out}: holds another sweep ({'; '.join(details)}). Fix: give a new --out, or the same"
+                     " settings to continue it")
 
 
 def check_code(runs: list[Run], code: str) -> None:
@@ -169,8 +189,9 @@ def check_code(runs: list[Run], code: str) -> None:
                          " or check out that version to finish the sweep")
 
 
-def write_plan(out: Path, settings: SweepSettings) -> None:
-    atomic_write_json(out / PLAN_FILE, settings.to_json(), indent=2)
+def write_plan(out: Path, settings: SweepSettings, base: DictConfig) -> None:
+    """The settings and the base config resolved (``check_folder`` compares them)."""
+    atomic_write_json(out / PLAN_FILE, {**settings.to_json(), "resolved": to_dict(base)}, indent=2)
 
 
 def write_spec(run: Run, *, config: str, test: str | None = None, test_images: str | None = None,

@@ -182,9 +182,9 @@ def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str | Path]
                              test_images=None if test_images is None else str(test_images), objective=objective,
                              bootstrap=bootstrap, code=code_version(),
                              fragments={r.name: own[r.name] for r in found if r.own})
-    check_folder(out_dir, settings)
+    check_folder(out_dir, settings, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_plan(out_dir, settings)
+    write_plan(out_dir, settings, cfg)
     runs = plan_runs(settings, found, cfg, out_dir)
     check_code(runs, settings.code)
     _write_specs([r for r in runs if not r.done_file.is_file()], settings)
