@@ -21,7 +21,8 @@ from detimb.config import load_config, to_dict
 
 REPO = Path(__file__).resolve().parents[2]
 # the config each detector's entries change (the sweep's --config); its own entry is the sweep's baseline
-BASES = {"faster_rcnn": "configs/demo/faster_rcnn_shapes.yaml", "retinanet": "configs/demo/retinanet_shapes.yaml"}
+# (packaged names: a sweep's plan names its config, and a clone elsewhere continues it)
+BASES = {"faster_rcnn": "detimb://demo/faster_rcnn_shapes", "retinanet": "detimb://demo/retinanet_shapes"}
 BASE_ENTRIES = {"faster_rcnn": "baseline", "retinanet": "retinanet_focal"}  # the entry that is each base config
 
 
@@ -155,6 +156,6 @@ def fragment(entry: Entry) -> dict[str, Any]:
     mine = load_config(REPO / entry.config, entry.overrides)
     if mine.model.type not in BASES:
         raise ValueError(f"{entry.name}: model.type {mine.model.type} has no demo config to change")
-    changed = _difference(load_config(REPO / BASES[mine.model.type]), mine)
+    changed = _difference(load_config(BASES[mine.model.type]), mine)
     changed.pop("work_dir", None)  # where the shipped config trains by itself; the sweep places its runs
     return changed

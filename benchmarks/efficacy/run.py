@@ -51,9 +51,8 @@ def sweep_remedy(entry: Entry, base: str, overrides: list[str], folder: Path) ->
     if not change:
         return "baseline"
     if entry.name in REMEDIES:
-        shipped = load_config(REPO / base, overrides + flatten(REMEDIES[entry.name].fragment(load_config(
-            REPO / base, overrides))))
-        if config_to_yaml(shipped) != config_to_yaml(load_config(REPO / base, overrides + flatten(change))):
+        shipped = load_config(base, overrides + flatten(REMEDIES[entry.name].fragment(load_config(base, overrides))))
+        if config_to_yaml(shipped) != config_to_yaml(load_config(base, overrides + flatten(change))):
             raise SystemExit(f"{entry.name}: {entry.config} and the sweep's remedy of that name give different"
                              f" configs (the config changes {flatten(change)}); make them agree")
         return entry.name
@@ -71,7 +70,7 @@ def detection(dataset: str, data: Path, entries: list[Entry], args: argparse.Nam
             continue
         remedies = [sweep_remedy(e, base, overrides, results / dataset / "remedies") for e in mine]
         print(f"{dataset}, {detector}: {len(remedies)} arms x {len(args.seeds)} seeds", flush=True)
-        result = sweep(REPO / base, out=results / dataset / detector, remedies=remedies, seeds=args.seeds,
+        result = sweep(base, out=results / dataset / detector, remedies=remedies, seeds=args.seeds,
                        iters=args.iters, workers=args.workers, overrides=overrides,
                        bootstrap=50 if args.quick else 1000, progress=not args.no_progress)
         print(result.verdict, flush=True)
