@@ -40,6 +40,7 @@ from detimb.utils import atomic_write, atomic_write_text  # noqa: E402
 ENTRIES: dict[str, Entry] = {e.name: e for e in DETECTION + SEGMENTATION}
 DET_COLUMNS = ("mAP", "APr", "APc", "APf")
 SEG_COLUMNS = ("mDice_global", "Dicer_global", "Dicec_global", "Dicef_global")
+Runs = dict[str, dict[str, dict[int, dict[str, Any]]]]  # dataset -> entry -> seed -> run
 NEGLIGIBLE = 0.005  # on the 0-1 AP / Dice scale: half a point, below what a practitioner would act on
 
 
@@ -267,22 +268,17 @@ def _shown(path: Path) -> str:
     return path.resolve().relative_to(REPO).as_posix() if path.resolve().is_relative_to(REPO) else str(path)
 
 
-def write_results(roots: Sequence[Path], out: Path, commands: list[str], notes: Sequence[str] = ()) -> Path:
-    runs = load(roots)
-    det_names = [e.name for e in DETECTION]
-    seg_names = [e.name for e in SEGMENTATION]
-    n_runs = sum(len(s) for d in runs.values() for s in d.values())
-    seconds = sum(r["seconds"] for d in runs.values() for s in d.values() for r in s.values())
-    det_iters = sorted({r["iters"] for d in runs.values() for n, s in d.items() for r in s.values()
-                        if n in ENTRIES and ENTRIES[n] in DETECTION})
-    seg_iters = sorted({r["iters"] for d in runs.values() for n, s in d.items() for r in s.values()
-                        if n in ENTRIES and ENTRIES[n] in SEGMENTATION})
+def header(runs: Runs, commands: list[str], notes: Sequence[str]) -> list[str]:
+    """The matrix's size and schedule, each sweep's time, the commands, the notes, and what is missing."""
+    every = [(n, r) for d in runs.values() for n, s in d.items() for r in s.values()]
+    det_iters = sorted({r["iters"] for n, r in every if n in ENTRIES and ENTRIES[n] in DETECTION})
+    seg_iters = sorted({r["iters"] for n, r in every if n in ENTRIES and ENTRIES[n] in SEGMENTATION})
     lines = ["# Efficacy: what each remedy does to the rare classes", "",
-             f"{n_runs} runs, {seconds / 3600:.2f} h of training and evaluation summed over runs; iterations per"
-             f" detection run: {', '.join(map(str, det_iters)) or '-'}, per segmentation run:"
-             f" {', '.join(map(str, seg_iters)) or '-'}. Every entry of a table trains on the same data with the"
-             " same schedule; differences are paired by seed (mean ± std over seeds). Groups follow LVIS:"
-             " rare <= 10 training images < common <= 100 < frequent. Segmentation scores pool each class's"
+             f"{len(every)} runs, {sum(r['seconds'] for _, r in every) / 3600:.2f} h of training and evaluation"
+             f" summed over runs; iterations per detection run: {', '.join(map(str, det_iters)) or '-'}, per"
+             f" segmentation run: {', '.join(map(str, seg_iters)) or '-'}. Every entry of a table trains on the same"
+             " data with the same schedule; differences are paired by seed (mean ± std over seeds). Groups follow"
+             " LVIS: rare <= 10 training images < common <= 100 < frequent. Segmentation scores pool each class's"
              " pixels over the validation split (`*_global`).", "",
              *sessions_table(runs), "Commands:", "", "```", *commands, "```", ""]
     lines += [line for note in notes for line in (f"**Note**: {note}", "")]
@@ -292,70 +288,97 @@ def write_results(roots: Sequence[Path], out: Path, commands: list[str], notes: 
         lines += [f"**Partial matrix**: {min(counts)} to {max(counts)} seeds per entry"
                   + (f"; not in these results: {', '.join(missing)}" if missing else "")
                   + ". Verdicts with fewer than 3 seeds are provisional; `run.py` resumes a stopped matrix.", ""]
-    all_claims = []
+    return lines
+
+
+def sections(runs: Runs, out: Path) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Each dataset's detection and segmentation tables, per-class tables and plots (written to
+    ``out``), and the papers' claims checked on them."""
+    lines: list[str] = []
+    claims: list[tuple[str, ...]] = []
     for dataset in sorted(runs):
-        sec, claims = section(f"Detection on {dataset}", runs[dataset], det_names, DET_COLUMNS, "APr", "AP",
-                              out / f"detection_{dataset}.png")
+        sec, found = section(f"Detection on {dataset}", runs[dataset], [e.name for e in DETECTION], DET_COLUMNS,
+                             "APr", "AP", out / f"detection_{dataset}.png")
         reports = sorted({r["sweep"] / "SWEEP.md" for s in runs[dataset].values() for r in s.values() if r["sweep"]})
         if sec and reports:
             sec += ["Paired bootstrap intervals over the validation images, and the verdict on the confirmation"
                     " half: " + ", ".join(f"[{r.parent.name}]({os.path.relpath(r, out)})" for r in reports) + ".", ""]
         lines += sec
-        all_claims += [(dataset, *c) for c in claims]
-        sec, claims = section(f"Segmentation on {dataset}", runs[dataset], seg_names, SEG_COLUMNS, "Dicer_global",
-                              "Dice", out / f"segmentation_{dataset}.png")
+        claims += [(dataset, *c) for c in found]
+        sec, found = section(f"Segmentation on {dataset}", runs[dataset], [e.name for e in SEGMENTATION],
+                             SEG_COLUMNS, "Dicer_global", "Dice", out / f"segmentation_{dataset}.png")
         lines += sec
-        all_claims += [(dataset, *c) for c in claims]
-    if all_claims:
+        claims += [(dataset, *c) for c in found]
+    if claims:
         lines += ["## The papers' claims, checked in direction", "",
-                  "| dataset | method | claim | metric | Δ vs its baseline | verdict |", "|---|---|---|---|---|---|"]
-        lines += [f"| {' | '.join(c)} |" for c in all_claims]
-        lines.append("")
-    best = []
+                  "| dataset | method | claim | metric | Δ vs its baseline | verdict |", "|---|---|---|---|---|---|",
+                  *(f"| {' | '.join(c)} |" for c in claims), ""]
+    return lines, claims
+
+
+Candidate = tuple[str, str, tuple[float, float, int], tuple[float, float, int]]  # dataset, entry, ΔAPr, ΔAPc
+
+
+def picks(here: list[Candidate]) -> list[tuple[str, Candidate, int]]:
+    """The lines to write for one dataset: (label, candidate, column of the figure it tops)."""
+    top_r, top_c = (max(here, key=lambda b: b[col][0]) for col in (2, 3))
+    # one line for both only where both rose: a fold must not hide an APc gain behind an APr loss
+    fold = top_r is top_c and top_r[2][0] > 0 and top_r[3][0] > 0
+    chosen = [("best for APr and APc", top_r, 2)] if fold else [("best for APr", top_r, 2), ("best for APc", top_c, 3)]
+    combos = [b for b in here if ENTRIES[b[1]].family in ("published", "combined")]
+    if combos:
+        top_combo = max(combos, key=lambda b: b[2][0])
+        if top_combo is top_r:
+            chosen[0] = (chosen[0][0] + ", a combination", top_r, 2)
+        else:
+            chosen.append(("best combination for APr", top_combo, 2))
+    return chosen
+
+
+def best_remedy(runs: Runs) -> list[str]:
+    """Per dataset, the entry that raises APr most and the one that raises APc most, with their costs."""
+    best: list[Candidate] = []
     for dataset in sorted(runs):
-        for n in det_names:
-            if n in runs[dataset] and ENTRIES[n].baseline == "baseline":
-                r, c = (difference(runs[dataset], n, "baseline", k) for k in ("APr", "APc"))
+        for e in DETECTION:
+            if e.name in runs[dataset] and e.baseline == "baseline":
+                r, c = (difference(runs[dataset], e.name, "baseline", k) for k in ("APr", "APc"))
                 if r and c:
-                    best.append((dataset, n, r, c))
-    if best:
-        lines += ["## Best remedy for the rare classes", "",
-                  "Against the Faster R-CNN baseline, paired by seed; each line gives the remedy's change on every"
-                  " column, so a tail gain paid for in APf shows.", ""]
-        for dataset in sorted({b[0] for b in best}):
-            here = [b for b in best if b[0] == dataset]
-            combos = [b for b in here if ENTRIES[b[1]].family in ("published", "combined")]
-            top_r, top_c = (max(here, key=lambda b: b[col][0]) for col in (2, 3))
-            # one line for both only where both rose: a fold must not hide an APc gain behind an APr loss
-            fold = top_r is top_c and top_r[2][0] > 0 and top_r[3][0] > 0
-            picks = [("best for APr and APc", top_r, 2)] if fold else [("best for APr", top_r, 2),
-                                                                       ("best for APc", top_c, 3)]
-            if combos:
-                top_combo = max(combos, key=lambda b: b[2][0])
-                if top_combo is top_r:
-                    picks[0] = (picks[0][0] + ", a combination", top_r, 2)
-                else:
-                    picks.append(("best combination for APr", top_combo, 2))
-            for label, top, col in picks:
-                if top[col][0] <= 0:
-                    lines.append(f"- {dataset}, {label}: none raised it over the baseline.")
-                    continue
-                lines.append(f"- {dataset}, {label}: `{top[1]}` ({top[col][2]} seeds):"
-                             f" {tradeoff(runs[dataset], top[1], DET_COLUMNS)}.")
-                part = ENTRIES[top[1]].builds_on
-                if part and part in runs[dataset]:
-                    lines.append(f"  Over `{part}` alone: {tradeoff(runs[dataset], top[1], DET_COLUMNS, part)}.")
-        lines.append("")
-    failed = [c for c in all_claims if c[-1].startswith("not ")]
-    if failed:
-        lines += ["## Where a method did not help", "",
-                  "Mean difference at or below zero on the metric its paper claims to raise (below by more than the"
-                  " spread where it claims to match), or that metric at 0 for the method and its baseline alike:",
-                  ""]
-        lines += [f"- {c[0]}: `{c[1]}` ({c[3]} {c[4]}; {c[5]})" for c in failed]
-        lines.append("")
+                    best.append((dataset, e.name, r, c))
+    if not best:
+        return []
+    lines = ["## Best remedy for the rare classes", "",
+             "Against the Faster R-CNN baseline, paired by seed; each line gives the remedy's change on every"
+             " column, so a tail gain paid for in APf shows.", ""]
+    for dataset in sorted({b[0] for b in best}):
+        for label, top, col in picks([b for b in best if b[0] == dataset]):
+            if top[col][0] <= 0:
+                lines.append(f"- {dataset}, {label}: none raised it over the baseline.")
+                continue
+            lines.append(f"- {dataset}, {label}: `{top[1]}` ({top[col][2]} seeds):"
+                         f" {tradeoff(runs[dataset], top[1], DET_COLUMNS)}.")
+            part = ENTRIES[top[1]].builds_on
+            if part and part in runs[dataset]:
+                lines.append(f"  Over `{part}` alone: {tradeoff(runs[dataset], top[1], DET_COLUMNS, part)}.")
+    return [*lines, ""]
+
+
+def did_not_help(claims: list[tuple[str, ...]]) -> list[str]:
+    failed = [c for c in claims if c[-1].startswith("not ")]
+    if not failed:
+        return []
+    return ["## Where a method did not help", "",
+            "Mean difference at or below zero on the metric its paper claims to raise (below by more than the"
+            " spread where it claims to match), or that metric at 0 for the method and its baseline alike:", "",
+            *(f"- {c[0]}: `{c[1]}` ({c[3]} {c[4]}; {c[5]})" for c in failed), ""]
+
+
+def write_results(roots: Sequence[Path], out: Path, commands: list[str], notes: Sequence[str] = ()) -> Path:
+    """RESULTS.md (and its plots) in ``out`` from the finished runs under ``roots``."""
+    runs = load(roots)
+    body, claims = sections(runs, out)
     path = out / "RESULTS.md"
-    atomic_write_text(path, "\n".join(lines))
+    atomic_write_text(path, "\n".join([*header(runs, commands, notes), *body, *best_remedy(runs),
+                                       *did_not_help(claims)]))
     return path
 
 
