@@ -124,10 +124,12 @@ def run_overrides(settings: SweepSettings, remedy: Remedy, base: DictConfig, see
 
 
 def plan_runs(settings: SweepSettings, remedies: list[Remedy], base: DictConfig, out: Path) -> list[Run]:
-    """Every (remedy, seed) run; a post-hoc remedy's run names the trained run it calibrates."""
+    """Every (remedy, seed) run, seeds outermost: a sweep stopped part-way has the first seeds
+    of every remedy (each paired with its baseline) rather than every seed of a few remedies.
+    A post-hoc remedy's run names the trained run it calibrates."""
     return [Run(r.name, seed, out / "runs" / r.name / f"seed{seed}", run_overrides(settings, r, base, seed),
                 None if r.post_hoc is None else out / "runs" / r.post_hoc.after / f"seed{seed}")
-            for r in remedies for seed in settings.seeds]
+            for seed in settings.seeds for r in remedies]
 
 
 def _value_changes(saved: Any, mine: Any, prefix: str = "") -> list[str]:

@@ -63,7 +63,8 @@ def markdown(summary: dict[str, Any], selection: dict[str, Comparison], confirma
         lines += ["", "## Failed runs", ""] + [f"- {r['key']}: exit {r['code']}: `{r['error_last_line']}`"
                                               for r in failed]
     t = s["seconds"]
-    lines += ["", f"Time over {t['invocations']} invocation(s): {t['training']:.0f} s training,"
+    stopped = f", {t['stopped']} stopped before concluding" if t["stopped"] else ""
+    lines += ["", f"Time over {t['invocations']} invocation(s){stopped}: {t['training']:.0f} s training,"
               f" {t['bookkeeping']:.0f} s planning, scoring and reporting ({t['bookkeeping_share']:.1%})."]
     return "\n".join(lines) + "\n"
 

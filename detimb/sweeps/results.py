@@ -18,7 +18,7 @@ from detimb.data.coco_validate import validate_coco
 from detimb.data.label_map import LabelMap
 from detimb.errors import DatasetError
 from detimb.losses.statistics import ClassStatistics
-from detimb.sweeps import report
+from detimb.sweeps import report, timings
 from detimb.sweeps.analysis import (
     Comparison, Half, RunScores, class_groups_of, compare, interval_json, make_half, resolve_objective,
     score_results, verdict,
@@ -29,7 +29,7 @@ from detimb.sweeps.remedies import flatten, remedy
 from detimb.sweeps.selection import Choice, Profile
 from detimb.sweeps.split import Split, split_images
 from detimb.sweeps.worker import TEST_FOLDER, read_results
-from detimb.utils import atomic_write_json, atomic_write_text
+from detimb.utils import atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def _halves(settings: SweepSettings, cfg: DictConfig) -> tuple[Any, Any, Split, 
 
 
 def conclude(out_dir: Path, settings: SweepSettings, cfg: DictConfig, training: TrainingSet, runs: list[Run],
-             choices: list[Choice], *, training_s: float, started: float) -> SweepResult:
+             choices: list[Choice], *, invocation: str, training_s: float, started: float) -> SweepResult:
     gt, confirm_gt, split, val_halves, confirm_halves = _halves(settings, cfg)
     names = [c["name"] for c in sorted(gt.dataset["categories"], key=lambda c: c["id"])]
     groups = class_groups_of(gt, training.frequencies, tuple(cfg.evaluation.frequency_thresholds))
@@ -133,7 +133,9 @@ def conclude(out_dir: Path, settings: SweepSettings, cfg: DictConfig, training: 
     statuses = [_run_status(r) for r in runs]
     summary = _summary(settings, objective, split, statuses, selection, confirmation, choices, result)
     summary["post_hoc"] = {p.remedy: p.to_json() for p in picks}
-    summary["seconds"] = _seconds(out_dir, training_s, started)
+    timings.record(out_dir, invocation, training_s=training_s, total_s=time.perf_counter() - started,
+                   concluded=True)
+    summary["seconds"] = timings.totals(out_dir)
     text = report.markdown(summary, selection, confirmation, choices, result, [p.words() for p in picks])
     report.write_markdown(out_dir / "SWEEP.md", text)
     atomic_write_json(out_dir / "sweep.json", summary, indent=2)
@@ -151,22 +153,6 @@ def _positives(gt: Any, images: tuple[int, ...]) -> np.ndarray:
         if a["image_id"] in wanted and not a.get("iscrowd", 0):
             counts[a["category_id"]] += 1
     return np.array([counts[c] for c in cats])
-
-
-TIMINGS_FILE = "timings.jsonl"
-
-
-def _seconds(out_dir: Path, training_s: float, started: float) -> dict[str, float]:
-    """This invocation's seconds in training and outside it, added to ``timings.jsonl``; the
-    sweep's totals over every invocation (a resumed or re-scored sweep keeps its first run's)."""
-    total = time.perf_counter() - started
-    log = out_dir / TIMINGS_FILE
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
-    rows.append({"training": round(training_s, 1), "bookkeeping": round(total - training_s, 1)})
-    atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in rows))
-    training, bookkeeping = sum(r["training"] for r in rows), sum(r["bookkeeping"] for r in rows)
-    return {"training": round(training, 1), "bookkeeping": round(bookkeeping, 1), "invocations": len(rows),
-            "bookkeeping_share": round(bookkeeping / (training + bookkeeping), 4) if training + bookkeeping else 0.0}
 
 
 def _write_recommended(out_dir: Path, settings: SweepSettings, cfg: DictConfig, name: str,

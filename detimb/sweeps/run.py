@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -32,6 +32,7 @@ from detimb.sweeps.remedy_files import read_remedies
 from detimb.sweeps.results import SweepResult, TrainingSet, conclude
 from detimb.sweeps.runner import Backend, LocalBackend, Outcome, RayBackend
 from detimb.sweeps.selection import Choice, Profile, choose
+from detimb.sweeps.timings import invocation_name, record
 
 logger = logging.getLogger(__name__)
 OBJECTIVES = ("auto", *METRICS, *FIXED_METRICS)
@@ -108,9 +109,11 @@ def _backend(name: str, workers: int, threads: int, gpus: float, address: str | 
     raise ConfigError(f"--backend: 'local' or 'ray', got {name!r}")
 
 
-def _execute(runs: list[Run], backend: Backend, progress: bool) -> list[tuple[Run, Outcome]]:
+def _execute(runs: list[Run], backend: Backend, progress: bool, *,
+             after_each: Callable[[], None]) -> list[tuple[Run, Outcome]]:
     """The runs not finished yet: the training runs, then the post-hoc ones (which read the
-    trained checkpoints); one progress bar over all of them."""
+    trained checkpoints); one progress bar over all of them; ``after_each`` is called after
+    each run ends."""
     pending = [r for r in runs if not r.done_file.is_file()]
     outcomes: list[tuple[Run, Outcome]] = []
     bar = tqdm(total=len(runs), initial=len(runs) - len(pending), desc="sweep runs", unit="run", disable=not progress)
@@ -120,6 +123,7 @@ def _execute(runs: list[Run], backend: Backend, progress: bool) -> list[tuple[Ru
         bar.update(1)
         if outcome.code:
             logger.warning(f"{run.key} failed (exit {outcome.code}); the sweep goes on: {run.failed_file}")
+        after_each()
 
     for phase in ([r for r in pending if r.calibrates is None], [r for r in pending if r.calibrates is not None]):
         if phase:
@@ -156,7 +160,7 @@ def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str | Path]
           progress: bool = True) -> SweepResult:
     """Measure remedies on the user's config and write the report and the winning config to
     ``out``. See ``docs/sweep.md`` for every argument."""
-    started = time.perf_counter()
+    started, invocation = time.perf_counter(), invocation_name()
     items = override_items(overrides)
     _check_arguments(seeds, workers, objective, bootstrap, max_remedies, test, test_images)
     cfg = load_config(config, items)
@@ -189,9 +193,14 @@ def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str | Path]
     check_code(runs, settings.code)
     _write_specs([r for r in runs if not r.done_file.is_file()], settings)
     training_started = time.perf_counter()
-    _execute(runs, _backend(backend, workers, threads, gpus_per_run, ray_address), progress)
-    training_s = time.perf_counter() - training_started
-    return conclude(out_dir, settings, cfg, training, runs, choices, training_s=training_s, started=started)
+
+    def keep_time() -> None:  # after each finished run: a sweep stopped later keeps the time spent so far
+        now = time.perf_counter()
+        record(out_dir, invocation, training_s=now - training_started, total_s=now - started, concluded=False)
+
+    _execute(runs, _backend(backend, workers, threads, gpus_per_run, ray_address), progress, after_each=keep_time)
+    return conclude(out_dir, settings, cfg, training, runs, choices, invocation=invocation,
+                    training_s=time.perf_counter() - training_started, started=started)
 
 
 def _check_arguments(seeds: Sequence[int], workers: int, objective: str, bootstrap: int, max_remedies: int,

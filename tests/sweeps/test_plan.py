@@ -8,7 +8,8 @@ import json
 import pytest
 
 from detimb.config import load_config
-from detimb.sweeps.plan import SweepError, SweepSettings, check_folder, config_hash, write_plan
+from detimb.sweeps.plan import SweepError, SweepSettings, check_folder, config_hash, plan_runs, write_plan
+from detimb.sweeps.remedies import remedy
 from tests.conftest import write_config
 
 
@@ -75,3 +76,15 @@ def test_a_plan_without_its_resolved_config_needs_the_same_hash(planned):
     _edit_plan(out, lambda plan: plan.update(config_hash="0" * 16))
     with pytest.raises(SweepError, match="the config resolves to other values"):
         check_folder(out, _settings(cfg), cfg)
+
+
+def test_runs_go_seed_by_seed_so_a_stopped_sweep_has_every_remedy_paired(planned):
+    out, cfg = planned
+    found = [remedy("baseline"), remedy("seesaw"), remedy("norcal")]
+    settings = _settings(cfg, remedies=tuple(r.name for r in found))
+    runs = plan_runs(settings, found, cfg, out)
+    assert [(r.remedy, r.seed) for r in runs] == [("baseline", 0), ("seesaw", 0), ("norcal", 0),
+                                                  ("baseline", 1), ("seesaw", 1), ("norcal", 1)]
+    # the post-hoc remedy calibrates its own seed's trained run; trained runs calibrate nothing
+    assert [r.calibrates for r in runs if r.seed == 1] == [None, None, out / "runs/baseline/seed1"]
+    assert runs[1].folder == out / "runs/seesaw/seed0"

@@ -19,6 +19,7 @@ from detimb.config import load_config
 from detimb.errors import ConfigError
 from detimb.sweeps.plan import SweepError
 from detimb.sweeps.run import sweep
+from detimb.sweeps.timings import TIMINGS_FILE, read_rows
 from tests.conftest import REPO, needs_extra, write_config
 
 TINY = dict(remedies=["repeat_factor", "seesaw"], seeds=[0, 1], iters=3, workers=2, bootstrap=50, progress=False)
@@ -78,7 +79,7 @@ def test_killed_mid_way_and_restarted_it_finishes_without_retraining(tiny_shapes
     child = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while not list(out.glob("runs/*/*/run.json")) and time.time() < deadline:
+    while not (out / TIMINGS_FILE).is_file() and time.time() < deadline:  # written when a run has finished
         time.sleep(0.2)
     os.killpg(child.pid, signal.SIGKILL)  # the sweep and the run it is training
     child.wait()
@@ -87,6 +88,10 @@ def test_killed_mid_way_and_restarted_it_finishes_without_retraining(tiny_shapes
     assert subprocess.run(command, cwd=REPO, capture_output=True).returncode == 0
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # never retrained
     assert len(list(out.glob("runs/*/*/run.json"))) == 4 and (out / "sweep.json").is_file()
+    # the killed invocation's time is kept, marked as not concluded, and counted in the report
+    killed, resumed = read_rows(out / TIMINGS_FILE)
+    assert not killed["concluded"] and killed["training"] > 0 and resumed["concluded"]
+    assert "Time over 2 invocation(s), 1 stopped before concluding" in (out / "SWEEP.md").read_text()
 
 
 @pytest.mark.slow

@@ -1,0 +1,33 @@
+"""timings.jsonl: one row per invocation, rewritten as runs finish, so a stopped sweep keeps its time."""
+
+from __future__ import annotations
+
+import json
+
+from detimb.sweeps.timings import TIMINGS_FILE, invocation_name, read_rows, record, totals
+
+
+def test_an_invocation_rewrites_its_own_row_and_keeps_the_others(tmp_path):
+    # a row as sweeps wrote them before rows had names: kept, and counted as concluded
+    (tmp_path / TIMINGS_FILE).write_text(json.dumps({"training": 100.0, "bookkeeping": 4.0}) + "\n")
+    first, second = "2026-12-04T03:00:00.000000+00:00", "2026-12-04T04:00:00.000000+00:00"
+    record(tmp_path, first, training_s=50.0, total_s=52.0, concluded=False)
+    record(tmp_path, first, training_s=80.04, total_s=83.0, concluded=False)  # a later run finished
+    record(tmp_path, second, training_s=20.0, total_s=21.5, concluded=True)
+    rows = read_rows(tmp_path / TIMINGS_FILE)
+    assert rows == [{"training": 100.0, "bookkeeping": 4.0},
+                    {"started": first, "training": 80.0, "bookkeeping": 3.0, "concluded": False},
+                    {"started": second, "training": 20.0, "bookkeeping": 1.5, "concluded": True}]
+    # by hand: training 100 + 80 + 20 = 200, outside it 4 + 3 + 1.5 = 8.5, share 8.5 / 208.5
+    assert totals(tmp_path) == {"training": 200.0, "bookkeeping": 8.5, "invocations": 3, "stopped": 1,
+                                "bookkeeping_share": 0.0408}
+
+
+def test_no_rows_no_time(tmp_path):
+    assert totals(tmp_path) == {"training": 0.0, "bookkeeping": 0.0, "invocations": 0, "stopped": 0,
+                                "bookkeeping_share": 0.0}
+
+
+def test_names_are_distinct_utc_times():
+    a, b = invocation_name(), invocation_name()
+    assert a.endswith("+00:00") and a != b
