@@ -11,6 +11,7 @@ sweep did not conclude says so (``"concluded": false``).
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from detimb.utils import atomic_write_text
 
 TIMINGS_FILE = "timings.jsonl"
+logger = logging.getLogger(__name__)
 
 
 def invocation_name() -> str:
@@ -26,7 +28,26 @@ def invocation_name() -> str:
 
 
 def read_rows(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    """The rows of ``log``; a line that is not a row of seconds (an edited or damaged file) is
+    left out with a warning naming it: the file only counts time, no result depends on it."""
+    if not log.is_file():
+        return []
+    rows, bad = [], []
+    for number, line in enumerate(log.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict) and all(isinstance(row.get(k), (int, float)) for k in ("training", "bookkeeping")):
+            rows.append(row)
+        else:
+            bad.append(number)
+    if bad:
+        logger.warning(f"{log}: line(s) {', '.join(map(str, bad))} are not rows of seconds and are left out of the"
+                       " sweep's time (and dropped when the file is next written)")
+    return rows
 
 
 def record(out_dir: Path, invocation: str, *, training_s: float, total_s: float, concluded: bool) -> None:

@@ -31,3 +31,12 @@ def test_no_rows_no_time(tmp_path):
 def test_names_are_distinct_utc_times():
     a, b = invocation_name(), invocation_name()
     assert a.endswith("+00:00") and a != b
+
+
+def test_a_damaged_line_is_left_out_with_a_warning_naming_it(tmp_path, caplog):
+    log = tmp_path / TIMINGS_FILE
+    log.write_text('{"training": 10.0, "bookkeeping": 1.0}\n{"training": 5\n["a list"]\n{"training": "ten", '
+                   '"bookkeeping": 1}\n')
+    assert read_rows(log) == [{"training": 10.0, "bookkeeping": 1.0}]
+    assert f"{log}: line(s) 2, 3, 4 are not rows of seconds" in caplog.text
+    assert totals(tmp_path)["training"] == 10.0
