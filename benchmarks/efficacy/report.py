@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import cpu_name  # noqa: E402
 from benchmarks.efficacy.matrix import BASE_ENTRIES, DETECTION, SEGMENTATION, Entry  # noqa: E402
+from detimb.sweeps.timings import totals  # noqa: E402
 from detimb.utils import atomic_write, atomic_write_text  # noqa: E402
 
 ENTRIES: dict[str, Entry] = {e.name: e for e in DETECTION + SEGMENTATION}
@@ -254,10 +255,9 @@ def sessions_table(runs: dict[str, dict[str, dict[int, dict[str, Any]]]]) -> lis
     lines = [f"Machine: {cpu_name()}; time per sweep (each sweep's SWEEP.md has its verdict):", "",
              "| sweep | invocations | training | planning, scoring, reports |", "|---|---|---|---|"]
     for sweep in sweeps:
-        log = sweep / "timings.jsonl"
-        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
-        lines.append(f"| {_shown(sweep)} | {len(rows)} | {sum(r['training'] for r in rows) / 60:.1f} min |"
-                     f" {sum(r['bookkeeping'] for r in rows) / 60:.1f} min |")
+        t = totals(sweep)
+        lines.append(f"| {_shown(sweep)} | {t['invocations']} | {t['training'] / 60:.1f} min |"
+                     f" {t['bookkeeping'] / 60:.1f} min |")
     if lone:
         lines.append(f"| (segmentation runs) | - | {sum(lone) / 60:.1f} min ({len(lone)} runs, summed) | - |")
     return [*lines, ""]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 from detimb.sweeps.timings import TIMINGS_FILE, invocation_name, read_rows, record, totals
 
@@ -28,9 +29,10 @@ def test_no_rows_no_time(tmp_path):
                                 "bookkeeping_share": 0.0}
 
 
-def test_names_are_distinct_utc_times():
-    a, b = invocation_name(), invocation_name()
-    assert a.endswith("+00:00") and a != b
+def test_a_name_is_the_utc_time_it_was_taken():
+    before = datetime.now(timezone.utc)
+    name = datetime.fromisoformat(invocation_name())
+    assert name.tzinfo == timezone.utc and before <= name <= datetime.now(timezone.utc)
 
 
 def test_a_damaged_line_is_left_out_with_a_warning_naming_it(tmp_path, caplog):
