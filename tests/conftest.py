@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-# sampling-free's prior cache: never the user's home from a test run
-os.environ.setdefault("DETIMB_CACHE_DIR", tempfile.mkdtemp(prefix="detimb-test-cache-"))
+# sampling-free's prior cache and the image-check cache: never the user's home from a test
+# run, and gone when the run ends (each xdist process makes its own)
+if "DETIMB_CACHE_DIR" not in os.environ:
+    os.environ["DETIMB_CACHE_DIR"] = tempfile.mkdtemp(prefix="detimb-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["DETIMB_CACHE_DIR"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -19,6 +24,21 @@ from detimb.config import load_config  # noqa: E402
 from detimb.data.synthetic import ShapesSpec, make_shapes_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Free space the suite needs in the temporary folder while it runs: its largest tests
+# write checkpoints of full-size torchvision models (about 170 MB each, two workers at
+# once). A full disk makes writes fail in ways that can hang a test until pytest-timeout
+# kills its worker, so too little space is a clear error before the first test instead.
+MIN_FREE_BYTES = 2 * 1024**3
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    temp = Path(tempfile.gettempdir())
+    free = shutil.disk_usage(temp).free
+    if free < MIN_FREE_BYTES:
+        raise pytest.UsageError(
+            f"{temp} has {free / 1024**3:.1f} GiB free; the test suite needs {MIN_FREE_BYTES / 1024**3:.0f} GiB"
+            " while it runs. Fix: free space there, or point TMPDIR at a disk with room")
 
 # Two xdist workers share two cores: one thread each keeps them from fighting.
 torch.set_num_threads(1)

@@ -7,7 +7,10 @@ and the finished training run it calibrates) restores that run's final checkpoin
 writes its results at every value of the calibration's grid, on the validation images and
 the test file; the sweep chooses the value on the selection half. Either writes
 ``run.json`` (code version, config hash, seconds) last, so a run without it is not
-finished. The local pool and Ray's tasks both start this.
+finished. A finished training run keeps ``last.pth`` alone: the sweep scores it and
+post-hoc runs restore it, while ``iter_N.pth`` (for resuming past a torn ``last.pth``) and
+``best.pth`` (the same final evaluation: a sweep evaluates once, at the end) would triple a
+sweep's disk use. The local pool and Ray's tasks both start this.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from detimb.config import load_config
+from detimb.engine.checkpoint import iteration_checkpoints
 from detimb.engine.run import train
 from detimb.evaluation.calibration import calibrated_predictions, grid_of
 from detimb.evaluation.run import evaluate, validation_loader
@@ -95,3 +99,5 @@ def run_one(folder: Path) -> None:
         config = folder / "config.yaml"
     atomic_write_json(folder / "run.json", {"code": code_version(), "config_hash": config_hash(load_config(config)),
                                             "seconds": round(time.perf_counter() - start, 1)}, indent=2)
+    for spent in [*iteration_checkpoints(folder), folder / "best.pth"]:
+        spent.unlink(missing_ok=True)

@@ -52,6 +52,8 @@ def test_a_sweep_writes_its_report_files_and_a_config_that_trains(tiny_sweep):
     # each run records the code and its config; the sweep's schedule is compressed into it
     run = json.loads((out / "runs/seesaw/seed1/run.json").read_text())
     assert set(run) == {"code", "config_hash", "seconds"}
+    # a finished run keeps the one checkpoint the sweep restores (3 iterations wrote iter_N.pth and best.pth)
+    assert sorted(p.name for p in (out / "runs/seesaw/seed1").glob("*.pth")) == ["last.pth"]
     trained = load_config(out / "runs/seesaw/seed1/config.yaml")
     assert trained.train.seed == 1 and trained.train.schedule.max_iters == 3
     assert trained.model.roi_head.loss_cls.type == "seesaw"
