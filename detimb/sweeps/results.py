@@ -78,22 +78,24 @@ def _scores(runs: list[Run], gt: Any, halves: list[Half], folder: str | None, fi
     return out
 
 
-def _halves(settings: SweepSettings, cfg: DictConfig) -> tuple[Any, Any, Split, list[Half], list[Half]]:
-    """The validation GT, the confirmation GT, the split, and the halves each is scored on."""
+def scoring_halves(cfg: DictConfig, *, test: str | None, bootstrap: int, split_seed: int
+                   ) -> tuple[Any, Any, Split, list[Half], list[Half]]:
+    """The validation GT, the confirmation GT (``test``'s, else the validation's), the split,
+    and the halves each is scored on, with ``bootstrap`` draws (a sweep's settings)."""
     val = validate_coco(cfg.data.val.ann_file, None).data
     gt = coco_api(val)
     ids = tuple(sorted(gt.getImgIds()))
-    boot, seed = settings.bootstrap, settings.split_seed
-    if settings.test is None:
+    boot, seed = bootstrap, split_seed
+    if test is None:
         split = split_images(val, seed)
         selection = make_half("selection", ids, split.selection, boot, seed + 1)
         confirmation = make_half("confirmation", ids, split.confirmation, boot, seed + 2)
         return gt, gt, split, [selection, confirmation], [selection, confirmation]
-    test = validate_coco(settings.test, None).data
-    if sorted(c["id"] for c in test["categories"]) != sorted(gt.getCatIds()):
-        raise DatasetError(f"--test {settings.test}: its categories are not the validation set's. Fix: give a test"
+    test_data = validate_coco(test, None).data
+    if sorted(c["id"] for c in test_data["categories"]) != sorted(gt.getCatIds()):
+        raise DatasetError(f"--test {test}: its categories are not the validation set's. Fix: give a test"
                            " file with the same category ids")
-    test_gt = coco_api(test)
+    test_gt = coco_api(test_data)
     test_ids = tuple(sorted(test_gt.getImgIds()))
     split = Split(ids, test_ids, ())
     return gt, test_gt, split, [make_half("selection", ids, ids, boot, seed + 1)], \
@@ -102,7 +104,8 @@ def _halves(settings: SweepSettings, cfg: DictConfig) -> tuple[Any, Any, Split, 
 
 def conclude(out_dir: Path, settings: SweepSettings, cfg: DictConfig, training: TrainingSet, runs: list[Run],
              choices: list[Choice], *, invocation: str, training_s: float, started: float) -> SweepResult:
-    gt, confirm_gt, split, val_halves, confirm_halves = _halves(settings, cfg)
+    gt, confirm_gt, split, val_halves, confirm_halves = scoring_halves(
+        cfg, test=settings.test, bootstrap=settings.bootstrap, split_seed=settings.split_seed)
     names = [c["name"] for c in sorted(gt.dataset["categories"], key=lambda c: c["id"])]
     groups = class_groups_of(gt, training.frequencies, tuple(cfg.evaluation.frequency_thresholds))
     fixed_k = int(cfg.evaluation.ap_fixed_dets_per_class) or None

@@ -117,6 +117,15 @@ def _detection_weights(matches: ClassMatches, weights: np.ndarray, per_class: in
     return w
 
 
+def _thresholds_reached(recall: np.ndarray) -> np.ndarray:
+    """(B, N) how many of the 101 recall thresholds each recall (B, N), nondecreasing along
+    a row, reaches. COCO takes, for threshold r, the precision at the first detection with
+    recall >= r (``searchsorted(recall, r, side="left")``); that detection is the first whose
+    count exceeds r's index, so the counts' steps say which thresholds each detection
+    answers, for every row at once and with COCO's float comparisons."""
+    return np.searchsorted(RECALL_THRESHOLDS, recall.ravel(), side="right").reshape(recall.shape)
+
+
 def _class_ap(matches: ClassMatches, weights: np.ndarray, per_class: int | None) -> np.ndarray:
     """(B,) the class's AP for each row of image weights (B, I); NaN where the weighted
     images hold none of its ground truth."""
@@ -127,22 +136,26 @@ def _class_ap(matches: ClassMatches, weights: np.ndarray, per_class: int | None)
         return out
     weights, positives = weights[rows].astype(np.float64), positives[rows].astype(np.float64)
     detection_weights = _detection_weights(matches, weights, per_class)
+    # A detection no row weighs repeats its predecessor's counts (or, first, scores 0 at
+    # recall 0): it changes no row's AP, and a half's draws weigh none of the other half's.
+    weighed = detection_weights.any(axis=0)
+    detection_weights = detection_weights[:, weighed]
+    true_positive, ignored = matches.true_positive[:, weighed], matches.ignored[:, weighed]
     total = np.zeros(len(rows))
-    thresholds = matches.true_positive.shape[0]
-    for t in range(thresholds):
-        keep = ~matches.ignored[t]
-        tp = matches.true_positive[t][keep]
-        if tp.size == 0:
-            continue  # no detection: precision 0 at every recall
-        w = detection_weights[:, keep]
-        tps = np.cumsum(w * tp, axis=1)
-        fps = np.cumsum(w * ~tp, axis=1)
-        recall = tps / positives[:, None]
-        precision = np.maximum.accumulate((tps / (tps + fps + np.spacing(1)))[:, ::-1], axis=1)[:, ::-1]
-        for j in range(len(rows)):
-            index = np.searchsorted(recall[j], RECALL_THRESHOLDS, side="left")
-            total[j] += np.where(index < tp.size, precision[j, np.minimum(index, tp.size - 1)], 0.0).mean()
-    out[rows] = total / thresholds
+    seen = np.cumsum(detection_weights, axis=1)  # detections counted so far; shared where none is ignored
+    for t in range(len(true_positive)):
+        # Only true positives raise recall, and a false positive's precision is below that of
+        # the true positive before it: COCO's envelope at every recall threshold is a max over
+        # true positives alone, so AP needs their cumulative counts and nothing else.
+        counted = seen if not ignored[t].any() else np.cumsum(detection_weights * ~ignored[t], axis=1)
+        hits = np.flatnonzero(true_positive[t] & ~ignored[t])
+        if hits.size == 0:
+            continue  # no true positive: precision 0 at every recall
+        tps = np.cumsum(detection_weights[:, hits], axis=1)  # integer weights: exact sums
+        precision = np.maximum.accumulate((tps / (counted[:, hits] + np.spacing(1)))[:, ::-1], axis=1)[:, ::-1]
+        answered = np.diff(_thresholds_reached(tps / positives[:, None]), axis=1, prepend=0)
+        total += (answered * precision).sum(axis=1) / len(RECALL_THRESHOLDS)  # unreached thresholds score 0
+    out[rows] = total / len(true_positive)
     return out
 
 

@@ -73,6 +73,25 @@ def test_all_images_give_pycocotools_ap_and_a_subset_its_ap_on_those_images(seed
     assert ap_table(matches, 2 * weights[None])[0] == pytest.approx(want, abs=1e-12, nan_ok=True)  # scale-free
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_rows_with_different_images_each_give_pycocotools_ap_on_their_images(seed):
+    # one call scores every row together (a draw set); each row's images differ, some images
+    # no row weighs, so each row must still be pycocotools' AP on its own images
+    data, results = random_dataset(seed)
+    matches = match_run(coco_api(copy.deepcopy(data)), results)
+    rng = np.random.default_rng(seed)
+    weights = (rng.random((6, 40)) < 0.6).astype(float)
+    weights[:, :8] = 0  # a block of images no row weighs (the other half of a split)
+    weights[0] = 0
+    weights[0, 10] = 1  # one image alone
+    table = ap_table(matches, weights)
+    for row, w in zip(table, weights):
+        subset = {**data, "images": [im for k, im in enumerate(data["images"]) if w[k]],
+                  "annotations": [a for a in data["annotations"] if w[a["image_id"] - 1]]}
+        want = [np.nan if v is None else v for v in pycocotools_per_class(subset, results)]
+        assert row == pytest.approx(want, abs=1e-12, nan_ok=True)
+
+
 def test_ap_of_bootstrap_draws_by_hand():
     # image 1: one object found exactly (score 0.9); image 2: one object, one detection elsewhere (0.8)
     data = {"images": [{"id": 1, "file_name": "a", "width": 100, "height": 100},
