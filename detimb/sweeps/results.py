@@ -85,11 +85,10 @@ def scoring_halves(cfg: DictConfig, *, test: str | None, bootstrap: int, split_s
     val = validate_coco(cfg.data.val.ann_file, None).data
     gt = coco_api(val)
     ids = tuple(sorted(gt.getImgIds()))
-    boot, seed = bootstrap, split_seed
     if test is None:
-        split = split_images(val, seed)
-        selection = make_half("selection", ids, split.selection, boot, seed + 1)
-        confirmation = make_half("confirmation", ids, split.confirmation, boot, seed + 2)
+        split = split_images(val, split_seed)
+        selection = make_half("selection", ids, split.selection, bootstrap, split_seed + 1)
+        confirmation = make_half("confirmation", ids, split.confirmation, bootstrap, split_seed + 2)
         return gt, gt, split, [selection, confirmation], [selection, confirmation]
     test_data = validate_coco(test, None).data
     if sorted(c["id"] for c in test_data["categories"]) != sorted(gt.getCatIds()):
@@ -98,8 +97,8 @@ def scoring_halves(cfg: DictConfig, *, test: str | None, bootstrap: int, split_s
     test_gt = coco_api(test_data)
     test_ids = tuple(sorted(test_gt.getImgIds()))
     split = Split(ids, test_ids, ())
-    return gt, test_gt, split, [make_half("selection", ids, ids, boot, seed + 1)], \
-        [make_half("confirmation", test_ids, test_ids, boot, seed + 2)]
+    return gt, test_gt, split, [make_half("selection", ids, ids, bootstrap, split_seed + 1)], \
+        [make_half("confirmation", test_ids, test_ids, bootstrap, split_seed + 2)]
 
 
 def conclude(out_dir: Path, settings: SweepSettings, cfg: DictConfig, training: TrainingSet, runs: list[Run],

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from detimb.config import load_config
-from detimb.engine.checkpoint import iteration_checkpoints
+from detimb.engine.checkpoint import prune_checkpoints
 from detimb.engine.run import train
 from detimb.evaluation.calibration import calibrated_predictions, grid_of
 from detimb.evaluation.run import evaluate, validation_loader
@@ -99,5 +99,5 @@ def run_one(folder: Path) -> None:
         config = folder / "config.yaml"
     atomic_write_json(folder / "run.json", {"code": code_version(), "config_hash": config_hash(load_config(config)),
                                             "seconds": round(time.perf_counter() - start, 1)}, indent=2)
-    for spent in [*iteration_checkpoints(folder), folder / "best.pth"]:
-        spent.unlink(missing_ok=True)
+    prune_checkpoints(folder, keep=0)
+    (folder / "best.pth").unlink(missing_ok=True)
