@@ -3,7 +3,6 @@ one batch of the built-in dataset, in alternating rounds in one process."""
 
 from __future__ import annotations
 
-import platform
 import statistics
 import sys
 import tempfile
@@ -21,16 +20,7 @@ from detimb.data.synthetic import make_shapes_dataset  # noqa: E402
 from detimb.evaluation.coco_eval import class_frequencies  # noqa: E402
 from detimb.losses.statistics import ClassStatistics  # noqa: E402
 from detimb.models import build_detector  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
+from detimb.utils import cpu_name  # noqa: E402
 
 
 def device_name(device: torch.device) -> str:

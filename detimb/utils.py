@@ -1,11 +1,12 @@
 """Small helpers shared across layers: atomic writes, outputs kept inside their folder, the
-one low-level read of a ``.pth`` file."""
+one low-level read of a ``.pth`` file, the machine a measurement ran on."""
 
 from __future__ import annotations
 
 import json
 import os
 import pickle
+import platform
 import tempfile
 import zipfile
 from pathlib import Path
@@ -98,3 +99,19 @@ def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu") 
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as err:
         raise CheckpointError(f"{path}: not a readable checkpoint, the file is torn or of another kind"
                               f" ({str(err).splitlines()[0][:120]}). Fix: use an earlier checkpoint") from err
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells it, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` reports, else ``"cpu"``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"

@@ -33,9 +33,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import cpu_name  # noqa: E402
 from benchmarks.efficacy.matrix import BASE_ENTRIES, DETECTION, SEGMENTATION, Entry  # noqa: E402
-from detimb.sweeps.timings import totals  # noqa: E402
+from detimb.sweeps.timings import machines, totals  # noqa: E402
 from detimb.utils import atomic_write, atomic_write_text  # noqa: E402
 
 ENTRIES: dict[str, Entry] = {e.name: e for e in DETECTION + SEGMENTATION}
@@ -212,8 +211,10 @@ def plot(runs: dict[str, dict[int, dict[str, Any]]], names: list[str], classes: 
     ax2.barh(range(len(names)), means, xerr=spreads, color=["#2ca02c" if m > 0 else "#d62728" for m in means])
     ax2.axvline(0, color="black", linewidth=0.8)
     ax2.set_yticks(range(len(names)), [])
-    ax2.invert_yaxis()
-    ax1.set_ylim(len(names) - 0.5, -0.5)
+    # both panels on the heat map's rows: a bar panel left to autoscale pads its own limits, and
+    # with entries that have no bar (the baselines) its rows drift off the heat map's
+    for ax in (ax1, ax2):
+        ax.set_ylim(len(names) - 0.5, -0.5)
     ax2.set_title(f"Δ{key} vs its baseline (± std over seeds)", fontsize=8)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
@@ -252,14 +253,14 @@ def sessions_table(runs: dict[str, dict[str, dict[int, dict[str, Any]]]]) -> lis
     (segmentation) runs' summed seconds."""
     sweeps = sorted({r["sweep"] for d in runs.values() for s in d.values() for r in s.values() if r["sweep"]})
     lone = [r["seconds"] for d in runs.values() for s in d.values() for r in s.values() if not r["sweep"]]
-    lines = [f"Machine: {cpu_name()}; time per sweep (each sweep's SWEEP.md has its verdict):", "",
-             "| sweep | invocations | training | planning, scoring, reports |", "|---|---|---|---|"]
+    lines = ["Time per sweep (each sweep's SWEEP.md has its verdict), and the machines its invocations ran on:", "",
+             "| sweep | invocations | training | planning, scoring, reports | machine |", "|---|---|---|---|---|"]
     for sweep in sweeps:
         t = totals(sweep)
         lines.append(f"| {_shown(sweep)} | {t['invocations']} | {t['training'] / 60:.1f} min |"
-                     f" {t['bookkeeping'] / 60:.1f} min |")
+                     f" {t['bookkeeping'] / 60:.1f} min | {'; '.join(machines(sweep))} |")
     if lone:
-        lines.append(f"| (segmentation runs) | - | {sum(lone) / 60:.1f} min ({len(lone)} runs, summed) | - |")
+        lines.append(f"| (segmentation runs) | - | {sum(lone) / 60:.1f} min ({len(lone)} runs, summed) | - | - |")
     return [*lines, ""]
 
 

@@ -21,6 +21,7 @@ from detimb.data.patch_samplers import PATCH_SAMPLERS
 from detimb.data.segmentation import SegmentationDataset, image_pixel_counts
 from detimb.data.transforms import build_albumentations
 from detimb.errors import ConfigError, DatasetError
+from detimb.utils import usable_cores
 
 
 def build_datasets(cfg: DictConfig, with_masks: bool, seed: int, pixels: PixelSpec = RGB,
@@ -140,7 +141,7 @@ def resolve_num_workers(setting: int | str, device: torch.device, local_world: i
         return int(setting)
     if device.type == "cpu":
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     share = os.environ.get(CPU_SHARE_VARIABLE, "")
     if share.isdigit() and int(share) > 0:
         cores = min(cores, int(share))

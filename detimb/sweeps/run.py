@@ -5,7 +5,6 @@ confirmed on the other; ``detimb-sweep``, ``tools/sweep.py`` and ``detimb.sweep`
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from detimb.sweeps.results import SweepResult, TrainingSet, conclude
 from detimb.sweeps.runner import Backend, LocalBackend, Outcome, RayBackend
 from detimb.sweeps.selection import Choice, Profile, choose
 from detimb.sweeps.timings import invocation_name, record
+from detimb.utils import usable_cores
 
 logger = logging.getLogger(__name__)
 OBJECTIVES = ("auto", *METRICS, *FIXED_METRICS)
@@ -176,7 +176,7 @@ def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str | Path]
     found, choices = _buildable(str(config), items, found, cfg, training, choices)
     n_iters = _iterations(iters, budget_minutes, cfg)
     out_dir = Path(out)
-    threads = max(1, (cores or _cores()) // max(1, workers))
+    threads = max(1, (cores or usable_cores()) // max(1, workers))
     if n_iters is None:
         n_iters = calibrate(str(config), items, out_dir / CALIBRATION_FOLDER, budget_minutes or 0.0,
                             runs=len(found) * len(seeds), workers=workers, threads=threads)
@@ -213,7 +213,3 @@ def _check_arguments(seeds: Sequence[int], workers: int, objective: str, bootstr
         raise ConfigError(f"--objective: one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if (test is None) != (test_images is None):
         raise ConfigError("--test needs --test-images (the folder its file names are relative to), and the reverse")
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

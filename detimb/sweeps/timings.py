@@ -5,7 +5,9 @@ Each invocation is one row, named by the UTC time it started. The row is rewritt
 every run that finishes and once more when the sweep concludes, so a sweep that is stopped
 (killed, crashed, its machine taken back) keeps the time it spent up to its last finished
 run: what is lost is the unfinished runs' time, at most one run per worker. A row the
-sweep did not conclude says so (``"concluded": false``).
+sweep did not conclude says so (``"concluded": false``). A row names the machine it was
+measured on (CPU model and the cores the sweep could use), so a report that gathers sweeps run
+on several machines says which seconds came from where.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from detimb.utils import atomic_write_text
+from detimb.utils import atomic_write_text, cpu_name, usable_cores
 
 TIMINGS_FILE = "timings.jsonl"
 logger = logging.getLogger(__name__)
@@ -50,11 +52,23 @@ def read_rows(log: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def machine() -> str:
+    """What this invocation's seconds are measured on: the CPU model and the cores it may use."""
+    return f"{cpu_name()}, {usable_cores()} cores"
+
+
+def machines(out_dir: Path) -> list[str]:
+    """The machines the sweep's invocations ran on, in the order first seen; rows written before
+    rows named their machine count as ``"not recorded"``."""
+    seen = [r.get("machine", "not recorded") for r in read_rows(out_dir / TIMINGS_FILE)]
+    return list(dict.fromkeys(str(m) for m in seen))
+
+
 def record(out_dir: Path, invocation: str, *, training_s: float, total_s: float, concluded: bool) -> None:
     """Write the row of ``invocation`` (``invocation_name()``), ``total_s`` seconds since it
     started of which ``training_s`` trained, replacing its earlier row and keeping the others."""
     row = {"started": invocation, "training": round(training_s, 1), "bookkeeping": round(total_s - training_s, 1),
-           "concluded": concluded}
+           "concluded": concluded, "machine": machine()}
     log = out_dir / TIMINGS_FILE
     rows = read_rows(log)
     # rows written before rows had names have none: they are other invocations', kept as they are

@@ -165,3 +165,18 @@ def test_the_report_joins_sweeps_pairs_their_baselines_and_refuses_what_would_mi
     _sweep_run(tmp_path / "d", "seesaw", 1, iters=400)
     with pytest.raises(SystemExit, match=r"detection runs of \[10, 400\] iterations"):
         report.load([tmp_path / "a", tmp_path / "d"])
+
+
+def test_the_bar_panel_rows_line_up_with_the_heat_map_rows(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    seeds = {s: {"metrics": {"APr": 0.1 * s}, "per_class": {"bag": 0.1 * s, "coat": 0.5}} for s in range(2)}
+    runs = {"baseline": seeds, "class_aware": seeds, "seesaw": seeds}  # the baseline has no bar
+    report.plot(runs, list(runs), ["coat", "bag"], "APr", "AP", tmp_path / "p.png")
+    heat, bars = drawn[0].axes
+    # row i of either panel is at y = i, the first row on top
+    assert heat.get_ylim() == bars.get_ylim() == (2.5, -0.5)
+    assert sorted(p.get_y() + p.get_height() / 2 for p in bars.patches) == [0.0, 1.0, 2.0]
+    assert (tmp_path / "p.png").stat().st_size > 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from detimb.sweeps.timings import TIMINGS_FILE, invocation_name, read_rows, record, totals
+from detimb.sweeps.timings import TIMINGS_FILE, invocation_name, machine, machines, read_rows, record, totals
+from detimb.utils import usable_cores
 
 
 def test_an_invocation_rewrites_its_own_row_and_keeps_the_others(tmp_path):
@@ -16,9 +17,10 @@ def test_an_invocation_rewrites_its_own_row_and_keeps_the_others(tmp_path):
     record(tmp_path, first, training_s=80.04, total_s=83.0, concluded=False)  # a later run finished
     record(tmp_path, second, training_s=20.0, total_s=21.5, concluded=True)
     rows = read_rows(tmp_path / TIMINGS_FILE)
+    here = machine()
     assert rows == [{"training": 100.0, "bookkeeping": 4.0},
-                    {"started": first, "training": 80.0, "bookkeeping": 3.0, "concluded": False},
-                    {"started": second, "training": 20.0, "bookkeeping": 1.5, "concluded": True}]
+                    {"started": first, "training": 80.0, "bookkeeping": 3.0, "concluded": False, "machine": here},
+                    {"started": second, "training": 20.0, "bookkeeping": 1.5, "concluded": True, "machine": here}]
     # by hand: training 100 + 80 + 20 = 200, outside it 4 + 3 + 1.5 = 8.5, share 8.5 / 208.5
     assert totals(tmp_path) == {"training": 200.0, "bookkeeping": 8.5, "invocations": 3, "stopped": 1,
                                 "bookkeeping_share": 0.0408}
@@ -42,3 +44,16 @@ def test_a_damaged_line_is_left_out_with_a_warning_naming_it(tmp_path, caplog):
     assert read_rows(log) == [{"training": 10.0, "bookkeeping": 1.0}]
     assert f"{log}: line(s) 2, 3, 4 are not rows of seconds" in caplog.text
     assert totals(tmp_path)["training"] == 10.0
+
+
+def test_each_row_names_its_machine_and_older_rows_say_they_did_not(tmp_path):
+    here = machine()
+    assert here.endswith(f", {usable_cores()} cores") and len(here) > len(f", {usable_cores()} cores")
+    log = tmp_path / TIMINGS_FILE
+    older = {"training": 1.0, "bookkeeping": 1.0}
+    log.write_text(json.dumps(older) + "\n" + json.dumps({**older, "started": "a", "machine": "Xeon, 8 cores"}) + "\n")
+    record(tmp_path, "b", training_s=2.0, total_s=3.0, concluded=True)
+    record(tmp_path, "c", training_s=2.0, total_s=3.0, concluded=True)
+    # first seen first, each once
+    assert machines(tmp_path) == ["not recorded", "Xeon, 8 cores", here]
+    assert machines(tmp_path / "no sweep here") == []
