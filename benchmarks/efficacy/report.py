@@ -211,8 +211,7 @@ def plot(runs: dict[str, dict[int, dict[str, Any]]], names: list[str], classes: 
     ax2.barh(range(len(names)), means, xerr=spreads, color=["#2ca02c" if m > 0 else "#d62728" for m in means])
     ax2.axvline(0, color="black", linewidth=0.8)
     ax2.set_yticks(range(len(names)), [])
-    # both panels on the heat map's rows: a bar panel left to autoscale pads its own limits, and
-    # with entries that have no bar (the baselines) its rows drift off the heat map's
+    # both on the heat map's rows (autoscaled, the bars' padded limits drift where baselines have none)
     for ax in (ax1, ax2):
         ax.set_ylim(len(names) - 0.5, -0.5)
     ax2.set_title(f"Δ{key} vs its baseline (± std over seeds)", fontsize=8)
