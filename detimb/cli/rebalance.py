@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 def rebalance(args: argparse.Namespace) -> None:
     staging: Path | None = None
     try:
+        if args.seed < 0:
+            raise DetimbError(f"--seed must be an integer >= 0, got {args.seed}")
         if Path(args.out).resolve() == Path(args.coco).resolve():
             raise DetimbError("--out must differ from --coco: the input is never modified in place")
         records = validate_coco(args.coco, args.images, check_files=args.images is not None, strict=args.strict)

@@ -68,6 +68,7 @@ RULES = (
     Rule("train.eval_interval", "an integer >= 1", _at_least(1)),
     Rule("train.checkpoint_interval", "an integer >= 1", _at_least(1)),
     Rule("train.keep_checkpoints", "an integer >= 1", _at_least(1)),
+    Rule("train.seed", "an integer >= 0 (numpy's generators take no negative seed)", _at_least(0)),
     Rule("data.batch_size", "an integer >= 1", _at_least(1)),
     Rule("data.val_batch_size", "an integer >= 1", _at_least(1)),
     Rule("data.num_workers", "auto or an integer >= 0", lambda v: v == "auto" or _at_least(0)(v)),

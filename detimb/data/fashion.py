@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from detimb.data.synthetic import _background, _group_images, _iou
-from detimb.errors import DatasetError
+from detimb.data.synthetic import _background, _group_images, _iou, check_counts_and_seed
+from detimb.errors import DatasetError, InputError
 from detimb.utils import atomic_write_json
 
 FASHION_CLASSES = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
@@ -63,9 +63,11 @@ class FashionSpec:
 
     def __post_init__(self) -> None:
         if len(self.train_counts) != len(self.val_counts) or not 1 <= len(self.train_counts) <= 10:
-            raise ValueError("train_counts and val_counts need one entry per class, 1 to 10 classes")
+            raise InputError("train_counts and val_counts (--train-counts, --val-counts) need one entry per class,"
+                             f" 1 to 10 classes; got {len(self.train_counts)} and {len(self.val_counts)}")
+        check_counts_and_seed(self.train_counts, self.val_counts, self.seed)
         if not 8 <= self.min_object <= self.max_object < self.canvas_size:
-            raise ValueError("need 8 <= min_object <= max_object < canvas_size")
+            raise InputError("need 8 <= min_object <= max_object < canvas_size")
 
 
 def _paste(canvas: np.ndarray, garment: np.ndarray, box: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detimb.errors import InputError
 from detimb.utils import atomic_write_json
 
 # Silhouettes chosen to stay distinct at 16 px under any rotation (a hexagon does not:
@@ -25,6 +26,16 @@ from detimb.utils import atomic_write_json
 SHAPES = ("square", "circle", "triangle", "star", "cross", "crescent", "arrow", "tee")
 DEFAULT_TRAIN_COUNTS = (1000, 400, 150, 60, 25, 10)
 DEFAULT_VAL_COUNTS = (150, 80, 50, 40, 40, 40)
+
+
+def check_counts_and_seed(train_counts: tuple[int, ...], val_counts: tuple[int, ...], seed: int) -> None:
+    """What every built-in dataset's spec needs: whole instance counts >= 0 and a seed numpy's
+    generators take (an integer >= 0)."""
+    bad = [c for c in (*train_counts, *val_counts) if isinstance(c, bool) or not isinstance(c, int) or c < 0]
+    if bad:
+        raise InputError(f"instance counts must be integers >= 0 (--train-counts, --val-counts), got {bad[0]!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed (--seed) must be an integer >= 0, got {seed!r}")
 
 
 @dataclass(kw_only=True)
@@ -42,12 +53,15 @@ class ShapesSpec:
     categories: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
+        # InputError (a ValueError): the dataset tools report it as a user's error, not a traceback
         if len(self.train_counts) != len(self.val_counts):
-            raise ValueError("train_counts and val_counts need one entry per class")
+            raise InputError("train_counts and val_counts (--train-counts, --val-counts) need one entry per class,"
+                             f" got {len(self.train_counts)} and {len(self.val_counts)}")
         if not 1 <= len(self.train_counts) <= len(SHAPES):
-            raise ValueError(f"between 1 and {len(SHAPES)} classes are available: {', '.join(SHAPES)}")
+            raise InputError(f"between 1 and {len(SHAPES)} classes are available: {', '.join(SHAPES)}")
+        check_counts_and_seed(self.train_counts, self.val_counts, self.seed)
         if not 4 <= self.min_object <= self.max_object < self.image_size:
-            raise ValueError("need 4 <= min_object <= max_object < image_size")
+            raise InputError("need 4 <= min_object <= max_object < image_size")
         self.categories = SHAPES[: len(self.train_counts)]
 
 

@@ -78,6 +78,22 @@ def _scores(runs: list[Run], gt: Any, halves: list[Half], folder: str | None, fi
     return out
 
 
+def read_test_set(test: str | Path, val: dict[str, Any], img_dir: str | Path | None) -> dict[str, Any]:
+    """The held-out ``--test`` file's COCO records, checked against the validation set's
+    (``val``): the same categories, ids and names, since every run's model predicts those.
+    With ``img_dir``, each image it lists must be there: the sweep checks this before any run
+    trains, where a bad file would otherwise fail every run's last step."""
+    try:
+        data = validate_coco(test, img_dir).data
+    except DatasetError as err:
+        raise DatasetError(f"--test: {err}") from err
+    mine, theirs = (sorted((c["id"], c["name"]) for c in d["categories"]) for d in (data, val))
+    if mine != theirs:
+        raise DatasetError(f"--test {test}: its categories {mine} are not the validation set's {theirs}. Fix: give"
+                           " a test file with the same category ids and names")
+    return data
+
+
 def scoring_halves(cfg: DictConfig, *, test: str | None, bootstrap: int, split_seed: int
                    ) -> tuple[Any, Any, Split, list[Half], list[Half]]:
     """The validation GT, the confirmation GT (``test``'s, else the validation's), the split,
@@ -90,11 +106,7 @@ def scoring_halves(cfg: DictConfig, *, test: str | None, bootstrap: int, split_s
         selection = make_half("selection", ids, split.selection, bootstrap, split_seed + 1)
         confirmation = make_half("confirmation", ids, split.confirmation, bootstrap, split_seed + 2)
         return gt, gt, split, [selection, confirmation], [selection, confirmation]
-    test_data = validate_coco(test, None).data
-    if sorted(c["id"] for c in test_data["categories"]) != sorted(gt.getCatIds()):
-        raise DatasetError(f"--test {test}: its categories are not the validation set's. Fix: give a test"
-                           " file with the same category ids")
-    test_gt = coco_api(test_data)
+    test_gt = coco_api(read_test_set(test, val, None))
     test_ids = tuple(sorted(test_gt.getImgIds()))
     split = Split(ids, test_ids, ())
     return gt, test_gt, split, [make_half("selection", ids, ids, bootstrap, split_seed + 1)], \

@@ -28,7 +28,7 @@ from detimb.sweeps.plan import (
 )
 from detimb.sweeps.remedies import MODEL_PARTS, Fragment, Remedy, flatten, remedy
 from detimb.sweeps.remedy_files import read_remedies
-from detimb.sweeps.results import SweepResult, TrainingSet, conclude
+from detimb.sweeps.results import SweepResult, TrainingSet, conclude, read_test_set
 from detimb.sweeps.runner import Backend, LocalBackend, Outcome, RayBackend
 from detimb.sweeps.selection import Choice, Profile, choose
 from detimb.sweeps.timings import invocation_name, record
@@ -162,7 +162,7 @@ def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str | Path]
     ``out``. See ``docs/sweep.md`` for every argument."""
     started, invocation = time.perf_counter(), invocation_name()
     items = override_items(overrides)
-    _check_arguments(seeds, workers, objective, bootstrap, max_remedies, test, test_images)
+    _check_arguments(seeds, split_seed, workers, objective, bootstrap, max_remedies, test, test_images)
     cfg = load_config(config, items)
     if objective in FIXED_METRICS and not cfg.evaluation.ap_fixed_dets_per_class:
         raise ConfigError(f"--objective {objective}: the config sets evaluation.ap_fixed_dets_per_class=0 (AP-fixed"
@@ -171,6 +171,8 @@ def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str | Path]
         raise ConfigError(f"--config {config}: model.type {cfg.model.type}: the sweep measures detectors"
                           f" ({', '.join(MODEL_PARTS)})")
     training = _training_set(cfg)
+    if test is not None:  # before anything trains: the runs predict on it last
+        read_test_set(test, validate_coco(cfg.data.val.ann_file, None).data, test_images)
     names, own = read_remedies(list(remedies))
     found, choices = _candidates(names, own, cfg, training, max_remedies)
     found, choices = _buildable(str(config), items, found, cfg, training, choices)
@@ -203,10 +205,13 @@ def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str | Path]
                     training_s=time.perf_counter() - training_started, started=started)
 
 
-def _check_arguments(seeds: Sequence[int], workers: int, objective: str, bootstrap: int, max_remedies: int,
-                     test: str | Path | None, test_images: str | Path | None) -> None:
+def _check_arguments(seeds: Sequence[int], split_seed: int, workers: int, objective: str, bootstrap: int,
+                     max_remedies: int, test: str | Path | None, test_images: str | Path | None) -> None:
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds: give distinct seeds, got {list(seeds)}")
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in (*seeds, split_seed)):
+        raise ConfigError(f"--seeds and --split-seed: integers >= 0 (numpy's generators take no negative seed),"
+                          f" got {list(seeds)} and {split_seed!r}")
     if workers < 1 or bootstrap < 10 or max_remedies < 1:
         raise ConfigError("--workers and --max-remedies must be >= 1 and --bootstrap >= 10")
     if objective not in OBJECTIVES:

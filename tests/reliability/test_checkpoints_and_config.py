@@ -119,6 +119,7 @@ NONSENSE = [("train.grad_clip=-1", "train.grad_clip is -1"), ("train.schedule.wa
             ("train.best_metric=bbox_mAPx", "not a metric of a faster_rcnn run (did you mean 'bbox_mAP'?)"),
             ("data.train.out_of_bounds=clamp", "must be clip or error"),
             ("train.keep_checkpoints=0", "keep_checkpoints is 0"),
+            ("train.seed=-1", "seed is -1; it must be an integer >= 0"),
             # thresholds that train with no positives or evaluate nothing
             ("model.roi_head.fg_iou_thresh=1.5", "fg_iou_thresh is 1.5; it must be a number in [0, 1]"),
             ("model.rpn.bg_iou_thresh=-0.1", "rpn.bg_iou_thresh is -0.1"),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from detimb.cli import analyze, evaluate, merge_classes, rebalance, tile, train
+from detimb.cli import analyze, evaluate, make_dataset, merge_classes, rebalance, tile, train
 from tests.conftest import write_config
 
 # (name, how the COCO dict is broken, outcome, what the message must name)
@@ -193,3 +193,24 @@ def test_rebalance_leaves_no_images_behind_when_augmenting_fails(tiny_shapes, tm
                          "[{type: HorizontalFlip, p: 1.0}]"])
     assert rc == 2 and "cannot be read" in capsys.readouterr().err
     assert list(out.iterdir()) == [] if out.exists() else True
+
+
+def test_a_negative_seed_or_a_bad_count_is_a_named_error_at_every_seeded_tool(tiny_shapes, tmp_path, capsys):
+    """numpy's generators take no negative seed: each tool says so before it writes anything."""
+    f = tiny_shapes / "annotations/train.json"
+    calls = {
+        "make_dataset": (lambda: make_dataset.main(["--out", str(tmp_path / "a"), "--seed", "-1"]), "seed (--seed)"),
+        "make_dataset counts": (lambda: make_dataset.main(["--out", str(tmp_path / "a"), "--train-counts", "5", "-2",
+                                                           "--val-counts", "1", "1"]), "got -2"),
+        "make_dataset classes": (lambda: make_dataset.main(["--out", str(tmp_path / "a"), "--train-counts", "5"]),
+                                 "one entry per class, got 1 and 6"),
+        "tile": (lambda: tile.main(["--coco", str(f), "--images", str(tiny_shapes / "train"), "--out",
+                                    str(tmp_path / "a"), "--size", "32", "--seed", "-1", "--no-progress"]),
+                 "seed must be an integer >= 0"),
+        "rebalance": (lambda: rebalance.main(["--coco", str(f), "--out", str(tmp_path / "a" / "bal.json"),
+                                              "--max-ratio", "2", "--seed", "-1"]), "--seed must be an integer >= 0"),
+    }
+    for name, (call, message) in calls.items():
+        assert call() == 2, name
+        assert message in capsys.readouterr().err, name
+        assert not (tmp_path / "a").exists(), name

@@ -200,3 +200,26 @@ def test_each_run_is_given_its_share_of_the_cores(monkeypatch, tmp_path):
     monkeypatch.setattr(runner.subprocess, "run", fake_run)
     assert runner.execute(str(tmp_path), 3).code == 0
     assert seen["DETIMB_CPUS"] == seen["OMP_NUM_THREADS"] == seen["MKL_NUM_THREADS"] == "3"
+
+
+def test_a_bad_test_file_or_seed_is_refused_before_anything_trains(tiny_shapes, tmp_path):
+    from detimb.errors import DatasetError
+
+    config, images = write_config(tmp_path, tiny_shapes), tiny_shapes / "val"
+    val = json.loads((tiny_shapes / "annotations" / "val.json").read_text())
+    renamed = {**val, "categories": [{**c, "name": c["name"] + "_x"} if i == 0 else c
+                                     for i, c in enumerate(val["categories"])]}
+    (tmp_path / "renamed.json").write_text(json.dumps(renamed))
+    elsewhere = {**val, "images": [{**im, "file_name": "missing_" + im["file_name"]} for im in val["images"]]}
+    (tmp_path / "elsewhere.json").write_text(json.dumps(elsewhere))
+    cases = [(tmp_path / "nothing.json", "--test: .*nothing.json"),
+             (tmp_path / "renamed.json", r"'square_x'\).* are not the validation set's .*same category ids"),
+             (tmp_path / "elsewhere.json", "--test: .*missing_")]
+    for n, (test, message) in enumerate(cases):
+        with pytest.raises(DatasetError, match=message):
+            sweep(config, out=tmp_path / f"out{n}", test=test, test_images=images, **TINY)
+        assert not (tmp_path / f"out{n}").exists()
+    for seeds, split_seed in (([0, -1], 0), ([0], -3)):
+        with pytest.raises(ConfigError, match="integers >= 0"):
+            sweep(config, out=tmp_path / "neg", **{**TINY, "seeds": seeds}, split_seed=split_seed)
+    assert not (tmp_path / "neg").exists()

@@ -68,6 +68,8 @@ class TileOptions:
             raise OptionError(f"format must be one of {FORMATS}, got {self.fmt!r}")
         if not 0.0 <= self.min_visible <= 1.0 or not 0.0 <= self.empty_keep <= 1.0:
             raise OptionError("min_visible and empty_keep must be in [0, 1]")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise OptionError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.write_threads < 1:
             raise OptionError(f"write_threads must be >= 1, got {self.write_threads}")
         if self.empty_ratio is not None and not 0.0 <= self.empty_ratio < 1.0:
