@@ -90,8 +90,12 @@ def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu") 
     except pickle.UnpicklingError as err:
         with open(path, "rb") as f:
             head = f.read(2)
-        if "Weights only load failed" not in str(err) or not head.startswith((b"\x80", b"PK")):  # not a pickle or zip
-            raise CheckpointError(f"{path}: not a checkpoint ({str(err).splitlines()[0][:120]}). Fix: give a file"
+        if not head.startswith((b"\x80", b"PK")):  # torch's own message here is about weights_only: misleading
+            raise CheckpointError(f"{path}: not a checkpoint (it starts with {head!r}, where a file torch.save"
+                                  " wrote starts as a zip archive or a pickle). Fix: give a file written by"
+                                  " torch.save") from err
+        if "Weights only load failed" not in str(err):
+            raise CheckpointError(f"{path}: not a checkpoint ({str(err).splitlines()[0][:200]}). Fix: give a file"
                                   " written by torch.save") from err
         raise CheckpointError(f"{path}: holds objects other than tensors and plain values, which could run code when"
                               " loaded, so detimb refuses it. Do not load it with weights_only=False unless you"
