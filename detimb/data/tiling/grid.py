@@ -30,6 +30,8 @@ class Tile:
 
 def overlap_pixels(overlap: float, size: int) -> int:
     """``overlap`` < 1 is a ratio of the tile size (SAHI's ``int(ratio * size)``), >= 1 pixels."""
+    if size < 1:
+        raise OptionError(f"tile size must be at least 1 px, got {size}")
     px = int(overlap * size) if overlap < 1 else int(overlap)
     if overlap < 0 or px >= size:
         raise OptionError(f"overlap {overlap} must be >= 0 and smaller than the tile ({size} px)")

@@ -29,6 +29,10 @@ def test_exact_fit_and_pixel_overlap():
     assert all((t.width, t.height) == (512, 512) for t in grid)
     with pytest.raises(ValueError, match="overlap"):
         tile_grid(100, 100, 32, 32, 32.0)
+    # a tile of no pixels is named as such (the overlap check would blame the overlap)
+    for w, h in ((0, 32), (32, 0), (-8, 32)):
+        with pytest.raises(ValueError, match=f"tile size must be at least 1 px, got {min(w, h)}"):
+            tile_grid(100, 100, w, h, 0.2)
 
 
 def test_a_box_across_a_border_is_split_and_small_parts_dropped():
