@@ -130,3 +130,13 @@ def test_every_packaged_config_says_what_it_is():
 
     missing = [name for name in packaged_configs() if not describe_config(name)]
     assert not missing, f"packaged configs without a first comment line: {missing}"
+
+
+def test_the_api_overrides_take_a_list_or_a_dict_and_name_anything_else():
+    from detimb.config import override_items
+
+    assert override_items(["a.b=3"]) == ["a.b=3"]
+    assert override_items({"a.b": 3, "c": "x", "d": [1, 2]}) == ["a.b=3", "c=x", "d=[1, 2]"]
+    for bad in ("a.b=3", 42, None):
+        with pytest.raises(ConfigError, match="overrides: give a list of 'key=value' strings or a dict, not"):
+            override_items(bad)

@@ -265,8 +265,8 @@ def override_items(overrides: Overrides) -> list[str]:
     (``{"train.schedule.max_iters": 100}``; values written as YAML)."""
     if isinstance(overrides, Mapping):
         return [f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in overrides.items()]
-    if isinstance(overrides, str):
-        raise ConfigError(f"overrides: give a list of 'key=value' strings or a dict, not the string {overrides!r}")
+    if isinstance(overrides, str) or not isinstance(overrides, Iterable):
+        raise ConfigError(f"overrides: give a list of 'key=value' strings or a dict, not {overrides!r}")
     return [str(item) for item in overrides]
 
 
