@@ -26,6 +26,19 @@ def _cell(interval: Interval | None) -> str:
     return f"{interval.mean:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]{mark}"
 
 
+def machines_note(trained_on: dict[str, int]) -> list[str]:
+    """A warning when the runs were trained on more than one machine: training is
+    deterministic on one machine but not across CPUs (their float kernels differ), so a
+    difference between runs of two machines carries the machines' difference too."""
+    known = {m: n for m, n in trained_on.items() if m != "not recorded"}
+    if len(known) < 2:
+        return []
+    counts = "; ".join(f"{m}: {n} run{'s' if n > 1 else ''}" for m, n in trained_on.items())
+    return [f"**Trained on {len(known)} machines** ({counts}). Training is repeatable on one machine, not across"
+            " CPUs, so a difference between runs trained on different machines includes the machines' own;"
+            " to remove it, train every run of the comparison on one kind of machine."]
+
+
 def markdown(summary: dict[str, Any], selection: dict[str, Comparison], confirmation: dict[str, Comparison],
              choices: list[Choice], result: Verdict, post_hoc: list[str]) -> str:
     """SWEEP.md: what was measured, the table, the verdict, the reasons, the post-hoc
@@ -37,7 +50,8 @@ def markdown(summary: dict[str, Any], selection: dict[str, Comparison], confirma
              f" {s['code']}. Objective: **{s['objective']}**.",
              f"Selection half: {s['halves']['selection']} images; confirmation: {s['halves']['confirmation']}"
              f" ({s['confirmation_source']}).",
-             f"Intervals: 95%, {s['method']}. `~` marks a difference within noise (the interval holds 0).", "",
+             f"Intervals: 95%, {s['method']}. `~` marks a difference within noise (the interval holds 0).",
+             *machines_note(s["trained_on"]), "",
              "## Verdict", "", result.words, *_fixed_check(result, confirmation), "",
              f"## Differences from the baseline (selection half; last column: confirmation, {s['objective']})", "",
              "| remedy | seeds | " + " | ".join(f"Δ{m}" for m in TABLE_METRICS)

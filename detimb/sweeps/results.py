@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,8 +190,10 @@ def _summary(settings: SweepSettings, objective: str, split: Split, statuses: li
                                  "per_class": {k: interval_json(i) for k, i in c.per_class.items()}}
                           for name, c in comps.items()}
                    for half, comps in (("selection", selection), ("confirmation", confirmation))}
-    trained_by = sorted({r["code"] for r in statuses if r["status"] == "done" and not r["post_hoc"]})
-    return {**settings.to_json(), "objective": objective, "method": method, "trained_by": trained_by,
+    trained = [r for r in statuses if r["status"] == "done" and not r["post_hoc"]]
+    trained_on = Counter(str(r.get("machine", "not recorded")) for r in trained)
+    return {**settings.to_json(), "objective": objective, "method": method,
+            "trained_by": sorted({r["code"] for r in trained}), "trained_on": dict(sorted(trained_on.items())),
             "halves": {"selection": len(split.selection), "confirmation": len(split.confirmation)},
             "confirmation_source": settings.test or "the other half of the validation images",
             "one_half_only": list(split.one_half_only), "runs": statuses,

@@ -6,8 +6,8 @@ test file when there is one. A post-hoc run (``spec.json``'s ``post_hoc``: the c
 and the finished training run it calibrates) restores that run's final checkpoint and
 writes its results at every value of the calibration's grid, on the validation images and
 the test file; the sweep chooses the value on the selection half. Either writes
-``run.json`` (code version, config hash, seconds) last, so a run without it is not
-finished. A finished training run keeps ``last.pth`` alone: the sweep scores it and
+``run.json`` (code version, config hash, seconds, the machine) last, so a run without it is
+not finished. A finished training run keeps ``last.pth`` alone: the sweep scores it and
 post-hoc runs restore it, while ``iter_N.pth`` (for resuming past a torn ``last.pth``) and
 ``best.pth`` (the same final evaluation: a sweep evaluates once, at the end) would triple a
 sweep's disk use. The local pool and Ray's tasks both start this.
@@ -28,6 +28,7 @@ from detimb.evaluation.run import evaluate, validation_loader
 from detimb.inference.restore import restore, training_statistics
 from detimb.models.weights import load_checkpoint
 from detimb.sweeps.plan import SweepError, code_version, config_hash, grid_folder
+from detimb.sweeps.timings import machine
 from detimb.utils import atomic_write_json
 
 TEST_FOLDER = "test"
@@ -98,6 +99,7 @@ def run_one(folder: Path) -> None:
                      overrides=_test_overrides(spec))
         config = folder / "config.yaml"
     atomic_write_json(folder / "run.json", {"code": code_version(), "config_hash": config_hash(load_config(config)),
-                                            "seconds": round(time.perf_counter() - start, 1)}, indent=2)
+                                            "seconds": round(time.perf_counter() - start, 1),
+                                            "machine": machine()}, indent=2)
     prune_checkpoints(folder, keep=0)
     (folder / "best.pth").unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from detimb.config import load_config
 from detimb.errors import ConfigError
 from detimb.sweeps.plan import SweepError
 from detimb.sweeps.run import sweep
-from detimb.sweeps.timings import TIMINGS_FILE, read_rows
+from detimb.sweeps.timings import TIMINGS_FILE, machine, read_rows
 from tests.conftest import REPO, needs_extra, write_config
 
 TINY = dict(remedies=["repeat_factor", "seesaw"], seeds=[0, 1], iters=3, workers=2, bootstrap=50, progress=False)
@@ -51,7 +51,8 @@ def test_a_sweep_writes_its_report_files_and_a_config_that_trains(tiny_sweep):
     assert recommended.train.schedule.max_iters == load_config(config).train.schedule.max_iters
     # each run records the code and its config; the sweep's schedule is compressed into it
     run = json.loads((out / "runs/seesaw/seed1/run.json").read_text())
-    assert set(run) == {"code", "config_hash", "seconds"}
+    assert set(run) == {"code", "config_hash", "seconds", "machine"} and run["machine"] == machine()
+    assert summary["trained_on"] == {machine(): 6} and "Trained on" not in (out / "SWEEP.md").read_text()
     # a finished run keeps the one checkpoint the sweep restores (3 iterations wrote iter_N.pth and best.pth)
     assert sorted(p.name for p in (out / "runs/seesaw/seed1").glob("*.pth")) == ["last.pth"]
     trained = load_config(out / "runs/seesaw/seed1/config.yaml")

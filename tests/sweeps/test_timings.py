@@ -57,3 +57,4 @@ def test_each_row_names_its_machine_and_older_rows_say_they_did_not(tmp_path):
     # first seen first, each once
     assert machines(tmp_path) == ["not recorded", "Xeon, 8 cores", here]
     assert machines(tmp_path / "no sweep here") == []
+
