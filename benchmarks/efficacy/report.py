@@ -87,8 +87,8 @@ def load(roots: Sequence[Path]) -> dict[str, dict[str, dict[int, dict[str, Any]]
                 continue
             other = runs[r["dataset"]][r["entry"]].get(r["seed"])
             if other is not None and (other["metrics"], other["per_class"]) != (r["metrics"], r["per_class"]):
-                raise SystemExit(f"{other['folder']} and {r['folder']}: {r['entry']} seed {r['seed']} on"
-                                 f" {r['dataset']} with other results; report the sweeps apart")
+                raise SystemExit(f"{other['folder']} and {r['folder']}: {r['entry']} seed {r['seed']} on {r['dataset']}"
+                                 " with other results (other code, or another machine); report the sweeps apart")
             runs[r["dataset"]][r["entry"]].setdefault(r["seed"], r)
     for dataset, entries in runs.items():
         iters = {r["iters"] for name, seeds in entries.items() for r in seeds.values() if ENTRIES[name] in DETECTION}
