@@ -57,6 +57,8 @@ RULES = (
     Rule("train.optimizer.momentum", "a number in [0, 1)", lambda v: _finite(v) and 0 <= v < 1),
     Rule("train.schedule.max_iters", "an integer >= 1", _at_least(1)),
     Rule("train.schedule.warmup_iters", "an integer >= 0", _at_least(0)),
+    Rule("train.schedule.steps", "increasing iteration numbers >= 1 (the learning-rate drops)",
+         lambda v: all(_at_least(1)(x) for x in v) and all(a < b for a, b in zip(v, v[1:]))),
     Rule("train.schedule.warmup_factor", "a number in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
     Rule("train.schedule.policy", "step or cosine", _choice("step", "cosine")),
     Rule("train.schedule.gamma", "a number in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
@@ -69,6 +71,9 @@ RULES = (
     Rule("train.checkpoint_interval", "an integer >= 1", _at_least(1)),
     Rule("train.keep_checkpoints", "an integer >= 1", _at_least(1)),
     Rule("train.seed", "an integer >= 0 (numpy's generators take no negative seed)", _at_least(0)),
+    # a missing key (a model without the transform) selects None
+    Rule("model.transform.min_size", "an integer >= 1 (pixels)", lambda v: v is None or _at_least(1)(v)),
+    Rule("model.transform.max_size", "an integer >= 1 (pixels)", lambda v: v is None or _at_least(1)(v)),
     Rule("data.batch_size", "an integer >= 1", _at_least(1)),
     Rule("data.val_batch_size", "an integer >= 1", _at_least(1)),
     Rule("data.num_workers", "auto or an integer >= 0", lambda v: v == "auto" or _at_least(0)(v)),

@@ -120,6 +120,10 @@ NONSENSE = [("train.grad_clip=-1", "train.grad_clip is -1"), ("train.schedule.wa
             ("data.train.out_of_bounds=clamp", "must be clip or error"),
             ("train.keep_checkpoints=0", "keep_checkpoints is 0"),
             ("train.seed=-1", "seed is -1; it must be an integer >= 0"),
+            ("model.transform.min_size=0", "min_size is 0; it must be an integer >= 1 (pixels)"),
+            ("model.transform.max_size=-1", "max_size is -1"),
+            ("train.schedule.steps=[2850,2400]", "steps is [2850, 2400]; it must be increasing iteration numbers"),
+            ("train.schedule.steps=[0]", "steps is [0]"),
             # thresholds that train with no positives or evaluate nothing
             ("model.roi_head.fg_iou_thresh=1.5", "fg_iou_thresh is 1.5; it must be a number in [0, 1]"),
             ("model.rpn.bg_iou_thresh=-0.1", "rpn.bg_iou_thresh is -0.1"),
