@@ -76,16 +76,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpus", type=float, default=0.0, help="--backend ray: GPUs per actor (0: the CPU)")
     p.add_argument("--ray-address", help="--backend ray: the cluster to join (default: a new local Ray)")
     args = p.parse_args(argv)
+    _check_args(p, args)
+    return args
+
+
+def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What the flags' types cannot say; the slicing settings check their own ranges too."""
     if not 0.0 <= args.mask_thr < 1.0:
         p.error(f"--mask-thr must be in [0, 1), got {args.mask_thr}")
     if not 0.0 <= args.match_thr <= 1.0:
         p.error(f"--match-thr must be in [0, 1], got {args.match_thr}")
+    for flag, value, low in (("--max-draw", args.max_draw, 1), ("--draw-max-side", args.draw_max_side, 1),
+                             ("--workers", args.workers, 1), ("--threads", args.threads, 1)):
+        if value < low:
+            p.error(f"{flag} must be an integer >= {low}, got {value}")
+    if args.gpus < 0:
+        p.error(f"--gpus must be >= 0, got {args.gpus}")
     if len(args.tile) not in (1, 2) or min(args.tile) < 1:
         p.error(f"--tile must be one or two sizes >= 1 pixel, got {args.tile}")
     if args.overlap < 0 or (args.overlap >= 1 and args.overlap >= min(args.tile)):
         p.error(f"--overlap must be a ratio in [0, 1) or pixels below the tile size ({min(args.tile)}), got"
                 f" {args.overlap}")
-    return args
 
 
 def scene_files(paths: list[str]) -> list[Path]:

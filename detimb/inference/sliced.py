@@ -26,7 +26,7 @@ from detimb.data.label_map import LabelMap
 from detimb.data.pixels import RGB, PixelSpec
 from detimb.data.tiling.grid import Tile, tile_grid
 from detimb.data.tiling.raster import RasterSource
-from detimb.errors import DatasetError
+from detimb.errors import DatasetError, OptionError
 from detimb.inference.merge import merge_groups
 from detimb.inference.prefetch import prefetched
 from detimb.inference.scene_masks import CropMask, masks_from_output, scene_rle, union
@@ -57,6 +57,20 @@ class SliceSettings:
     prefetch: int = 2
     pixels: PixelSpec = RGB
     mask_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        # the Python API's door (the tool's flags in brackets): a value outside these would run
+        # and silently return nothing (a score threshold of 1) or fail mid-scene
+        for ok, name, accepts, value in (
+                (self.batch_size >= 1, "batch_size (--batch-size)", "an integer >= 1", self.batch_size),
+                (0.0 <= self.score_threshold < 1.0, "score_threshold (--score-thr)",
+                 "in [0, 1): a score must be able to pass it", self.score_threshold),
+                (0.0 <= self.threshold <= 1.0, "threshold (--match-thr)", "in [0, 1]", self.threshold),
+                (0.0 <= self.mask_threshold < 1.0, "mask_threshold (--mask-thr)", "in [0, 1)", self.mask_threshold),
+                (self.full_image_side >= 1, "full_image_side", "an integer >= 1", self.full_image_side),
+                (self.prefetch >= 0, "prefetch", "an integer >= 0", self.prefetch)):
+            if not ok:
+                raise OptionError(f"{name} must be {accepts}, got {value}")
 
 
 @dataclass

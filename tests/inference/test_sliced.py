@@ -1,6 +1,7 @@
 """Sliced inference over a generated GeoTIFF, with a detector whose answers are known; the CLI."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -278,6 +279,10 @@ def test_infer_cli_writes_segm_results_for_mask_rcnn(tiny_config, tmp_path, ring
     with pytest.raises(SystemExit):
         infer.main(["--config", "x", "--checkpoint", "y", "--images", "z", "--out", "o", "--mask-thr", "1"])
     assert "--mask-thr must be in [0, 1), got 1.0" in capsys.readouterr().err
+    for flag, value in (("--max-draw", "-1"), ("--draw-max-side", "0"), ("--workers", "0"), ("--threads", "0")):
+        with pytest.raises(SystemExit):
+            infer.main(["--config", "x", "--checkpoint", "y", "--images", "z", "--out", "o", flag, value])
+        assert f"{flag} must be an integer >= 1, got {value}" in capsys.readouterr().err
 
 
 def test_overview_masks_stay_inside_the_scene(tmp_path):
@@ -316,6 +321,24 @@ def test_the_python_api_runs_a_scene_sliced_and_gives_map_features(scene):
         predictor.predict_scene(scene, tile=64, overlap=64)
     with pytest.raises(InputError, match="merge must be one of"):
         predictor.predict_scene(scene, merge="union")
+    with pytest.raises(OptionError, match=r"batch_size \(--batch-size\) must be an integer >= 1, got 0"):
+        predictor.predict_scene(scene, tile=64, batch_size=0)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("batch_size", 0, "batch_size (--batch-size) must be an integer >= 1"),
+    ("score_threshold", 1.0, "score_threshold (--score-thr) must be in [0, 1): a score must be able to pass it"),
+    ("score_threshold", -0.1, "score_threshold (--score-thr)"),
+    ("threshold", 1.5, "threshold (--match-thr) must be in [0, 1]"),
+    ("mask_threshold", 1.0, "mask_threshold (--mask-thr)"),
+    ("full_image_side", 0, "full_image_side must be an integer >= 1"),
+    ("prefetch", -1, "prefetch must be an integer >= 0"),
+])
+def test_slice_settings_outside_their_ranges_are_named(field, value, message):
+    from detimb.errors import OptionError
+
+    with pytest.raises(OptionError, match=re.escape(message)):
+        SliceSettings(size=(64, 64), **{field: value})
 
 
 @pytest.mark.parametrize("dtype", ["uint16", "float32"])
