@@ -12,6 +12,7 @@ atomically; nothing is written outside ``out``.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections import deque
 from collections.abc import Callable
@@ -74,6 +75,20 @@ class TileOptions:
             raise OptionError(f"write_threads must be >= 1, got {self.write_threads}")
         if self.empty_ratio is not None and not 0.0 <= self.empty_ratio < 1.0:
             raise OptionError(f"empty_ratio must be in [0, 1), got {self.empty_ratio}")
+        self._check_encoding()
+
+    def _check_encoding(self) -> None:
+        """The pixel conversion and encoders' ranges: outside them OpenCV clamps without a word,
+        and a scale whose minimum is not below its maximum would invert or flatten the pixels."""
+        if not 0.0 <= self.max_nodata <= 1.0:
+            raise OptionError(f"max_nodata must be in [0, 1] (a share of the tile), got {self.max_nodata}")
+        if not 0 <= self.png_compression <= 9:
+            raise OptionError(f"png_compression must be 0..9 (PNG's levels), got {self.png_compression}")
+        if not 0 <= self.jpeg_quality <= 100:
+            raise OptionError(f"jpeg_quality must be 0..100, got {self.jpeg_quality}")
+        if self.scale is not None and not (len(self.scale) == 2 and all(math.isfinite(v) for v in self.scale)
+                                           and self.scale[0] < self.scale[1]):
+            raise OptionError(f"scale must be (min, max) with min < max, got {self.scale}")
 
 
 @dataclass

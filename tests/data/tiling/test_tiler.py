@@ -1,6 +1,7 @@
 """Tiling datasets and rasters: round trip, GeoTIFF transforms, GeoJSON labels, resume, merging to AP 1."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -265,3 +266,25 @@ def test_labels_of_another_place_and_null_geometries_are_named(tmp_path, capsys)
     assert tile_cli.main([*args, str(tmp_path / "null.geojson")]) == 2
     assert "feature 0 has no geometry" in capsys.readouterr().err
     assert not (tmp_path / "t" / "annotations.json").exists()
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"png_compression": 12}, "png_compression must be 0..9"),
+    ({"jpeg_quality": 200}, "jpeg_quality must be 0..100"),
+    ({"max_nodata": 2.0}, "max_nodata must be in [0, 1]"),
+    ({"scale": (5.0, 1.0)}, "scale must be (min, max) with min < max, got (5.0, 1.0)"),
+    ({"scale": (0.0, float("nan"))}, "scale must be (min, max)"),
+    ({"seed": -1}, "seed must be an integer >= 0"),
+])
+def test_options_outside_their_ranges_are_named_not_clamped(options, message):
+    from detimb.errors import OptionError
+
+    with pytest.raises(OptionError, match=re.escape(message)):
+        TileOptions(size=(32, 32), **options)
+
+
+def test_the_tool_names_an_inverted_scale_before_writing(tiny_shapes, tmp_path, capsys):
+    code = tile_cli.main(["--coco", str(tiny_shapes / "annotations/val.json"), "--images", str(tiny_shapes / "val"),
+                          "--out", str(tmp_path / "t"), "--size", "32", "--scale", "5", "1", "--no-progress"])
+    assert code == 2 and "scale must be (min, max) with min < max" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
