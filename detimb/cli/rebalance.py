@@ -24,12 +24,18 @@ def parse_targets(text: str, categories: list[dict]) -> dict[int, int]:
         raw = yaml.safe_load("{" + text + "}")
     except yaml.YAMLError as err:
         raise DatasetError(f"--target: cannot parse {text!r}; write 'name: count, name: count'") from err
+    if not isinstance(raw, dict):
+        raise DatasetError(f"--target: cannot parse {text!r}; write 'name: count, name: count'")
     by_name = {c["name"]: c["id"] for c in categories}
     out = {}
     for name, count in raw.items():
         if str(name) not in by_name:
-            raise DatasetError(f"--target: '{name}' is not a category; categories: {', '.join(by_name)}")
-        out[by_name[str(name)]] = int(count)
+            raise DatasetError(f"--target: '{name}' is not a category; categories: {', '.join(by_name)}"
+                               + (" (write 'name: count': a colon and a space)" if "=" in str(name) or ":" in str(name)
+                                  else ""))
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise DatasetError(f"--target: {name}'s count must be a whole number >= 0, got {count!r}")
+        out[by_name[str(name)]] = count
     return out
 
 
@@ -73,7 +79,7 @@ def rebalance(args: argparse.Namespace) -> None:
         before = class_counts_by_name(coco)
         work = undersample(coco, rng, args.drop_empty, args.drop_majority_only)
         plan: list[int] = []
-        if args.target or args.max_ratio:
+        if args.target or args.max_ratio is not None:
             targets = parse_targets(args.target, coco["categories"]) if args.target else None
             plan = oversample_plan(work, rng, targets, args.max_ratio, args.max_duplicates)
         transforms = yaml.safe_load(args.transforms) if args.transforms else []
@@ -92,6 +98,8 @@ def rebalance(args: argparse.Namespace) -> None:
             staging.rename(final)
             staging = None
         atomic_write_json(args.out, result)
+    except DetimbError:  # named already (several are ValueErrors too)
+        raise
     except ValueError as err:  # albumentations' and YAML's refusals of --transforms
         raise DetimbError(f"--transforms: {err}") from err
     finally:

@@ -27,7 +27,7 @@ import numpy as np
 
 from detimb.data.statistics import dataset_stats
 from detimb.data.transforms import apply_albumentations, build_albumentations
-from detimb.errors import DatasetError
+from detimb.errors import DatasetError, InputError
 from detimb.utils import inside
 
 
@@ -47,7 +47,7 @@ def undersample(coco: dict[str, Any], rng: np.random.Generator, drop_empty: floa
     """Drop ``round(fraction * n)`` images, drawn at random, of the empty and the majority-only ones."""
     for name, frac in (("drop_empty", drop_empty), ("drop_majority_only", drop_majority_only)):
         if not 0.0 <= frac <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {frac}")
+            raise InputError(f"{name} (--{name.replace('_', '-')}) must be in [0, 1], got {frac}")
     if majority is None:
         names = set(dataset_stats(coco)["head_classes"])
         majority = {c["id"] for c in coco["categories"] if c["name"] in names}
@@ -69,8 +69,8 @@ def oversample_plan(coco: dict[str, Any], rng: np.random.Generator, targets: dic
     """Image ids to duplicate (an id may repeat), greedily, as the module describes."""
     counts = _counts(coco)
     if targets is None:
-        if max_ratio is None or max_ratio < 1:
-            raise ValueError("give targets or a max_ratio >= 1")
+        if max_ratio is None or not max_ratio >= 1:  # NaN too
+            raise InputError(f"give targets or a max_ratio (--max-ratio) >= 1, got {max_ratio}")
         top = max(counts.values(), default=0)
         targets = {c: math.ceil(top / max_ratio) for c in counts}
     want = {c: t for c, t in targets.items() if t > counts.get(c, 0) and counts.get(c, 0) > 0}

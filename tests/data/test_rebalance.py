@@ -75,3 +75,20 @@ def test_rebalance_tool(tmp_path, capsys):
     assert rebalance.main(["--coco", str(src), "--out", str(out), "--target", "lorry: 2"]) == 2
     assert rebalance.main(["--coco", str(src), "--out", str(src), "--max-ratio", "2"]) == 2
     assert json.loads(src.read_text()) == tiny_coco()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--max-ratio", "0"], "give targets or a max_ratio (--max-ratio) >= 1, got 0.0"),
+    (["--max-ratio", "nan"], "give targets or a max_ratio (--max-ratio) >= 1, got nan"),
+    (["--target", "truck: -2"], "--target: truck's count must be a whole number >= 0, got -2"),
+    (["--target", "truck: two"], "--target: truck's count must be a whole number >= 0, got 'two'"),
+    (["--target", "truck=2"], "(write 'name: count': a colon and a space)"),
+    (["--max-ratio", "2", "--drop-empty", "2"], "error: drop_empty (--drop-empty) must be in [0, 1], got 2.0"),
+])
+def test_rebalance_names_each_bad_option_without_blaming_another(tmp_path, capsys, args, message):
+    src = tmp_path / "a.json"
+    src.write_text(json.dumps(tiny_coco()))
+    assert rebalance.main(["--coco", str(src), "--out", str(tmp_path / "o" / "b.json"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "--transforms" not in err  # every refusal was once blamed on --transforms
+    assert not (tmp_path / "o").exists()
