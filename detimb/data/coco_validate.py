@@ -99,6 +99,19 @@ def _unique_ids(path: Path, kind: str, records: list[dict[str, Any]]) -> None:
         seen[rec["id"]] = i
 
 
+def _unique_names(path: Path, categories: list[dict[str, Any]]) -> None:
+    """Classes are reported, merged and mapped by name: two categories of one name would be
+    counted as one class and their AP rows could not be told apart."""
+    seen: dict[str, int] = {}
+    for i, cat in enumerate(categories):
+        name = str(cat["name"])
+        if name in seen:
+            raise _fail(path, f"categories[{i}] (id {cat['id']}) repeats the name {name!r} of categories[{seen[name]}]"
+                              f" (id {categories[seen[name]]['id']})",
+                        "rename one of them (the tools tell classes apart by name)")
+        seen[name] = i
+
+
 def _check_types(path: Path, where: str, ann: dict[str, Any]) -> None:
     for key in ("image_id", "category_id"):
         if not _is_int(ann[key]):
@@ -244,6 +257,7 @@ def validate_coco_data(data: dict[str, Any], path: str | Path, img_dir: str | Pa
     for i, cat in enumerate(categories):
         _require(path, "categories", i, cat, ("id", "name"))
     _unique_ids(path, "categories", categories)
+    _unique_names(path, categories)
     if not categories:
         raise _fail(path, "no categories", "list the classes under 'categories'")
 

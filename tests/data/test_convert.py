@@ -68,6 +68,14 @@ def test_yolo_errors_name_the_file_and_line(yolo, line, match):
     assert "a.txt:2" in str(err.value)
 
 
+@pytest.mark.parametrize("name,text", [("classes.txt", "cat\ndog\ncat\n"), ("data.yaml", "names: [cat, dog, cat]\n")])
+def test_a_class_list_that_repeats_a_name_is_refused(yolo, name, text):
+    (yolo / name).write_text(text)
+    with pytest.raises(DatasetError, match=rf"{name}: the class name\(s\) 'cat' appear more than once, at indices"
+                                           r" \[0, 2\]"):
+        yolo_to_coco(yolo / "images", yolo / "labels", yolo / name)
+
+
 def test_yolo_label_without_image_is_named(yolo):
     (yolo / "labels/ghost.txt").write_text("0 0.5 0.5 0.1 0.1\n")
     with pytest.raises(DatasetError, match="ghost.txt: no image named ghost"):

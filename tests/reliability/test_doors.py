@@ -35,6 +35,8 @@ DEFECTS: list[tuple[str, Callable[[dict], None], str, str]] = [
     ("image_size_zero", lambda d: d["images"][0].update(width=0), "error", "width/height"),
     ("file_name_escapes", lambda d: d["images"][0].update(file_name="../x.png"), "error:images", "escapes"),
     ("not_a_list", lambda d: d.update(annotations={}), "error", "non-list 'annotations'"),
+    ("category_name_repeated", lambda d: d["categories"][1].update(name=d["categories"][0]["name"]), "error",
+     "categories[1] (id 2) repeats the name"),
 ]
 STRICT_TOOLS = ("analyze", "merge_classes", "rebalance")
 

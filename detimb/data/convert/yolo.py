@@ -28,10 +28,15 @@ def read_class_names(path: Path) -> list[str]:
             names = _indexed_names(path, names)
         if not isinstance(names, list) or not names:
             raise DatasetError(f"{path}: no 'names' list. Fix: names: [class0, class1, ...]")
-        return [str(n) for n in names]
-    names = [line.strip() for line in read_label_text(path).splitlines() if line.strip()]
+        names = [str(n) for n in names]
+    else:
+        names = [line.strip() for line in read_label_text(path).splitlines() if line.strip()]
     if not names:
         raise DatasetError(f"{path}: the class list is empty")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # detimb tells classes apart by name
+        raise DatasetError(f"{path}: the class name(s) {', '.join(map(repr, repeated))} appear more than once, at"
+                           f" indices {[i for i, n in enumerate(names) if n in repeated]}. Fix: rename them")
     return names
 
 
