@@ -7,7 +7,7 @@ import sys
 
 from detimb.cli.common import run_cli
 from detimb.sweeps.remedies import REMEDIES
-from detimb.sweeps.run import OBJECTIVES, sweep
+from detimb.sweeps.run import BACKENDS, OBJECTIVES, sweep
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                              " timed run sets the iterations)")
     p.add_argument("--workers", type=int, default=1, help="runs at once; the cores are split between them")
     p.add_argument("--out", required=True, help="the sweep's folder (rerun with the same settings to continue)")
-    p.add_argument("--backend", choices=("local", "ray"), default="local")
+    p.add_argument("--backend", choices=BACKENDS, default="local")
     p.add_argument("--ray-address", help="with --backend ray: the cluster (default: a local one)")
     p.add_argument("--gpus-per-run", type=float, default=0.0, help="with --backend ray")
     p.add_argument("--test", help="a held-out COCO file for the headline figure, instead of half the validation set")

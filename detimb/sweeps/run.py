@@ -36,6 +36,7 @@ from detimb.utils import usable_cores
 
 logger = logging.getLogger(__name__)
 OBJECTIVES = ("auto", *METRICS, *FIXED_METRICS)
+BACKENDS = ("local", "ray")
 
 
 def _training_set(cfg: DictConfig) -> TrainingSet:
@@ -102,11 +103,9 @@ def _buildable(config: str, overrides: list[str], found: list[Remedy], cfg: Dict
 
 
 def _backend(name: str, workers: int, threads: int, gpus: float, address: str | None) -> Backend:
-    if name == "local":
+    if name == "local":  # the name is one of BACKENDS (_check_arguments)
         return LocalBackend(workers=workers, threads=threads)
-    if name == "ray":
-        return RayBackend(threads=threads, gpus=gpus, address=address)
-    raise ConfigError(f"--backend: 'local' or 'ray', got {name!r}")
+    return RayBackend(threads=threads, gpus=gpus, address=address)
 
 
 def _execute(runs: list[Run], backend: Backend, progress: bool, *,
@@ -162,7 +161,9 @@ def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str | Path]
     ``out``. See ``docs/sweep.md`` for every argument."""
     started, invocation = time.perf_counter(), invocation_name()
     items = override_items(overrides)
-    _check_arguments(seeds, split_seed, workers, objective, bootstrap, max_remedies, test, test_images)
+    _check_arguments(seeds=seeds, split_seed=split_seed, workers=workers, objective=objective, bootstrap=bootstrap,
+                     max_remedies=max_remedies, test=test, test_images=test_images, backend=backend,
+                     gpus_per_run=gpus_per_run)
     cfg = load_config(config, items)
     if objective in FIXED_METRICS and not cfg.evaluation.ap_fixed_dets_per_class:
         raise ConfigError(f"--objective {objective}: the config sets evaluation.ap_fixed_dets_per_class=0 (AP-fixed"
@@ -205,8 +206,14 @@ def sweep(config: str | Path, *, out: str | Path, remedies: Sequence[str | Path]
                     training_s=time.perf_counter() - training_started, started=started)
 
 
-def _check_arguments(seeds: Sequence[int], split_seed: int, workers: int, objective: str, bootstrap: int,
-                     max_remedies: int, test: str | Path | None, test_images: str | Path | None) -> None:
+def _check_arguments(*, seeds: Sequence[int], split_seed: int, workers: int, objective: str, bootstrap: int,
+                     max_remedies: int, test: str | Path | None, test_images: str | Path | None, backend: str,
+                     gpus_per_run: float) -> None:
+    """Every argument checked before the sweep writes anything."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend: one of {', '.join(BACKENDS)}, got {backend!r}")
+    if not gpus_per_run >= 0:
+        raise ConfigError(f"--gpus-per-run must be >= 0 (0: the runs use the CPU), got {gpus_per_run}")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds: give distinct seeds, got {list(seeds)}")
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in (*seeds, split_seed)):

@@ -203,7 +203,7 @@ def test_each_run_is_given_its_share_of_the_cores(monkeypatch, tmp_path):
     assert seen["DETIMB_CPUS"] == seen["OMP_NUM_THREADS"] == seen["MKL_NUM_THREADS"] == "3"
 
 
-def test_a_bad_test_file_or_seed_is_refused_before_anything_trains(tiny_shapes, tmp_path):
+def test_a_bad_test_file_seed_or_backend_is_refused_before_anything_is_written(tiny_shapes, tmp_path):
     from detimb.errors import DatasetError
 
     config, images = write_config(tmp_path, tiny_shapes), tiny_shapes / "val"
@@ -220,6 +220,10 @@ def test_a_bad_test_file_or_seed_is_refused_before_anything_trains(tiny_shapes, 
         with pytest.raises(DatasetError, match=message):
             sweep(config, out=tmp_path / f"out{n}", test=test, test_images=images, **TINY)
         assert not (tmp_path / f"out{n}").exists()
+    for bad, message in (({"backend": "dask"}, "--backend: one of local, ray, got 'dask'"),
+                         ({"gpus_per_run": -1.0}, "--gpus-per-run must be >= 0")):
+        with pytest.raises(ConfigError, match=message):
+            sweep(config, out=tmp_path / "neg", **TINY, **bad)
     for seeds, split_seed in (([0, -1], 0), ([0], -3)):
         with pytest.raises(ConfigError, match="integers >= 0"):
             sweep(config, out=tmp_path / "neg", **{**TINY, "seeds": seeds}, split_seed=split_seed)
