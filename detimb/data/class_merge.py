@@ -68,6 +68,9 @@ def merge_classes(coco: dict[str, Any], mapping: ClassMapping, where: str = "cla
         raise DatasetError(f"{where}: categories {', '.join(repr(c['name']) for c in unmapped)} are neither mapped"
                            " nor dropped. Fix: add each under 'map' (to a target name) or 'drop'; nothing was written")
     targets = list(dict.fromkeys(t for t in mapping.mapping.values()))
+    if not targets:  # every door refuses a dataset without categories: do not write one
+        raise DatasetError(f"{where}: it drops every category, so no class would be left. Fix: map at least one"
+                           " category under 'map'; nothing was written")
     new_id = {name: i + 1 for i, name in enumerate(targets)}
     name_of = {c["id"]: c["name"] for c in cats}
     out = copy.deepcopy({k: v for k, v in coco.items() if k not in ("annotations", "categories")})

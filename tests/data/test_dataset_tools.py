@@ -73,6 +73,7 @@ def test_merge_drops_and_keeps_images():
     (ClassMapping({"car": "vehicle"}, frozenset()), r"'truck', 'bike' are neither mapped nor dropped"),
     (ClassMapping({"car": "x", "lorry": "x"}, frozenset()), r"'lorry' is not a category"),
     (ClassMapping({"car": "x", "truck": "x", "bike": "y"}, frozenset({"bike"})), "both mapped and dropped"),
+    (ClassMapping({}, frozenset({"car", "truck", "bike"})), "drops every category, so no class would be left"),
 ])
 def test_merge_refuses_incomplete_or_wrong_mappings(mapping, message):
     with pytest.raises(DatasetError, match=message):
