@@ -105,6 +105,11 @@ def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu") 
                               f" ({str(err).splitlines()[0][:120]}). Fix: use an earlier checkpoint") from err
 
 
+def is_whole_number(value: object, *, at_least: int) -> bool:
+    """An ``int`` (not a ``bool``) >= ``at_least``: a count, a seed, a size in pixels."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= at_least
+
+
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity where the OS tells it, else all)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -15,7 +15,7 @@ from detimb.cli.common import run_cli
 from detimb.data.coco_validate import validate_coco
 from detimb.data.rebalance import apply_plan, class_counts_by_name, oversample_plan, undersample
 from detimb.errors import DatasetError, DetimbError
-from detimb.utils import atomic_write_json
+from detimb.utils import atomic_write_json, is_whole_number
 
 
 def parse_targets(text: str, categories: list[dict]) -> dict[int, int]:
@@ -33,7 +33,7 @@ def parse_targets(text: str, categories: list[dict]) -> dict[int, int]:
             raise DatasetError(f"--target: '{name}' is not a category; categories: {', '.join(by_name)}"
                                + (" (write 'name: count': a colon and a space)" if "=" in str(name) or ":" in str(name)
                                   else ""))
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        if not is_whole_number(count, at_least=0):
             raise DatasetError(f"--target: {name}'s count must be a whole number >= 0, got {count!r}")
         out[by_name[str(name)]] = count
     return out

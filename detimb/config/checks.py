@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from detimb.data.pixels import PixelSpec, PixelSpecError
 from detimb.errors import ConfigError
 from detimb.registry import closest
+from detimb.utils import is_whole_number
 
 COCO_STATS = ("mAP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl", "mAP_macro",
               "APr", "APc", "APf")
@@ -43,7 +44,7 @@ def _positive(v: Any) -> bool:
 
 
 def _at_least(n: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= n
+    return lambda v: is_whole_number(v, at_least=n)
 
 
 def _choice(*names: str) -> Callable[[Any], bool]:

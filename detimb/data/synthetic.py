@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from detimb.errors import InputError
-from detimb.utils import atomic_write_json
+from detimb.utils import atomic_write_json, is_whole_number
 
 # Silhouettes chosen to stay distinct at 16 px under any rotation (a hexagon does not:
 # antialiased, it reads as a circle).
@@ -31,10 +31,10 @@ DEFAULT_VAL_COUNTS = (150, 80, 50, 40, 40, 40)
 def check_counts_and_seed(train_counts: tuple[int, ...], val_counts: tuple[int, ...], seed: int) -> None:
     """What every built-in dataset's spec needs: whole instance counts >= 0 and a seed numpy's
     generators take (an integer >= 0)."""
-    bad = [c for c in (*train_counts, *val_counts) if isinstance(c, bool) or not isinstance(c, int) or c < 0]
+    bad = [c for c in (*train_counts, *val_counts) if not is_whole_number(c, at_least=0)]
     if bad:
         raise InputError(f"instance counts must be integers >= 0 (--train-counts, --val-counts), got {bad[0]!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_whole_number(seed, at_least=0):
         raise InputError(f"seed (--seed) must be an integer >= 0, got {seed!r}")
 
 

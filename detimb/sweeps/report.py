@@ -14,6 +14,7 @@ import numpy as np
 from detimb.sweeps.analysis import METRICS, Comparison, Verdict
 from detimb.sweeps.selection import Choice
 from detimb.sweeps.statistics import Interval
+from detimb.sweeps.timings import NOT_RECORDED
 from detimb.utils import atomic_write, atomic_write_text
 
 TABLE_METRICS = (*METRICS, "APr-fixed", "AP-fixed")
@@ -30,7 +31,7 @@ def machines_note(trained_on: dict[str, int]) -> list[str]:
     """A warning when the runs were trained on more than one machine: training is
     deterministic on one machine but not across CPUs (their float kernels differ), so a
     difference between runs of two machines carries the machines' difference too."""
-    known = {m: n for m, n in trained_on.items() if m != "not recorded"}
+    known = {m: n for m, n in trained_on.items() if m != NOT_RECORDED}
     if len(known) < 2:
         return []
     counts = "; ".join(f"{m}: {n} run{'s' if n > 1 else ''}" for m, n in trained_on.items())

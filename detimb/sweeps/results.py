@@ -191,7 +191,7 @@ def _summary(settings: SweepSettings, objective: str, split: Split, statuses: li
                           for name, c in comps.items()}
                    for half, comps in (("selection", selection), ("confirmation", confirmation))}
     trained = [r for r in statuses if r["status"] == "done" and not r["post_hoc"]]
-    trained_on = Counter(str(r.get("machine", "not recorded")) for r in trained)
+    trained_on = Counter(str(r.get("machine", timings.NOT_RECORDED)) for r in trained)
     return {**settings.to_json(), "objective": objective, "method": method,
             "trained_by": sorted({r["code"] for r in trained}), "trained_on": dict(sorted(trained_on.items())),
             "halves": {"selection": len(split.selection), "confirmation": len(split.confirmation)},

@@ -32,7 +32,7 @@ from detimb.sweeps.results import SweepResult, TrainingSet, conclude, read_test_
 from detimb.sweeps.runner import Backend, LocalBackend, Outcome, RayBackend
 from detimb.sweeps.selection import Choice, Profile, choose
 from detimb.sweeps.timings import invocation_name, record
-from detimb.utils import usable_cores
+from detimb.utils import is_whole_number, usable_cores
 
 logger = logging.getLogger(__name__)
 OBJECTIVES = ("auto", *METRICS, *FIXED_METRICS)
@@ -216,7 +216,7 @@ def _check_arguments(*, seeds: Sequence[int], split_seed: int, workers: int, obj
         raise ConfigError(f"--gpus-per-run must be >= 0 (0: the runs use the CPU), got {gpus_per_run}")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds: give distinct seeds, got {list(seeds)}")
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in (*seeds, split_seed)):
+    if not all(is_whole_number(s, at_least=0) for s in (*seeds, split_seed)):
         raise ConfigError(f"--seeds and --split-seed: integers >= 0 (numpy's generators take no negative seed),"
                           f" got {list(seeds)} and {split_seed!r}")
     if workers < 1 or bootstrap < 10 or max_remedies < 1:

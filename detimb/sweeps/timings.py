@@ -21,6 +21,7 @@ from typing import Any
 from detimb.utils import atomic_write_text, cpu_name, usable_cores
 
 TIMINGS_FILE = "timings.jsonl"
+NOT_RECORDED = "not recorded"  # the machine of a row or run written before they named it
 logger = logging.getLogger(__name__)
 
 
@@ -59,8 +60,8 @@ def machine() -> str:
 
 def machines(out_dir: Path) -> list[str]:
     """The machines the sweep's invocations ran on, in the order first seen; rows written before
-    rows named their machine count as ``"not recorded"``."""
-    seen = [r.get("machine", "not recorded") for r in read_rows(out_dir / TIMINGS_FILE)]
+    rows named their machine count as ``NOT_RECORDED``."""
+    seen = [r.get("machine", NOT_RECORDED) for r in read_rows(out_dir / TIMINGS_FILE)]
     return list(dict.fromkeys(str(m) for m in seen))
 
 

@@ -30,7 +30,7 @@ from detimb.data.tiling.clip import clip_boxes, clip_polygons, crop_rle
 from detimb.data.tiling.grid import Tile, tile_grid
 from detimb.data.tiling.raster import RasterSource, convert, nodata_fraction, write_tile
 from detimb.errors import DatasetError, DetimbError, OptionError
-from detimb.utils import atomic_write_json
+from detimb.utils import atomic_write_json, is_whole_number
 
 FORMATS = ("auto", "tif", "png", "jpg")
 
@@ -69,7 +69,7 @@ class TileOptions:
             raise OptionError(f"format must be one of {FORMATS}, got {self.fmt!r}")
         if not 0.0 <= self.min_visible <= 1.0 or not 0.0 <= self.empty_keep <= 1.0:
             raise OptionError("min_visible and empty_keep must be in [0, 1]")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+        if not is_whole_number(self.seed, at_least=0):
             raise OptionError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.write_threads < 1:
             raise OptionError(f"write_threads must be >= 1, got {self.write_threads}")
